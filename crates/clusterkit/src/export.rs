@@ -1,0 +1,558 @@
+//! The glue behind [`export_resource_types!`]: Rust types behind the C table.
+//!
+//! Every function here that C calls runs its body inside [`guard`], the one
+//! panic boundary: a panic becomes `CK_E_PANICKED` with the panic message,
+//! never an unwind across `extern "C"`.
+
+use std::any::Any;
+use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ffi::{self, ck_bytes, ck_error, ck_health, ck_host, ck_library, ck_property_spec, ck_str, ck_type};
+use crate::{
+    ControlCode, Error, Level, LogSink, Logger, LostOwnership, Properties, Reply, Resource,
+    ResourceContext, ResourceState, ResourceType, Result, Schema, StartupContext, StatusReporter,
+    StatusSink, StopFlag, Transition, TypeDescription,
+};
+
+/// Turns a panic payload into its message.
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(s) => (*s).to_owned(),
+            Err(_) => "a panic with a non-string payload".to_owned(),
+        },
+    }
+}
+
+/// Runs `f`, catching panics; writes any error into `error` (if not NULL)
+/// and returns its code, or `CK_OK`.
+fn guard(error: *mut ck_error, f: impl FnOnce() -> Result<()>) -> i32 {
+    let outcome = catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|payload| Err(Error::Panicked(panic_message(payload))));
+    match outcome {
+        Ok(()) => ffi::CK_OK,
+        Err(e) => {
+            // SAFETY: the C caller passes NULL or a valid, writable ck_error.
+            if let Some(slot) = unsafe { error.as_mut() } {
+                slot.set(&e);
+            }
+            e.code().as_i32()
+        }
+    }
+}
+
+/// Writes `value` through an out-pointer the C caller gave.
+fn write_out<T>(out: *mut T, value: T, what: &str) -> Result<()> {
+    if out.is_null() {
+        return Err(Error::InvalidInput(format!("NULL {what} pointer")));
+    }
+    // SAFETY: not NULL; the C caller guarantees it is valid and writable.
+    unsafe { out.write(value) };
+    Ok(())
+}
+
+struct FfiLogSink(ffi::ck_logger);
+// SAFETY: the ABI requires the host's log callback to be thread-safe.
+unsafe impl Send for FfiLogSink {}
+// SAFETY: as above.
+unsafe impl Sync for FfiLogSink {}
+
+impl LogSink for FfiLogSink {
+    fn log(&self, level: Level, message: &str) {
+        if let Some(log) = self.0.log {
+            // SAFETY: the host keeps the context valid while the resource exists.
+            unsafe { log(self.0.context, level as u32, ck_str::from_str(message)) }
+        }
+    }
+}
+
+fn logger_from(raw: ffi::ck_logger) -> Logger {
+    match raw.log {
+        Some(_) => Logger::new(Arc::new(FfiLogSink(raw))),
+        None => Logger::discard(),
+    }
+}
+
+struct FfiStatusSink(ffi::ck_status_reporter);
+// SAFETY: the ABI requires the host's report/complete callbacks to be thread-safe.
+unsafe impl Send for FfiStatusSink {}
+// SAFETY: as above.
+unsafe impl Sync for FfiStatusSink {}
+
+impl StatusSink for FfiStatusSink {
+    fn report(&self, state: ResourceState, checkpoint: u32, wait_hint: Duration) -> Reply {
+        let Some(report) = self.0.report else {
+            return Reply::Continue;
+        };
+        let ms = u64::try_from(wait_hint.as_millis()).unwrap_or(u64::MAX);
+        // SAFETY: the host keeps the context valid until `close` returns.
+        match unsafe { report(self.0.context, state as u32, checkpoint, ms) } {
+            ffi::CK_REPLY_CONTINUE => Reply::Continue,
+            _ => Reply::Terminate,
+        }
+    }
+
+    fn complete(&self, outcome: Result<ResourceState, Error>) {
+        let Some(complete) = self.0.complete else {
+            return;
+        };
+        match outcome {
+            // SAFETY: as above.
+            Ok(state) => unsafe { complete(self.0.context, state as u32, std::ptr::null()) },
+            Err(e) => {
+                let mut raw = ck_error::default();
+                raw.set(&e);
+                // SAFETY: as above; `raw` outlives the call.
+                unsafe { complete(self.0.context, ffi::CK_STATE_FAILED, &raw) }
+            }
+        }
+    }
+}
+
+/// A Rust resource type ready to be laid out in a C table; built by
+/// [`export_resource_types!`] with [`TypeExport::of`].
+#[derive(Debug, Clone, Copy)]
+pub struct TypeExport {
+    build: fn(&StartupContext) -> Result<Box<TypeState>>,
+}
+
+impl TypeExport {
+    /// The export of `T`.
+    pub const fn of<T: ResourceType>() -> TypeExport {
+        TypeExport {
+            build: build_type::<T>,
+        }
+    }
+}
+
+/// One type's table and everything it points to.
+#[doc(hidden)]
+pub struct TypeState {
+    table: ck_type,
+    _description: TypeDescription,
+    _specs: Vec<ck_property_spec>,
+    _storage: Vec<ffi::SpecStorage>,
+    drop_context: unsafe fn(*mut c_void),
+}
+
+impl std::fmt::Debug for TypeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypeState").field("table", &self.table).finish_non_exhaustive()
+    }
+}
+
+impl Drop for TypeState {
+    fn drop(&mut self) {
+        // SAFETY: `context` was made by `build_type` for this `drop_context`.
+        unsafe { (self.drop_context)(self.table.context) }
+    }
+}
+
+/// The type instance plus its schema, behind `ck_type.context`.
+struct TypeHolder<T> {
+    instance: T,
+    schema: Schema,
+}
+
+/// One open resource, behind the `void *` handle.
+struct ResourceHolder<R> {
+    resource: R,
+    termination: StopFlag,
+}
+
+unsafe fn drop_type_holder<T: ResourceType>(context: *mut c_void) {
+    // SAFETY: made by `Box::into_raw` in `build_type::<T>`.
+    drop(unsafe { Box::from_raw(context.cast::<TypeHolder<T>>()) });
+}
+
+fn build_type<T: ResourceType>(ctx: &StartupContext) -> Result<Box<TypeState>> {
+    let description = T::describe();
+    description.schema.check_self().map_err(|errors| {
+        Error::Internal(format!("type `{}` declares a bad schema: {errors}", description.name))
+    })?;
+    let instance = T::startup(ctx)?;
+    let holder = Box::new(TypeHolder {
+        instance,
+        schema: description.schema.clone(),
+    });
+    let (specs, storage): (Vec<_>, Vec<_>) = description
+        .schema
+        .specs()
+        .iter()
+        .map(ck_property_spec::from_spec)
+        .unzip();
+    let table = ck_type {
+        struct_size: size_of::<ck_type>() as u32,
+        reserved: 0,
+        name: ck_str::from_str(&description.name),
+        description: ck_str::from_str(&description.description),
+        characteristics: description.characteristics.bits(),
+        properties: specs.as_ptr(),
+        property_count: specs.len(),
+        context: Box::into_raw(holder).cast(),
+        open: Some(open::<T>),
+        close: Some(close::<T>),
+        online: Some(online::<T>),
+        offline: Some(offline::<T>),
+        terminate: Some(terminate::<T>),
+        looks_alive: Some(looks_alive::<T>),
+        is_alive: Some(is_alive::<T>),
+        arbitrate: Some(arbitrate::<T>),
+        release: Some(release::<T>),
+        control: Some(control::<T>),
+        type_control: Some(type_control::<T>),
+    };
+    // The strings and specs live on the heap, so moving `description` and
+    // `specs` into the box keeps every pointer in `table` valid.
+    Ok(Box::new(TypeState {
+        table,
+        _description: description,
+        _specs: specs,
+        _storage: storage,
+        drop_context: drop_type_holder::<T>,
+    }))
+}
+
+/// The library: its table first, so a `*const ck_library` is a `*const LibraryState`.
+#[repr(C)]
+struct LibraryState {
+    table: ck_library,
+    types: Vec<Box<TypeState>>,
+    type_pointers: Vec<*const ck_type>,
+    _host_log: Logger,
+}
+
+/// The body of the generated `clusterkit_startup`.
+///
+/// # Safety
+/// `host` must be NULL or point to a valid `ck_host`; `error` must be NULL
+/// or point to a writable `ck_error`.
+pub unsafe fn startup(
+    host: *const ck_host,
+    error: *mut ck_error,
+    types: &[TypeExport],
+) -> *const ck_library {
+    let mut library: *const ck_library = std::ptr::null();
+    guard(error, || {
+        // SAFETY: the caller passes NULL or a valid ck_host.
+        let host = unsafe { host.as_ref() }
+            .ok_or_else(|| Error::InvalidInput("clusterkit_startup: NULL host".into()))?;
+        let host_major = host.abi_version >> 16;
+        if host_major != ffi::CK_ABI_VERSION_MAJOR {
+            return Err(Error::Abi(format!(
+                "the host speaks clusterkit ABI {}.{}, this library {}.{}",
+                host_major,
+                host.abi_version & 0xffff,
+                ffi::CK_ABI_VERSION_MAJOR,
+                ffi::CK_ABI_VERSION_MINOR
+            )));
+        }
+        let log = logger_from(host.logger);
+        let ctx = StartupContext { log: log.clone() };
+        let types = types
+            .iter()
+            .map(|t| (t.build)(&ctx))
+            .collect::<Result<Vec<_>>>()?;
+        let type_pointers: Vec<*const ck_type> =
+            types.iter().map(|t| &t.table as *const ck_type).collect();
+        let mut state = Box::new(LibraryState {
+            table: ck_library {
+                abi_version: ffi::CK_ABI_VERSION,
+                struct_size: size_of::<ck_library>() as u32,
+                type_count: types.len(),
+                types: std::ptr::null(),
+                free_buffer: Some(free_buffer),
+                shutdown: Some(shutdown),
+            },
+            types,
+            type_pointers,
+            _host_log: log,
+        });
+        state.table.types = state.type_pointers.as_ptr();
+        library = Box::into_raw(state).cast::<ck_library>();
+        Ok(())
+    });
+    library
+}
+
+unsafe extern "C" fn shutdown(library: *const ck_library) {
+    guard(std::ptr::null_mut(), || {
+        if !library.is_null() {
+            // SAFETY: `library` is the table `startup` leaked from a LibraryState.
+            drop(unsafe { Box::from_raw(library.cast::<LibraryState>().cast_mut()) });
+        }
+        Ok(())
+    });
+}
+
+unsafe extern "C" fn free_buffer(buffer: ffi::ck_buffer) {
+    guard(std::ptr::null_mut(), || {
+        // SAFETY: every buffer this library hands out comes from `from_vec`.
+        unsafe { buffer.free() };
+        Ok(())
+    });
+}
+
+/// # Safety
+/// `handle` must be an `open::<T>` handle that `close` has not consumed.
+unsafe fn holder<'a, T: ResourceType>(handle: *mut c_void) -> Result<&'a ResourceHolder<T::Resource>> {
+    // SAFETY: forwarded from the caller.
+    unsafe { handle.cast::<ResourceHolder<T::Resource>>().as_ref() }
+        .ok_or_else(|| Error::InvalidInput("NULL resource handle".into()))
+}
+
+unsafe extern "C" fn open<T: ResourceType>(
+    context: *mut c_void,
+    name: ck_str,
+    properties: ck_bytes,
+    recover: bool,
+    logger: ffi::ck_logger,
+    resource: *mut *mut c_void,
+    error: *mut ck_error,
+) -> i32 {
+    guard(error, || {
+        // SAFETY: `context` is the TypeHolder<T> from `build_type::<T>`.
+        let ty = unsafe { context.cast::<TypeHolder<T>>().as_ref() }
+            .ok_or_else(|| Error::InvalidInput("NULL type context".into()))?;
+        // SAFETY: the host passes valid strings for the call's duration.
+        let name = unsafe { name.as_str() }?;
+        // SAFETY: as above.
+        let input = Properties::decode(unsafe { properties.as_slice() }?)?;
+        let validated = ty.schema.validate(&input)?;
+        let termination = StopFlag::new();
+        let ctx = ResourceContext::new(name, logger_from(logger), termination.clone());
+        let opened = ty.instance.open(ctx, &validated, recover)?;
+        let handle = Box::into_raw(Box::new(ResourceHolder {
+            resource: opened,
+            termination,
+        }));
+        write_out(resource, handle.cast(), "resource").inspect_err(|_| {
+            // SAFETY: just made by Box::into_raw and never shared.
+            drop(unsafe { Box::from_raw(handle) });
+        })
+    })
+}
+
+unsafe extern "C" fn close<T: ResourceType>(handle: *mut c_void, error: *mut ck_error) -> i32 {
+    guard(error, || {
+        if handle.is_null() {
+            return Err(Error::InvalidInput("NULL resource handle".into()));
+        }
+        // SAFETY: the host hands back an `open::<T>` handle, once.
+        let holder = unsafe { Box::from_raw(handle.cast::<ResourceHolder<T::Resource>>()) };
+        holder.resource.close()
+    })
+}
+
+fn transition<T: ResourceType>(
+    handle: *mut c_void,
+    reporter: ffi::ck_status_reporter,
+    out: *mut u32,
+    error: *mut ck_error,
+    going_online: bool,
+) -> i32 {
+    guard(error, || {
+        // SAFETY: the host passes a live handle.
+        let holder = unsafe { holder::<T>(handle) }?;
+        holder.termination.lower();
+        let sink = Arc::new(FfiStatusSink(reporter));
+        let (status, done, pending) = if going_online {
+            (StatusReporter::online(sink), ResourceState::Online, ResourceState::OnlinePending)
+        } else {
+            (StatusReporter::offline(sink), ResourceState::Offline, ResourceState::OfflinePending)
+        };
+        let result = if going_online {
+            holder.resource.online(status)
+        } else {
+            holder.resource.offline(status)
+        }?;
+        let state = match result {
+            Transition::Done => done,
+            Transition::Pending => pending,
+        };
+        write_out(out, state as u32, "state")
+    })
+}
+
+unsafe extern "C" fn online<T: ResourceType>(
+    handle: *mut c_void,
+    reporter: ffi::ck_status_reporter,
+    state: *mut u32,
+    error: *mut ck_error,
+) -> i32 {
+    transition::<T>(handle, reporter, state, error, true)
+}
+
+unsafe extern "C" fn offline<T: ResourceType>(
+    handle: *mut c_void,
+    reporter: ffi::ck_status_reporter,
+    state: *mut u32,
+    error: *mut ck_error,
+) -> i32 {
+    transition::<T>(handle, reporter, state, error, false)
+}
+
+unsafe extern "C" fn terminate<T: ResourceType>(handle: *mut c_void, error: *mut ck_error) -> i32 {
+    guard(error, || {
+        // SAFETY: the host passes a live handle.
+        let holder = unsafe { holder::<T>(handle) }?;
+        holder.termination.raise();
+        holder.resource.terminate()
+    })
+}
+
+fn health_check<T: ResourceType>(
+    handle: *mut c_void,
+    out: *mut ck_health,
+    error: *mut ck_error,
+    check: fn(&T::Resource) -> crate::Health,
+) -> i32 {
+    guard(error, || {
+        // SAFETY: the host passes a live handle.
+        let holder = unsafe { holder::<T>(handle) }?;
+        let health = check(&holder.resource);
+        // SAFETY: the host passes NULL or a writable ck_health.
+        let slot = unsafe { out.as_mut() }
+            .ok_or_else(|| Error::InvalidInput("NULL health pointer".into()))?;
+        slot.set(&health);
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn looks_alive<T: ResourceType>(
+    handle: *mut c_void,
+    health: *mut ck_health,
+    error: *mut ck_error,
+) -> i32 {
+    health_check::<T>(handle, health, error, |r| r.looks_alive())
+}
+
+unsafe extern "C" fn is_alive<T: ResourceType>(
+    handle: *mut c_void,
+    health: *mut ck_health,
+    error: *mut ck_error,
+) -> i32 {
+    health_check::<T>(handle, health, error, |r| r.is_alive())
+}
+
+struct FfiLost(ffi::ck_lost_callback);
+// SAFETY: the ABI requires the host's `lost` callback to be thread-safe.
+unsafe impl Send for FfiLost {}
+// SAFETY: as above.
+unsafe impl Sync for FfiLost {}
+
+impl FfiLost {
+    fn fire(&self) {
+        if let Some(lost) = self.0.lost {
+            // SAFETY: the host keeps the context valid until `close` returns.
+            unsafe { lost(self.0.context) }
+        }
+    }
+}
+
+unsafe extern "C" fn arbitrate<T: ResourceType>(
+    handle: *mut c_void,
+    lost: ffi::ck_lost_callback,
+    error: *mut ck_error,
+) -> i32 {
+    guard(error, || {
+        // SAFETY: the host passes a live handle.
+        let holder = unsafe { holder::<T>(handle) }?;
+        let raw = FfiLost(lost);
+        let callback = LostOwnership::new(move || raw.fire());
+        holder.resource.arbitrate(callback)
+    })
+}
+
+unsafe extern "C" fn release<T: ResourceType>(handle: *mut c_void, error: *mut ck_error) -> i32 {
+    guard(error, || {
+        // SAFETY: the host passes a live handle.
+        unsafe { holder::<T>(handle) }?.resource.release()
+    })
+}
+
+fn run_control(
+    input: ck_bytes,
+    output: *mut ffi::ck_buffer,
+    error: *mut ck_error,
+    call: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
+) -> i32 {
+    guard(error, || {
+        if output.is_null() {
+            return Err(Error::InvalidInput("NULL output buffer pointer".into()));
+        }
+        // SAFETY: the host passes valid input bytes for the call's duration.
+        let bytes = call(unsafe { input.as_slice() }?)?;
+        write_out(output, ffi::ck_buffer::from_vec(bytes), "output")
+    })
+}
+
+unsafe extern "C" fn control<T: ResourceType>(
+    handle: *mut c_void,
+    code: u32,
+    input: ck_bytes,
+    output: *mut ffi::ck_buffer,
+    error: *mut ck_error,
+) -> i32 {
+    run_control(input, output, error, |bytes| {
+        // SAFETY: the host passes a live handle.
+        let holder = unsafe { holder::<T>(handle) }?;
+        holder.resource.control(ControlCode(code), bytes)
+    })
+}
+
+unsafe extern "C" fn type_control<T: ResourceType>(
+    context: *mut c_void,
+    code: u32,
+    input: ck_bytes,
+    output: *mut ffi::ck_buffer,
+    error: *mut ck_error,
+) -> i32 {
+    run_control(input, output, error, |bytes| {
+        // SAFETY: `context` is the TypeHolder<T> from `build_type::<T>`.
+        let ty = unsafe { context.cast::<TypeHolder<T>>().as_ref() }
+            .ok_or_else(|| Error::InvalidInput("NULL type context".into()))?;
+        ty.instance.control(ControlCode(code), bytes)
+    })
+}
+
+/// Exports resource types from a `cdylib` as the `clusterkit_startup`
+/// symbol of the C ABI.
+///
+/// Put it once in the library crate, naming every exported type:
+///
+/// ```ignore
+/// clusterkit::export_resource_types!(DiskType, NetworkNameType);
+/// ```
+///
+/// The crate's `Cargo.toml` needs `crate-type = ["cdylib"]` (add `"rlib"`
+/// to also use the types from Rust). Only one crate in a final binary may
+/// use this macro, since it defines an unmangled symbol.
+#[macro_export]
+macro_rules! export_resource_types {
+    ($($resource_type:ty),+ $(,)?) => {
+        /// The clusterkit C ABI entry point, generated by
+        /// `clusterkit::export_resource_types!`.
+        ///
+        /// # Safety
+        /// `host` must be NULL or a valid `ck_host`; `error` NULL or writable.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn clusterkit_startup(
+            host: *const $crate::ffi::ck_host,
+            error: *mut $crate::ffi::ck_error,
+        ) -> *const $crate::ffi::ck_library {
+            // SAFETY: the caller's guarantees are forwarded unchanged.
+            unsafe {
+                $crate::export::startup(
+                    host,
+                    error,
+                    &[$($crate::export::TypeExport::of::<$resource_type>()),+],
+                )
+            }
+        }
+    };
+}

@@ -1,0 +1,561 @@
+//! Property schemas and validation.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use super::{Properties, PropertyKind, Value};
+
+/// When a change to a property takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Apply {
+    /// The running resource applies the change at once.
+    Live,
+    /// The change applies after the next offline/online cycle.
+    #[default]
+    NextOnline,
+}
+
+/// What applying a property update requires; see [`Schema::check_update`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateEffect {
+    /// Nothing changed.
+    Unchanged,
+    /// Every changed property applies live.
+    Live,
+    /// At least one changed property applies after the next online.
+    NeedsRestart,
+}
+
+/// The declaration of one property: name, kind, default, bounds and flags.
+///
+/// Built with a constructor per kind and chained setters:
+///
+/// ```
+/// use clusterkit::{Apply, PropertySpec};
+/// use std::time::Duration;
+///
+/// let ttl = PropertySpec::u32("ttl")
+///     .describe("Record TTL in seconds")
+///     .default(300u32)
+///     .range(1, 86_400)
+///     .apply(Apply::Live);
+/// let timeout = PropertySpec::duration("attempt_timeout").default(Duration::from_millis(500));
+/// let zone = PropertySpec::string("zone").required().min(1);
+/// # let _ = (ttl, timeout, zone);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertySpec {
+    /// The property's name: 1 to [`MAX_NAME_LEN`](super::MAX_NAME_LEN) bytes.
+    pub name: Cow<'static, str>,
+    /// One line for people: shown by `validate`, OCF meta-data and docs.
+    pub description: Cow<'static, str>,
+    /// The kind of value it holds.
+    pub kind: PropertyKind,
+    /// The value used when the property is not given.
+    pub default: Option<Value>,
+    /// The smallest allowed [`Value::magnitude`], inclusive.
+    pub min: Option<i128>,
+    /// The largest allowed [`Value::magnitude`], inclusive.
+    pub max: Option<i128>,
+    /// The property must be given (a default does not satisfy this).
+    pub required: bool,
+    /// The property is set when the resource is created and never changes.
+    pub read_only: bool,
+    /// When a change takes effect.
+    pub apply: Apply,
+}
+
+macro_rules! spec_constructors {
+    ($($fn_name:ident => $kind:ident),* $(,)?) => {$(
+        #[doc = concat!("A property of kind [`PropertyKind::", stringify!($kind), "`].")]
+        pub fn $fn_name(name: impl Into<Cow<'static, str>>) -> PropertySpec {
+            PropertySpec::new(name, PropertyKind::$kind)
+        }
+    )*};
+}
+
+impl PropertySpec {
+    /// A property named `name` of `kind`, optional, writable, with no
+    /// default or bounds, applied after the next online.
+    pub fn new(name: impl Into<Cow<'static, str>>, kind: PropertyKind) -> PropertySpec {
+        PropertySpec {
+            name: name.into(),
+            description: Cow::Borrowed(""),
+            kind,
+            default: None,
+            min: None,
+            max: None,
+            required: false,
+            read_only: false,
+            apply: Apply::NextOnline,
+        }
+    }
+
+    spec_constructors!(bool => Bool, u32 => U32, u64 => U64, i64 => I64, string => String,
+        multi_string => MultiString, bytes => Bytes, duration => Duration);
+
+    /// Sets the description.
+    pub fn describe(mut self, description: impl Into<Cow<'static, str>>) -> PropertySpec {
+        self.description = description.into();
+        self
+    }
+
+    /// Sets the default value.
+    pub fn default(mut self, value: impl Into<Value>) -> PropertySpec {
+        self.default = Some(value.into());
+        self
+    }
+
+    /// Sets the inclusive lower bound of [`Value::magnitude`].
+    pub fn min(mut self, min: impl Into<i128>) -> PropertySpec {
+        self.min = Some(min.into());
+        self
+    }
+
+    /// Sets the inclusive upper bound of [`Value::magnitude`].
+    pub fn max(mut self, max: impl Into<i128>) -> PropertySpec {
+        self.max = Some(max.into());
+        self
+    }
+
+    /// Sets both bounds.
+    pub fn range(self, min: impl Into<i128>, max: impl Into<i128>) -> PropertySpec {
+        self.min(min).max(max)
+    }
+
+    /// Marks the property as required.
+    pub fn required(mut self) -> PropertySpec {
+        self.required = true;
+        self
+    }
+
+    /// Marks the property as read-only after creation.
+    pub fn read_only(mut self) -> PropertySpec {
+        self.read_only = true;
+        self
+    }
+
+    /// Sets when a change takes effect.
+    pub fn apply(mut self, apply: Apply) -> PropertySpec {
+        self.apply = apply;
+        self
+    }
+
+    /// Checks one value against this spec's kind and bounds.
+    pub fn check(&self, value: &Value) -> Result<(), Problem> {
+        if value.kind() != self.kind {
+            return Err(Problem::WrongKind {
+                expected: self.kind,
+                found: value.kind(),
+            });
+        }
+        let magnitude = value.magnitude();
+        if let Some(min) = self.min
+            && magnitude < min
+        {
+            return Err(Problem::BelowMin {
+                min,
+                actual: magnitude,
+            });
+        }
+        if let Some(max) = self.max
+            && magnitude > max
+        {
+            return Err(Problem::AboveMax {
+                max,
+                actual: magnitude,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What is wrong with one property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// The schema has no property of this name.
+    Unknown,
+    /// A required property was not given.
+    Missing,
+    /// The value is of another kind.
+    WrongKind {
+        /// The schema's kind.
+        expected: PropertyKind,
+        /// The given value's kind.
+        found: PropertyKind,
+    },
+    /// The value (or its length) is below the minimum.
+    BelowMin {
+        /// The inclusive minimum.
+        min: i128,
+        /// The value's magnitude.
+        actual: i128,
+    },
+    /// The value (or its length) is above the maximum.
+    AboveMax {
+        /// The inclusive maximum.
+        max: i128,
+        /// The value's magnitude.
+        actual: i128,
+    },
+    /// The property is read-only and the update changes it.
+    ReadOnly,
+    /// A type-specific rule rejected the value.
+    Invalid(String),
+}
+
+fn article(kind: PropertyKind) -> &'static str {
+    match kind {
+        PropertyKind::I64 => "an",
+        _ => "a",
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Unknown => f.write_str("unknown property"),
+            Problem::Missing => f.write_str("required but not given"),
+            Problem::WrongKind { expected, found } => write!(
+                f,
+                "expected {} {expected}, found {} {found}",
+                article(*expected),
+                article(*found)
+            ),
+            Problem::BelowMin { min, actual } => {
+                write!(f, "{actual} is below the minimum {min}")
+            }
+            Problem::AboveMax { max, actual } => {
+                write!(f, "{actual} is above the maximum {max}")
+            }
+            Problem::ReadOnly => f.write_str("read-only: cannot be changed after creation"),
+            Problem::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+/// One property that failed validation, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("property `{property}`: {problem}")]
+pub struct PropertyError {
+    /// The property's name.
+    pub property: String,
+    /// What is wrong with it.
+    pub problem: Problem,
+}
+
+impl PropertyError {
+    /// An error for `property`.
+    pub fn new(property: impl Into<String>, problem: Problem) -> PropertyError {
+        PropertyError {
+            property: property.into(),
+            problem,
+        }
+    }
+
+    /// A type-specific rejection of `property` with a free-text reason.
+    pub fn invalid(property: impl Into<String>, why: impl Into<String>) -> PropertyError {
+        PropertyError::new(property, Problem::Invalid(why.into()))
+    }
+}
+
+/// Every property that failed validation, one per line when displayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct PropertyErrors(pub Vec<PropertyError>);
+
+impl PropertyErrors {
+    /// The errors.
+    pub fn iter(&self) -> impl Iterator<Item = &PropertyError> {
+        self.0.iter()
+    }
+
+    /// The error for `property`, if there is one.
+    pub fn for_property(&self, property: &str) -> Option<&PropertyError> {
+        self.0.iter().find(|e| e.property == property)
+    }
+
+    /// Parses the [`Display`](fmt::Display) form back, as received across the
+    /// C ABI. Reasons come back as [`Problem::Invalid`]; property names are kept.
+    pub fn parse(text: &str) -> PropertyErrors {
+        let errors = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                line.strip_prefix("property `")
+                    .and_then(|rest| rest.split_once("`: "))
+                    .map(|(name, why)| PropertyError::invalid(name, why))
+                    .unwrap_or_else(|| PropertyError::invalid("", line))
+            })
+            .collect();
+        PropertyErrors(errors)
+    }
+}
+
+impl From<PropertyError> for PropertyErrors {
+    fn from(e: PropertyError) -> PropertyErrors {
+        PropertyErrors(vec![e])
+    }
+}
+
+impl fmt::Display for PropertyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The properties a resource type accepts.
+///
+/// ```
+/// use clusterkit::{Properties, PropertySpec, Schema};
+///
+/// let schema = Schema::new(vec![
+///     PropertySpec::string("path").required(),
+///     PropertySpec::u32("retries").default(3u32).max(10),
+/// ]);
+/// let mut input = Properties::new();
+/// input.insert("path", "/srv/data");
+/// let valid = schema.validate(&input).unwrap();
+/// assert_eq!(valid.u32("retries").unwrap(), 3); // default filled in
+///
+/// input.insert("retries", 11u32);
+/// input.insert("colour", "blue");
+/// let errors = schema.validate(&input).unwrap_err();
+/// assert_eq!(errors.to_string(), "property `colour`: unknown property\n\
+///     property `retries`: 11 is above the maximum 10");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schema {
+    specs: Vec<PropertySpec>,
+}
+
+impl Schema {
+    /// A schema of `specs`, in the order given (kept for documentation).
+    pub fn new(specs: Vec<PropertySpec>) -> Schema {
+        Schema { specs }
+    }
+
+    /// The declared properties.
+    pub fn specs(&self) -> &[PropertySpec] {
+        &self.specs
+    }
+
+    /// The spec of `name`.
+    pub fn spec(&self, name: &str) -> Option<&PropertySpec> {
+        self.specs.iter().find(|s| s.name == name)
+    }
+
+    /// Checks the schema itself: names valid and unique, defaults and bounds
+    /// consistent with kinds. Library loaders call this on every type.
+    pub fn check_self(&self) -> Result<(), PropertyErrors> {
+        let mut errors = Vec::new();
+        for (i, spec) in self.specs.iter().enumerate() {
+            let name = spec.name.as_ref();
+            if name.is_empty() || name.len() > super::MAX_NAME_LEN {
+                errors.push(PropertyError::invalid(
+                    name,
+                    format!("name must be 1 to {} bytes", super::MAX_NAME_LEN),
+                ));
+            }
+            if self.specs[..i].iter().any(|s| s.name == spec.name) {
+                errors.push(PropertyError::invalid(name, "declared twice"));
+            }
+            if let Some(default) = &spec.default
+                && let Err(problem) = spec.check(default)
+            {
+                errors.push(PropertyError::invalid(
+                    name,
+                    format!("default value is invalid: {problem}"),
+                ));
+            }
+            if let (Some(min), Some(max)) = (spec.min, spec.max)
+                && min > max
+            {
+                errors.push(PropertyError::invalid(
+                    name,
+                    format!("minimum {min} is above maximum {max}"),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(PropertyErrors(errors))
+        }
+    }
+
+    /// Validates `input`: every property known, of its kind and within its
+    /// bounds, every required one present. Returns the input with defaults
+    /// filled in, or every error found.
+    pub fn validate(&self, input: &Properties) -> Result<Properties, PropertyErrors> {
+        let mut errors = Vec::new();
+        for (name, value) in input.iter() {
+            match self.spec(name) {
+                None => errors.push(PropertyError::new(name, Problem::Unknown)),
+                Some(spec) => {
+                    if let Err(problem) = spec.check(value) {
+                        errors.push(PropertyError::new(name, problem));
+                    }
+                }
+            }
+        }
+        let mut output = input.clone();
+        for spec in &self.specs {
+            if input.contains(&spec.name) {
+                continue;
+            }
+            if spec.required {
+                errors.push(PropertyError::new(spec.name.as_ref(), Problem::Missing));
+            } else if let Some(default) = &spec.default {
+                output.insert(spec.name.as_ref(), default.clone());
+            }
+        }
+        if errors.is_empty() {
+            Ok(output)
+        } else {
+            errors.sort_by(|a, b| a.property.cmp(&b.property));
+            Err(PropertyErrors(errors))
+        }
+    }
+
+    /// Validates an update of a resource's `current` (validated) properties
+    /// by `changes` (a partial list). Returns the merged, validated list and
+    /// what applying it requires; changing a read-only property is an error.
+    pub fn check_update(
+        &self,
+        current: &Properties,
+        changes: &Properties,
+    ) -> Result<(Properties, UpdateEffect), PropertyErrors> {
+        let mut merged = current.clone();
+        let mut effect = UpdateEffect::Unchanged;
+        let mut errors = Vec::new();
+        for (name, value) in changes.iter() {
+            if current.get(name) == Some(value) {
+                continue;
+            }
+            if let Some(spec) = self.spec(name) {
+                if spec.read_only {
+                    errors.push(PropertyError::new(name, Problem::ReadOnly));
+                }
+                effect = match (effect, spec.apply) {
+                    (UpdateEffect::NeedsRestart, _) | (_, Apply::NextOnline) => {
+                        UpdateEffect::NeedsRestart
+                    }
+                    _ => UpdateEffect::Live,
+                };
+            }
+            merged.insert(name, value.clone());
+        }
+        let validated = self.validate(&merged);
+        match validated {
+            Ok(props) if errors.is_empty() => Ok((props, effect)),
+            Ok(_) => Err(PropertyErrors(errors)),
+            Err(PropertyErrors(more)) => {
+                errors.extend(more);
+                Err(PropertyErrors(errors))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            PropertySpec::string("name").required().range(1, 63),
+            PropertySpec::u32("ttl").default(300u32).range(1, 86_400).apply(Apply::Live),
+            PropertySpec::i64("offset").range(-5, 5),
+            PropertySpec::duration("timeout").default(Duration::from_millis(500)),
+            PropertySpec::string("owner").read_only(),
+        ])
+    }
+
+    #[test]
+    fn every_error_names_its_property() {
+        let input: Properties = [
+            ("ttl", Value::U32(0)),
+            ("offset", Value::I64(-6)),
+            ("timeout", Value::U32(4)),
+            ("bogus", Value::Bool(true)),
+        ]
+        .into_iter()
+        .collect();
+        let errors = schema().validate(&input).unwrap_err();
+        let text = errors.to_string();
+        assert_eq!(
+            text,
+            "property `bogus`: unknown property\n\
+             property `name`: required but not given\n\
+             property `offset`: -6 is below the minimum -5\n\
+             property `timeout`: expected a duration, found a u32\n\
+             property `ttl`: 0 is below the minimum 1"
+        );
+        assert_eq!(PropertyErrors::parse(&text).to_string(), text);
+        assert_eq!(
+            PropertyErrors::parse(&text).for_property("ttl").unwrap().problem,
+            Problem::Invalid("0 is below the minimum 1".into())
+        );
+    }
+
+    #[test]
+    fn string_bounds_apply_to_length() {
+        let mut p = Properties::new();
+        p.insert("name", "");
+        let e = schema().validate(&p).unwrap_err();
+        assert_eq!(e.to_string(), "property `name`: 0 is below the minimum 1");
+    }
+
+    #[test]
+    fn update_reports_effect_and_rejects_read_only() {
+        let s = schema();
+        let mut base = Properties::new();
+        base.insert("name", "web");
+        base.insert("owner", "node-a");
+        let current = s.validate(&base).unwrap();
+
+        let live: Properties = [("ttl", 60u32)].into_iter().collect();
+        let (merged, effect) = s.check_update(&current, &live).unwrap();
+        assert_eq!(effect, UpdateEffect::Live);
+        assert_eq!(merged.u32("ttl").unwrap(), 60);
+
+        let restart: Properties = [("name", "db")].into_iter().collect();
+        assert_eq!(
+            s.check_update(&current, &restart).unwrap().1,
+            UpdateEffect::NeedsRestart
+        );
+        let same: Properties = [("name", "web")].into_iter().collect();
+        assert_eq!(s.check_update(&current, &same).unwrap().1, UpdateEffect::Unchanged);
+
+        let ro: Properties = [("owner", "node-b")].into_iter().collect();
+        let e = s.check_update(&current, &ro).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "property `owner`: read-only: cannot be changed after creation"
+        );
+    }
+
+    #[test]
+    fn schema_checks_itself() {
+        let bad = Schema::new(vec![
+            PropertySpec::u32("a").default(7u32).max(5),
+            PropertySpec::u32("a"),
+            PropertySpec::bool(""),
+            PropertySpec::u64("b").range(9, 1),
+        ]);
+        let e = bad.check_self().unwrap_err().to_string();
+        assert!(e.contains("property `a`: default value is invalid: 7 is above the maximum 5"), "{e}");
+        assert!(e.contains("property `a`: declared twice"), "{e}");
+        assert!(e.contains("property ``: name must be 1 to 255 bytes"), "{e}");
+        assert!(e.contains("property `b`: minimum 9 is above maximum 1"), "{e}");
+        schema().check_self().unwrap();
+    }
+}
