@@ -1,1 +1,101 @@
-//! stub
+//! Internal helpers for clusterkit's tests: locate (building if needed) the
+//! workspace's resource libraries, and compile C sources against the header.
+//!
+//! Tests fail, never skip, when a tool is missing; the message says what to
+//! install.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("testkit lives at crates/clusterkit-testkit")
+        .to_owned()
+}
+
+/// The directory cargo builds the workspace's debug artifacts into.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// The header C code includes.
+pub fn include_dir() -> PathBuf {
+    workspace_root().join("include")
+}
+
+/// Builds `package` with cargo (a no-op when it is up to date) and returns
+/// the path of its shared library `lib<lib_name>.so`. Once per process per
+/// package.
+pub fn cdylib(package: &str, lib_name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Mutex::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|p| p == package) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let output = Command::new(&cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--quiet", "--lib", "-p", package])
+            .output()
+            .unwrap_or_else(|e| panic!("running `{cargo} build -p {package}`: {e}"));
+        assert!(
+            output.status.success(),
+            "`cargo build -p {package}` failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        built.push(package.to_owned());
+    }
+    let path = target_dir().join("debug").join(format!("lib{lib_name}.so"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// Compiles `source` (C) into the shared library `out` with the system C
+/// compiler, against `include/clusterkit.h`.
+pub fn compile_c_library(source: &str, out: &Path) {
+    let src = out.with_extension("c");
+    std::fs::write(&src, source).expect("writing C source");
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wall", "-Werror", "-o"])
+        .arg(out)
+        .arg("-I")
+        .arg(include_dir())
+        .arg(&src)
+        .status()
+        .unwrap_or_else(|e| panic!("running `cc` (install it with `apt-get install gcc`): {e}"));
+    assert!(status.success(), "cc failed to compile {}", src.display());
+}
+
+/// A fresh, empty temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `<tmp>/clusterkit-<label>-<pid>-<n>`.
+    pub fn new(label: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("clusterkit-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating a temp dir");
+        TempDir(dir)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -61,46 +61,46 @@ pub const CK_ABI_VERSION: u32 = (CK_ABI_VERSION_MAJOR << 16) | CK_ABI_VERSION_MI
 
 /// Success.
 pub const CK_OK: i32 = 0;
-/// See [`ErrorCode::Unsupported`].
+/// Error: not implemented; the host applies its default handling.
 pub const CK_E_UNSUPPORTED: i32 = 1;
-/// See [`ErrorCode::InvalidProperties`].
+/// Error: properties failed validation; the message names each one.
 pub const CK_E_INVALID_PROPERTIES: i32 = 2;
-/// See [`ErrorCode::InvalidInput`].
+/// Error: malformed input (a bad property list, a NULL pointer).
 pub const CK_E_INVALID_INPUT: i32 = 3;
-/// See [`ErrorCode::NotFound`].
+/// Error: something the resource needs does not exist.
 pub const CK_E_NOT_FOUND: i32 = 4;
-/// See [`ErrorCode::Busy`].
+/// Error: held by another owner.
 pub const CK_E_BUSY: i32 = 5;
-/// See [`ErrorCode::Timeout`].
+/// Error: an operation passed its own deadline.
 pub const CK_E_TIMEOUT: i32 = 6;
-/// See [`ErrorCode::Terminated`].
+/// Error: ended because the host called `terminate`.
 pub const CK_E_TERMINATED: i32 = 7;
-/// See [`ErrorCode::Io`].
+/// Error: an operating-system I/O error.
 pub const CK_E_IO: i32 = 8;
-/// See [`ErrorCode::Failed`].
+/// Error: the workload or its backend failed.
 pub const CK_E_FAILED: i32 = 9;
-/// See [`ErrorCode::Panicked`].
+/// Error: the entry point panicked; caught at the boundary.
 pub const CK_E_PANICKED: i32 = 10;
-/// See [`ErrorCode::Abi`].
+/// Error: the two sides speak different ABI major versions.
 pub const CK_E_ABI: i32 = 11;
-/// See [`ErrorCode::InvalidState`].
+/// Error: not valid in the current state.
 pub const CK_E_INVALID_STATE: i32 = 12;
-/// See [`ErrorCode::Internal`].
+/// Error: a bug or broken invariant.
 pub const CK_E_INTERNAL: i32 = 13;
 
-/// See [`ResourceState::Initializing`].
+/// State: opened, not yet online or offline.
 pub const CK_STATE_INITIALIZING: u32 = 1;
-/// See [`ResourceState::Online`].
+/// State: online.
 pub const CK_STATE_ONLINE: u32 = 2;
-/// See [`ResourceState::Offline`].
+/// State: offline.
 pub const CK_STATE_OFFLINE: u32 = 3;
-/// See [`ResourceState::OnlinePending`].
+/// State: coming online on a worker.
 pub const CK_STATE_ONLINE_PENDING: u32 = 4;
-/// See [`ResourceState::OfflinePending`].
+/// State: going offline on a worker.
 pub const CK_STATE_OFFLINE_PENDING: u32 = 5;
-/// See [`ResourceState::Failed`].
+/// State: failed.
 pub const CK_STATE_FAILED: u32 = 6;
-/// See [`ResourceState::Unknown`].
+/// State: unknown.
 pub const CK_STATE_UNKNOWN: u32 = 7;
 
 /// `ck_health.status`: healthy.
@@ -115,34 +115,34 @@ pub const CK_REPLY_CONTINUE: u32 = 0;
 /// `report` answer: stop at once.
 pub const CK_REPLY_TERMINATE: u32 = 1;
 
-/// See [`crate::Level::Error`].
+/// Log level: error.
 pub const CK_LOG_ERROR: u32 = 1;
-/// See [`crate::Level::Warn`].
+/// Log level: warning.
 pub const CK_LOG_WARN: u32 = 2;
-/// See [`crate::Level::Info`].
+/// Log level: information.
 pub const CK_LOG_INFO: u32 = 3;
-/// See [`crate::Level::Debug`].
+/// Log level: debug.
 pub const CK_LOG_DEBUG: u32 = 4;
-/// See [`crate::Level::Trace`].
+/// Log level: trace.
 pub const CK_LOG_TRACE: u32 = 5;
 
 /// `ck_value.kind` of an absent value.
 pub const CK_KIND_NONE: u32 = 0;
-/// See [`PropertyKind::Bool`]: `number` is 0 or 1.
+/// Kind bool: `number` is 0 or 1.
 pub const CK_KIND_BOOL: u32 = 1;
-/// See [`PropertyKind::U32`]: in `number`.
+/// Kind u32: in `number`.
 pub const CK_KIND_U32: u32 = 2;
-/// See [`PropertyKind::U64`]: in `number`.
+/// Kind u64: in `number`.
 pub const CK_KIND_U64: u32 = 3;
-/// See [`PropertyKind::I64`]: in `number`, two's complement.
+/// Kind i64: in `number`, two's complement.
 pub const CK_KIND_I64: u32 = 4;
-/// See [`PropertyKind::String`]: UTF-8 in `data`.
+/// Kind string: UTF-8 in `data`.
 pub const CK_KIND_STRING: u32 = 5;
-/// See [`PropertyKind::MultiString`]: in `data`, each string followed by a NUL byte.
+/// Kind multistring: in `data`, each string followed by a NUL byte.
 pub const CK_KIND_MULTI_STRING: u32 = 6;
-/// See [`PropertyKind::Bytes`]: in `data`.
+/// Kind bytes: in `data`.
 pub const CK_KIND_BYTES: u32 = 7;
-/// See [`PropertyKind::Duration`]: milliseconds in `number`.
+/// Kind duration: milliseconds in `number`.
 pub const CK_KIND_DURATION: u32 = 8;
 
 /// `ck_property_spec.flags`: the property must be given.
@@ -156,28 +156,28 @@ pub const CK_PROPERTY_HAS_MIN: u32 = 8;
 /// `ck_property_spec.flags`: `max` is set.
 pub const CK_PROPERTY_HAS_MAX: u32 = 16;
 
-/// See [`crate::Characteristics::QUORUM`].
+/// The type arbitrates for quorum (`arbitrate`/`release`).
 pub const CK_CHARACTERISTIC_QUORUM: u64 = 1 << 0;
-/// See [`crate::Characteristics::REATTACH`].
+/// The type adopts its running workload after a monitor restart.
 pub const CK_CHARACTERISTIC_REATTACH: u64 = 1 << 1;
-/// See [`crate::Characteristics::SINGLE_GROUP_INSTANCE`].
+/// At most one resource of the type per group.
 pub const CK_CHARACTERISTIC_SINGLE_GROUP_INSTANCE: u64 = 1 << 2;
-/// See [`crate::Characteristics::DELETE_REQUIRES_ALL_NODES`].
+/// Deleting a resource of the type needs every node up.
 pub const CK_CHARACTERISTIC_DELETE_REQUIRES_ALL_NODES: u64 = 1 << 3;
-/// See [`crate::Characteristics::NOT_PREEMPTABLE`].
+/// Never taken offline to make room for another resource.
 pub const CK_CHARACTERISTIC_NOT_PREEMPTABLE: u64 = 1 << 4;
 
-/// See [`crate::ControlCode::GET_CHARACTERISTICS`].
+/// Control: output the characteristics, 8 bytes little-endian.
 pub const CK_CONTROL_GET_CHARACTERISTICS: u32 = 1;
-/// See [`crate::ControlCode::GET_PROPERTIES`].
+/// Control: output the current properties as a property list.
 pub const CK_CONTROL_GET_PROPERTIES: u32 = 2;
-/// See [`crate::ControlCode::VALIDATE_PROPERTIES`].
+/// Control: input a property list; succeeds if valid.
 pub const CK_CONTROL_VALIDATE_PROPERTIES: u32 = 3;
-/// See [`crate::ControlCode::SET_PROPERTIES`].
+/// Control: input a partial property list to apply; output 1 byte, 1 = applies after the next online.
 pub const CK_CONTROL_SET_PROPERTIES: u32 = 4;
-/// See [`crate::ControlCode::GET_REQUIRED_DEPENDENCIES`].
+/// Control: output a property list with a multi-string `types`.
 pub const CK_CONTROL_GET_REQUIRED_DEPENDENCIES: u32 = 5;
-/// See [`crate::ControlCode::TYPE_SPECIFIC_BASE`].
+/// Control: the first code available to resource types.
 pub const CK_CONTROL_TYPE_SPECIFIC_BASE: u32 = 0x8000_0000;
 
 /// Bytes of message a `ck_error` holds.
@@ -277,7 +277,7 @@ pub struct ck_property_spec {
 }
 
 /// Writes a log line: `log(context, level, message)`. Thread-safe.
-pub type ck_log_fn = unsafe extern "C" fn(context: *mut c_void, level: u32, message: ck_str);
+pub type ck_log_fn = Option<unsafe extern "C" fn(context: *mut c_void, level: u32, message: ck_str)>;
 
 /// The host's logging callback, bound to one resource or type.
 #[repr(C)]
@@ -286,21 +286,20 @@ pub struct ck_logger {
     /// Passed back to `log`.
     pub context: *mut c_void,
     /// The callback; NULL drops lines.
-    pub log: Option<ck_log_fn>,
+    pub log: ck_log_fn,
 }
 
 /// Reports progress: returns [`CK_REPLY_CONTINUE`] or [`CK_REPLY_TERMINATE`].
-pub type ck_report_fn = unsafe extern "C" fn(
+pub type ck_report_fn = Option<unsafe extern "C" fn(
     context: *mut c_void,
     state: u32,
     checkpoint: u32,
     wait_hint_ms: u64,
-) -> u32;
+) -> u32>;
 
 /// Reports the end of a pending operation: `state` is `CK_STATE_ONLINE`,
 /// `CK_STATE_OFFLINE` or `CK_STATE_FAILED` (then `error` is not NULL).
-pub type ck_complete_fn =
-    unsafe extern "C" fn(context: *mut c_void, state: u32, error: *const ck_error);
+pub type ck_complete_fn = Option<unsafe extern "C" fn(context: *mut c_void, state: u32, error: *const ck_error)>;
 
 /// How a pending `online`/`offline` reports progress and completion.
 /// Copy it by value; its context lives until `close` returns.
@@ -310,10 +309,13 @@ pub struct ck_status_reporter {
     /// Passed back to the callbacks.
     pub context: *mut c_void,
     /// Progress callback.
-    pub report: Option<ck_report_fn>,
+    pub report: ck_report_fn,
     /// Completion callback; call it once per pending operation.
-    pub complete: Option<ck_complete_fn>,
+    pub complete: ck_complete_fn,
 }
+
+/// Tells the host a quorum resource lost ownership: `lost(context)`.
+pub type ck_lost_fn = Option<unsafe extern "C" fn(context: *mut c_void)>;
 
 /// Tells the host a quorum resource lost ownership.
 #[repr(C)]
@@ -322,7 +324,7 @@ pub struct ck_lost_callback {
     /// Passed back to `lost`.
     pub context: *mut c_void,
     /// The callback.
-    pub lost: Option<unsafe extern "C" fn(context: *mut c_void)>,
+    pub lost: ck_lost_fn,
 }
 
 /// What the host gives `clusterkit_startup`.
@@ -339,7 +341,7 @@ pub struct ck_host {
 
 /// `open(type_context, name, properties, recover, logger, &resource, error)`:
 /// creates a resource from an encoded property list.
-pub type ck_open_fn = unsafe extern "C" fn(
+pub type ck_open_fn = Option<unsafe extern "C" fn(
     type_context: *mut c_void,
     name: ck_str,
     properties: ck_bytes,
@@ -347,36 +349,35 @@ pub type ck_open_fn = unsafe extern "C" fn(
     logger: ck_logger,
     resource: *mut *mut c_void,
     error: *mut ck_error,
-) -> i32;
+) -> i32>;
 /// `close`, `terminate`, `release`: a resource call with no other result.
-pub type ck_resource_fn = unsafe extern "C" fn(resource: *mut c_void, error: *mut ck_error) -> i32;
+pub type ck_resource_fn = Option<unsafe extern "C" fn(resource: *mut c_void, error: *mut ck_error) -> i32>;
 /// `online`/`offline`: writes `CK_STATE_ONLINE`/`OFFLINE` when done, or the
 /// pending state when it goes on through `reporter`.
-pub type ck_transition_fn = unsafe extern "C" fn(
+pub type ck_transition_fn = Option<unsafe extern "C" fn(
     resource: *mut c_void,
     reporter: ck_status_reporter,
     state: *mut u32,
     error: *mut ck_error,
-) -> i32;
+) -> i32>;
 /// `looks_alive`/`is_alive`: writes the result into `health`; an error
 /// return counts as failed.
-pub type ck_health_fn =
-    unsafe extern "C" fn(resource: *mut c_void, health: *mut ck_health, error: *mut ck_error) -> i32;
+pub type ck_health_fn = Option<unsafe extern "C" fn(resource: *mut c_void, health: *mut ck_health, error: *mut ck_error) -> i32>;
 /// `arbitrate(resource, lost, error)`.
-pub type ck_arbitrate_fn = unsafe extern "C" fn(
+pub type ck_arbitrate_fn = Option<unsafe extern "C" fn(
     resource: *mut c_void,
     lost: ck_lost_callback,
     error: *mut ck_error,
-) -> i32;
+) -> i32>;
 /// `control(target, code, input, output, error)` for a resource or a type
 /// context; `output` is set to a library-allocated buffer (possibly empty).
-pub type ck_control_fn = unsafe extern "C" fn(
+pub type ck_control_fn = Option<unsafe extern "C" fn(
     target: *mut c_void,
     code: u32,
     input: ck_bytes,
     output: *mut ck_buffer,
     error: *mut ck_error,
-) -> i32;
+) -> i32>;
 
 /// One resource type and its entry points.
 #[repr(C)]
@@ -399,28 +400,33 @@ pub struct ck_type {
     /// Passed to `open` and `type_control`.
     pub context: *mut c_void,
     /// Required.
-    pub open: Option<ck_open_fn>,
+    pub open: ck_open_fn,
     /// Required.
-    pub close: Option<ck_resource_fn>,
+    pub close: ck_resource_fn,
     /// Required.
-    pub online: Option<ck_transition_fn>,
+    pub online: ck_transition_fn,
     /// Required.
-    pub offline: Option<ck_transition_fn>,
+    pub offline: ck_transition_fn,
     /// Required.
-    pub terminate: Option<ck_resource_fn>,
+    pub terminate: ck_resource_fn,
     /// Required.
-    pub looks_alive: Option<ck_health_fn>,
+    pub looks_alive: ck_health_fn,
     /// Required.
-    pub is_alive: Option<ck_health_fn>,
+    pub is_alive: ck_health_fn,
     /// Optional (quorum types).
-    pub arbitrate: Option<ck_arbitrate_fn>,
+    pub arbitrate: ck_arbitrate_fn,
     /// Optional (quorum types).
-    pub release: Option<ck_resource_fn>,
+    pub release: ck_resource_fn,
     /// Optional: resource control codes.
-    pub control: Option<ck_control_fn>,
+    pub control: ck_control_fn,
     /// Optional: type control codes, called with `context`.
-    pub type_control: Option<ck_control_fn>,
+    pub type_control: ck_control_fn,
 }
+
+/// Frees a buffer the library returned.
+pub type ck_free_buffer_fn = Option<unsafe extern "C" fn(buffer: ck_buffer)>;
+/// Releases the library table and everything it points to.
+pub type ck_shutdown_fn = Option<unsafe extern "C" fn(library: *const ck_library)>;
 
 /// The table `clusterkit_startup` returns.
 #[repr(C)]
@@ -435,9 +441,9 @@ pub struct ck_library {
     /// `type_count` pointers to types.
     pub types: *const *const ck_type,
     /// Frees a buffer returned by a control call. Required.
-    pub free_buffer: Option<unsafe extern "C" fn(buffer: ck_buffer)>,
+    pub free_buffer: ck_free_buffer_fn,
     /// Releases the table and everything it points to. Optional.
-    pub shutdown: Option<unsafe extern "C" fn(library: *const ck_library)>,
+    pub shutdown: ck_shutdown_fn,
 }
 
 /// The type of the one exported symbol, `clusterkit_startup`.

@@ -1,1 +1,176 @@
-//! stub
+//! `dummy`, the reference clusterkit resource type, like OCF's `Dummy`
+//! agent: online creates `<state_dir>/<name>.state`, offline removes it, and
+//! the health checks look at it.
+//!
+//! With `online_delay` above zero, `online` returns pending and a [`Worker`]
+//! finishes it, reporting progress every 10 ms: the smallest example of a
+//! pending operation. Built as a `cdylib` (`libclusterkit_dummy.so`).
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use clusterkit::{
+    Characteristics, Error, Health, Properties, PropertySpec, Reply, Resource, ResourceContext,
+    ResourceType, Result, Schema, StartupContext, StatusReporter, Transition, TypeDescription,
+    Worker,
+};
+
+/// The `dummy` type.
+#[derive(Debug)]
+pub struct DummyType;
+
+/// One `dummy` resource.
+#[derive(Debug)]
+pub struct Dummy {
+    ctx: ResourceContext,
+    state_file: PathBuf,
+    online_delay: Duration,
+    worker: Mutex<Option<Worker>>,
+}
+
+impl ResourceType for DummyType {
+    type Resource = Dummy;
+
+    fn describe() -> TypeDescription {
+        TypeDescription {
+            name: "dummy".into(),
+            description: "Online while <state_dir>/<name>.state exists".into(),
+            characteristics: Characteristics::REATTACH,
+            schema: Schema::new(vec![
+                PropertySpec::string("state_dir")
+                    .describe("Directory of the state file")
+                    .required()
+                    .min(1),
+                PropertySpec::duration("online_delay")
+                    .describe("Finish online on a worker after this long (0: at once)")
+                    .default(Duration::ZERO)
+                    .max(60_000),
+            ]),
+        }
+    }
+
+    fn startup(ctx: &StartupContext) -> Result<DummyType> {
+        ctx.log.debug(format_args!("dummy type started"));
+        Ok(DummyType)
+    }
+
+    fn open(&self, ctx: ResourceContext, properties: &Properties, recover: bool) -> Result<Dummy> {
+        let state_dir = PathBuf::from(properties.str("state_dir")?);
+        if !state_dir.is_dir() {
+            return Err(Error::NotFound(format!(
+                "property `state_dir`: {} is not a directory",
+                state_dir.display()
+            )));
+        }
+        let state_file = state_dir.join(format!("{}.state", ctx.name()));
+        if recover && state_file.exists() {
+            ctx.log().info(format_args!("re-attached to {}", state_file.display()));
+        }
+        Ok(Dummy {
+            online_delay: properties.duration("online_delay")?,
+            state_file,
+            worker: Mutex::new(None),
+            ctx,
+        })
+    }
+}
+
+impl Dummy {
+    fn create_state_file(&self) -> Result<()> {
+        fs::write(&self.state_file, self.ctx.name())
+            .map_err(|e| Error::io(format_args!("creating {}", self.state_file.display()), &e))
+    }
+
+    fn remove_state_file(&self) -> Result<()> {
+        match fs::remove_file(&self.state_file) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::io(
+                format_args!("removing {}", self.state_file.display()),
+                &e,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn stop_worker(&self) {
+        let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(worker) = worker {
+            worker.stop_and_join();
+        }
+    }
+}
+
+impl Resource for Dummy {
+    fn online(&self, status: StatusReporter) -> Result<Transition> {
+        if self.online_delay.is_zero() {
+            self.create_state_file()?;
+            return Ok(Transition::Done);
+        }
+        self.stop_worker();
+        let delay = self.online_delay;
+        let state_file = self.state_file.clone();
+        let name = self.ctx.name().to_owned();
+        let termination = self.ctx.termination().clone();
+        let worker = Worker::spawn("dummy-online", move |stop| {
+            let started = Instant::now();
+            let mut checkpoint = 0;
+            while started.elapsed() < delay {
+                checkpoint += 1;
+                if status.report(checkpoint, Duration::from_millis(100)) == Reply::Terminate
+                    || stop.wait_timeout(Duration::from_millis(10))
+                    || termination.is_raised()
+                {
+                    status.complete(Err(Error::Terminated("online was stopped".into())));
+                    return;
+                }
+            }
+            let outcome = fs::write(&state_file, &name)
+                .map_err(|e| Error::io(format_args!("creating {}", state_file.display()), &e));
+            status.complete(outcome);
+        })
+        .map_err(|e| Error::io("starting the online worker", &e))?;
+        *self.worker.lock().unwrap_or_else(|e| e.into_inner()) = Some(worker);
+        Ok(Transition::Pending)
+    }
+
+    fn offline(&self, _status: StatusReporter) -> Result<Transition> {
+        self.stop_worker();
+        self.remove_state_file()?;
+        Ok(Transition::Done)
+    }
+
+    fn terminate(&self) -> Result<()> {
+        // The termination flag is already raised: a pending worker sees it.
+        self.stop_worker();
+        self.remove_state_file()
+    }
+
+    fn looks_alive(&self) -> Health {
+        if self.state_file.exists() {
+            Health::Healthy
+        } else {
+            Health::failed(format!("{} does not exist", self.state_file.display()))
+        }
+    }
+
+    fn is_alive(&self) -> Health {
+        match fs::read_to_string(&self.state_file) {
+            Ok(owner) if owner == self.ctx.name() => Health::Healthy,
+            Ok(owner) => Health::failed(format!(
+                "{} names {owner:?}, not {:?}",
+                self.state_file.display(),
+                self.ctx.name()
+            )),
+            Err(e) => Health::failed(format!("reading {}: {e}", self.state_file.display())),
+        }
+    }
+
+    fn close(self) -> Result<()> {
+        self.stop_worker();
+        Ok(())
+    }
+}
+
+clusterkit::export_resource_types!(DummyType);

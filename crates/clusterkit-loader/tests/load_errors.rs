@@ -1,0 +1,175 @@
+//! Every loader error, produced by a real bad file, with its message checked.
+
+use std::path::Path;
+
+use clusterkit::{ErrorCode, Logger};
+use clusterkit_loader::{Library, LoadError};
+use clusterkit_testkit::{TempDir, cdylib, compile_c_library};
+
+fn load_err(path: &Path) -> LoadError {
+    Library::load(path, Logger::discard()).expect_err("loading should fail")
+}
+
+#[test]
+fn missing_file() {
+    let path = Path::new("/nonexistent/libnothing.so");
+    let err = load_err(path);
+    assert!(matches!(err, LoadError::NotFound { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "resource library /nonexistent/libnothing.so: no such file");
+}
+
+#[test]
+fn not_a_shared_library() {
+    let dir = TempDir::new("load-not-elf");
+    let path = dir.path().join("libtext.so");
+    std::fs::write(&path, "this is a text file, not ELF\n").unwrap();
+    let err = load_err(&path);
+    assert!(matches!(err, LoadError::NotALibrary { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "resource library {}: not a loadable shared library: ",
+            path.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("invalid ELF header") || text.contains("file too short"), "{text}");
+}
+
+#[test]
+fn library_without_clusterkit_startup() {
+    let dir = TempDir::new("load-no-symbol");
+    let path = dir.path().join("libplain.so");
+    compile_c_library("int plain_function(void) { return 42; }\n", &path);
+    let err = load_err(&path);
+    assert!(matches!(err, LoadError::MissingStartup { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("does not export `clusterkit_startup`"),
+        "{err}"
+    );
+}
+
+/// A C library whose table claims ABI `major.minor` and `struct_size`.
+fn c_library_with_table(dir: &TempDir, name: &str, abi: &str, struct_size: &str) -> std::path::PathBuf {
+    let source = format!(
+        r#"#include "clusterkit.h"
+static void free_buffer(ck_buffer b) {{ (void)b; }}
+static const ck_library table = {{
+    .abi_version = {abi},
+    .struct_size = {struct_size},
+    .type_count = 0,
+    .types = NULL,
+    .free_buffer = free_buffer,
+    .shutdown = NULL,
+}};
+const ck_library *clusterkit_startup(const ck_host *host, ck_error *error) {{
+    (void)host; (void)error;
+    return &table;
+}}
+"#
+    );
+    let path = dir.path().join(format!("lib{name}.so"));
+    compile_c_library(&source, &path);
+    path
+}
+
+#[test]
+fn another_abi_major_is_refused_naming_both_versions() {
+    let dir = TempDir::new("load-abi");
+    let path = c_library_with_table(&dir, "future", "(99u << 16) | 3u", "sizeof(ck_library)");
+    let err = load_err(&path);
+    assert!(matches!(err, LoadError::AbiMismatch { library_major: 99, library_minor: 3, .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "resource library {}: built for clusterkit ABI 99.3, but this host speaks ABI 1.0; \
+             rebuild the library against clusterkit ABI 1",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn a_same_major_table_loads_and_a_truncated_one_is_refused() {
+    let dir = TempDir::new("load-size");
+    let ok = c_library_with_table(&dir, "empty", "CK_ABI_VERSION", "sizeof(ck_library)");
+    let library = Library::load(&ok, Logger::discard()).expect("an empty library loads");
+    assert_eq!(library.types().count(), 0);
+    assert_eq!(library.abi_version(), clusterkit::ffi::CK_ABI_VERSION);
+
+    let short = c_library_with_table(&dir, "short", "CK_ABI_VERSION", "8");
+    let err = load_err(&short);
+    assert!(matches!(err, LoadError::InvalidTable { .. }), "{err:?}");
+    let expected = format!(
+        "invalid table: ck_library.struct_size is 8, ABI 1.0 needs at least {}",
+        size_of::<clusterkit::ffi::ck_library>()
+    );
+    assert!(err.to_string().ends_with(&expected), "{err}");
+}
+
+#[test]
+fn a_type_with_a_null_entry_point_is_refused() {
+    let dir = TempDir::new("load-null-fn");
+    let source = r#"#include "clusterkit.h"
+static void free_buffer(ck_buffer b) { (void)b; }
+static const ck_type broken = {
+    .struct_size = sizeof(ck_type),
+    .name = { (const uint8_t *)"broken", 6 },
+};
+static const ck_type *const types[] = { &broken };
+static const ck_library table = {
+    .abi_version = CK_ABI_VERSION,
+    .struct_size = sizeof(ck_library),
+    .type_count = 1,
+    .types = types,
+    .free_buffer = free_buffer,
+};
+const ck_library *clusterkit_startup(const ck_host *host, ck_error *error) {
+    (void)host; (void)error;
+    return &table;
+}
+"#;
+    let path = dir.path().join("libbroken.so");
+    compile_c_library(source, &path);
+    let err = load_err(&path);
+    assert!(
+        err.to_string().ends_with("invalid table: type #0: type `broken`: entry point `open` is NULL"),
+        "{err}"
+    );
+}
+
+/// The fixture's startup obeys an environment variable, so these cases run
+/// one after another in this one test.
+#[test]
+fn startup_that_fails_or_panics() {
+    let path = cdylib("clusterkit-fixtures", "clusterkit_fixtures");
+    for (mode, code, message) in [
+        ("fail", ErrorCode::Failed, "failed: panicky: told to fail in startup"),
+        ("panic", ErrorCode::Panicked, "panicked: panicky: told to panic in startup"),
+    ] {
+        // SAFETY: this test binary runs only this test that reads the variable.
+        unsafe { std::env::set_var("CLUSTERKIT_FIXTURE_STARTUP", mode) };
+        let err = load_err(&path);
+        let LoadError::StartupFailed { source, .. } = &err else {
+            panic!("expected StartupFailed, got {err:?}");
+        };
+        assert_eq!(source.code(), code);
+        assert_eq!(
+            err.to_string(),
+            format!("resource library {}: startup failed: {message}", path.display())
+        );
+    }
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("CLUSTERKIT_FIXTURE_STARTUP") };
+    Library::load(&path, Logger::discard()).expect("loads again once startup behaves");
+
+    // SAFETY: as above.
+    unsafe { std::env::set_var("CLUSTERKIT_FIXTURE_TYPE_CONTROL", "panic") };
+    let library = Library::load(&path, Logger::discard()).unwrap();
+    let err = library
+        .resource_type("panicky")
+        .unwrap()
+        .control(clusterkit::ControlCode::TYPE_SPECIFIC_BASE, b"")
+        .unwrap_err();
+    assert_eq!(err.to_string(), "panicked: panicky: told to panic in type_control");
+}
