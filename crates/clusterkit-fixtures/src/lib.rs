@@ -6,9 +6,8 @@
 //! example type is the general tool; this one only proves the panic boundary.
 
 use clusterkit::{
-    ControlCode, Error, Health, LostOwnership, Properties, PropertySpec, Resource,
-    ResourceContext, ResourceType, Result, Schema, StartupContext, StatusReporter, Transition,
-    TypeDescription,
+    ControlCode, Error, Health, LostOwnership, Properties, PropertySpec, Resource, ResourceContext,
+    ResourceType, Result, Schema, StartupContext, StatusReporter, Transition, TypeDescription,
 };
 
 /// The `panicky` type.
@@ -50,12 +49,18 @@ impl ResourceType for PanickyType {
             Ok("panic") => panic!("panicky: told to panic in startup"),
             Ok("fail") => Err(Error::Failed("panicky: told to fail in startup".into())),
             _ => Ok(PanickyType {
-                panic_in_type_control: std::env::var_os("CLUSTERKIT_FIXTURE_TYPE_CONTROL").is_some(),
+                panic_in_type_control: std::env::var_os("CLUSTERKIT_FIXTURE_TYPE_CONTROL")
+                    .is_some(),
             }),
         }
     }
 
-    fn open(&self, _ctx: ResourceContext, properties: &Properties, _recover: bool) -> Result<Panicky> {
+    fn open(
+        &self,
+        _ctx: ResourceContext,
+        properties: &Properties,
+        _recover: bool,
+    ) -> Result<Panicky> {
         let panic_in = properties.str("panic_in")?.to_owned();
         maybe_panic(&panic_in, "open");
         Ok(Panicky { panic_in })

@@ -145,7 +145,13 @@ impl std::fmt::Debug for Library {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Library")
             .field("path", &self.inner.path)
-            .field("types", &self.types().map(|t| t.name().to_owned()).collect::<Vec<_>>())
+            .field(
+                "types",
+                &self
+                    .types()
+                    .map(|t| t.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -223,7 +229,9 @@ impl Library {
             std::mem::forget(library);
             return Err(table_problem(
                 &path,
-                format!("ck_library.struct_size is {struct_size}, ABI 1.0 needs at least {MIN_LIBRARY_SIZE}"),
+                format!(
+                    "ck_library.struct_size is {struct_size}, ABI 1.0 needs at least {MIN_LIBRARY_SIZE}"
+                ),
             ));
         }
         let mut inner = LibraryInner {
@@ -282,7 +290,10 @@ fn read_types(path: &Path, table: *const ck_library) -> Result<Vec<TypeEntry>, L
     if table.type_count > MAX_TYPES {
         return Err(table_problem(
             path,
-            format!("type_count {} exceeds the limit of {MAX_TYPES}", table.type_count),
+            format!(
+                "type_count {} exceeds the limit of {MAX_TYPES}",
+                table.type_count
+            ),
         ));
     }
     if table.type_count > 0 && table.types.is_null() {
@@ -292,8 +303,12 @@ fn read_types(path: &Path, table: *const ck_library) -> Result<Vec<TypeEntry>, L
     for index in 0..table.type_count {
         // SAFETY: `types` points to `type_count` pointers (the ABI's promise).
         let raw = unsafe { *table.types.add(index) };
-        let entry = read_type(raw).map_err(|problem| table_problem(path, format!("type #{index}: {problem}")))?;
-        if types.iter().any(|t| t.description.name == entry.description.name) {
+        let entry = read_type(raw)
+            .map_err(|problem| table_problem(path, format!("type #{index}: {problem}")))?;
+        if types
+            .iter()
+            .any(|t| t.description.name == entry.description.name)
+        {
             return Err(table_problem(
                 path,
                 format!("type `{}` is exported twice", entry.description.name),
@@ -314,7 +329,9 @@ fn read_type(raw: *const ck_type) -> Result<TypeEntry, String> {
         ));
     }
     // SAFETY: the library's strings stay valid until shutdown.
-    let name = unsafe { ty.name.as_str() }.map_err(|e| format!("name: {e}"))?.to_owned();
+    let name = unsafe { ty.name.as_str() }
+        .map_err(|e| format!("name: {e}"))?
+        .to_owned();
     if name.is_empty() {
         return Err("empty type name".into());
     }
@@ -435,7 +452,15 @@ impl ResourceTypeHandle {
         let context: *mut c_void = self.raw().context;
         crate::resource::call_control(&self.library, |output, error| {
             // SAFETY: valid context and pointers for the call's duration.
-            unsafe { type_control(context, code.0, ffi::ck_bytes::from_slice(input), output, error) }
+            unsafe {
+                type_control(
+                    context,
+                    code.0,
+                    ffi::ck_bytes::from_slice(input),
+                    output,
+                    error,
+                )
+            }
         })
     }
 }

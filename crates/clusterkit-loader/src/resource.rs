@@ -5,8 +5,8 @@ use std::sync::{Mutex, PoisonError};
 
 use clusterkit::ffi::{self, ck_error, ck_health};
 use clusterkit::{
-    ControlCode, Error, Health, Logger, LostOwnership, Properties, Resource, ResourceState,
-    Result, StatusReporter, Transition,
+    ControlCode, Error, Health, Logger, LostOwnership, Properties, Resource, ResourceState, Result,
+    StatusReporter, Transition,
 };
 
 use crate::callbacks::{LostContext, ReporterContext, raw_logger};
@@ -37,6 +37,10 @@ pub(crate) fn call_control(
 
 /// Contexts the library may call back into until `close` returns.
 #[derive(Default)]
+#[allow(
+    clippy::vec_box,
+    reason = "the library holds pointers to these contexts: they must not move when the Vec grows"
+)]
 struct Callbacks {
     reporters: Vec<Box<ReporterContext>>,
     lost: Vec<Box<LostContext>>,
@@ -91,7 +95,7 @@ impl LoadedResource {
         let code = unsafe {
             open(
                 type_handle.raw().context,
-                ffi::ck_str::from_str(name),
+                ffi::ck_str::borrow(name),
                 ffi::ck_bytes::from_slice(&encoded),
                 recover,
                 raw_logger(&log),
@@ -127,7 +131,9 @@ impl LoadedResource {
     }
 
     fn callbacks(&self) -> std::sync::MutexGuard<'_, Callbacks> {
-        self.callbacks.lock().unwrap_or_else(PoisonError::into_inner)
+        self.callbacks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn simple_call(&self, f: ffi::ck_resource_fn, what: &str) -> Result<()> {
@@ -142,7 +148,12 @@ impl LoadedResource {
 
     fn transition(&self, status: StatusReporter, going_online: bool) -> Result<Transition> {
         let raw = self.type_handle.raw();
-        let f = if going_online { raw.online } else { raw.offline }.expect("checked at load");
+        let f = if going_online {
+            raw.online
+        } else {
+            raw.offline
+        }
+        .expect("checked at load");
         let context = ReporterContext::new(status);
         let reporter = context.raw();
         // Kept until close: the library may report from a worker long after this returns.
@@ -227,7 +238,15 @@ impl Resource for LoadedResource {
         };
         call_control(&self.type_handle.library, |output, error| {
             // SAFETY: a live handle and valid pointers for the call's duration.
-            unsafe { control(self.handle, code.0, ffi::ck_bytes::from_slice(input), output, error) }
+            unsafe {
+                control(
+                    self.handle,
+                    code.0,
+                    ffi::ck_bytes::from_slice(input),
+                    output,
+                    error,
+                )
+            }
         })
     }
 

@@ -25,7 +25,9 @@ fn dummy_type() -> ResourceTypeHandle {
 fn panicky_type() -> ResourceTypeHandle {
     let path = cdylib("clusterkit-fixtures", "clusterkit_fixtures");
     let library = Library::load(&path, Logger::discard()).expect("loading the fixtures library");
-    library.resource_type("panicky").expect("panicky is exported")
+    library
+        .resource_type("panicky")
+        .expect("panicky is exported")
 }
 
 fn dummy_props(dir: &TempDir) -> Properties {
@@ -66,10 +68,16 @@ fn dummy_library_describes_itself() {
     let dummy = dummy_type();
     assert_eq!(dummy.name(), "dummy");
     assert_eq!(dummy.characteristics(), Characteristics::REATTACH);
-    let spec = dummy.schema().spec("state_dir").expect("state_dir declared");
+    let spec = dummy
+        .schema()
+        .spec("state_dir")
+        .expect("state_dir declared");
     assert_eq!(spec.kind, PropertyKind::String);
     assert!(spec.required);
-    let delay = dummy.schema().spec("online_delay").expect("online_delay declared");
+    let delay = dummy
+        .schema()
+        .spec("online_delay")
+        .expect("online_delay declared");
     assert_eq!(delay.default, Some(Duration::ZERO.into()));
     assert_eq!(delay.max, Some(60_000));
 }
@@ -79,10 +87,13 @@ fn dummy_full_lifecycle_through_the_c_table() {
     let dir = TempDir::new("dummy-lifecycle");
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
-    let log = Logger::from_fn(move |level, msg| sink.lock().unwrap().push(format!("{level} {msg}")));
+    let log =
+        Logger::from_fn(move |level, msg| sink.lock().unwrap().push(format!("{level} {msg}")));
     let dummy = dummy_type();
 
-    let resource = dummy.open("web", &dummy_props(&dir), false, log.clone()).unwrap();
+    let resource = dummy
+        .open("web", &dummy_props(&dir), false, log.clone())
+        .unwrap();
     assert!(resource.looks_alive().is_failed(), "offline before online");
     assert_eq!(
         resource.online(StatusReporter::detached_online()).unwrap(),
@@ -115,7 +126,9 @@ fn dummy_full_lifecycle_through_the_c_table() {
     again.close().unwrap();
     let lines = lines.lock().unwrap();
     assert!(
-        lines.iter().any(|l| l.starts_with("info re-attached to ") && l.ends_with("web.state")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("info re-attached to ") && l.ends_with("web.state")),
         "{lines:?}"
     );
 }
@@ -125,18 +138,29 @@ fn pending_online_reports_progress_then_completes() {
     let dir = TempDir::new("dummy-pending");
     let mut props = dummy_props(&dir);
     props.insert("online_delay", Duration::from_millis(50));
-    let resource = dummy_type().open("db", &props, false, Logger::discard()).unwrap();
+    let resource = dummy_type()
+        .open("db", &props, false, Logger::discard())
+        .unwrap();
     let (sink, done) = recorder(Reply::Continue);
 
-    let transition = resource.online(StatusReporter::online(sink.clone())).unwrap();
+    let transition = resource
+        .online(StatusReporter::online(sink.clone()))
+        .unwrap();
     assert_eq!(transition, Transition::Pending);
     let outcome = done.recv_timeout(PATIENCE).expect("the worker completes");
     assert_eq!(outcome.unwrap(), ResourceState::Online);
     assert_eq!(resource.looks_alive(), Health::Healthy);
     let reports = sink.reports.lock().unwrap().clone();
     assert!(!reports.is_empty(), "progress was reported");
-    assert!(reports.iter().all(|(s, _)| *s == ResourceState::OnlinePending));
-    assert!(reports.windows(2).all(|w| w[0].1 < w[1].1), "checkpoints rise: {reports:?}");
+    assert!(
+        reports
+            .iter()
+            .all(|(s, _)| *s == ResourceState::OnlinePending)
+    );
+    assert!(
+        reports.windows(2).all(|w| w[0].1 < w[1].1),
+        "checkpoints rise: {reports:?}"
+    );
     resource.close().unwrap();
 }
 
@@ -145,14 +169,18 @@ fn terminate_stops_a_pending_online() {
     let dir = TempDir::new("dummy-terminate");
     let mut props = dummy_props(&dir);
     props.insert("online_delay", Duration::from_secs(60));
-    let resource = dummy_type().open("slow", &props, false, Logger::discard()).unwrap();
+    let resource = dummy_type()
+        .open("slow", &props, false, Logger::discard())
+        .unwrap();
     let (sink, done) = recorder(Reply::Continue);
     assert_eq!(
         resource.online(StatusReporter::online(sink)).unwrap(),
         Transition::Pending
     );
     resource.terminate().unwrap();
-    let outcome = done.recv_timeout(PATIENCE).expect("the worker ends after terminate");
+    let outcome = done
+        .recv_timeout(PATIENCE)
+        .expect("the worker ends after terminate");
     assert_eq!(outcome.unwrap_err().code(), ErrorCode::Terminated);
     assert!(!dir.path().join("slow.state").exists());
     resource.close().unwrap();
@@ -163,10 +191,14 @@ fn a_terminate_reply_stops_the_worker() {
     let dir = TempDir::new("dummy-reply");
     let mut props = dummy_props(&dir);
     props.insert("online_delay", Duration::from_secs(60));
-    let resource = dummy_type().open("told", &props, false, Logger::discard()).unwrap();
+    let resource = dummy_type()
+        .open("told", &props, false, Logger::discard())
+        .unwrap();
     let (sink, done) = recorder(Reply::Terminate);
     resource.online(StatusReporter::online(sink)).unwrap();
-    let outcome = done.recv_timeout(PATIENCE).expect("the worker stops on the reply");
+    let outcome = done
+        .recv_timeout(PATIENCE)
+        .expect("the worker stops on the reply");
     assert_eq!(outcome.unwrap_err().code(), ErrorCode::Terminated);
     resource.close().unwrap();
 }
@@ -174,14 +206,21 @@ fn a_terminate_reply_stops_the_worker() {
 #[test]
 fn bad_properties_are_named() {
     let dummy = dummy_type();
-    let err = dummy.open("x", &Properties::new(), false, Logger::discard()).unwrap_err();
-    assert_eq!(err.to_string(), "property `state_dir`: required but not given");
+    let err = dummy
+        .open("x", &Properties::new(), false, Logger::discard())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "property `state_dir`: required but not given"
+    );
 
     let mut props = Properties::new();
     props.insert("state_dir", 7u32);
     props.insert("colour", "red");
     props.insert("online_delay", Duration::from_secs(61));
-    let err = dummy.open("x", &props, false, Logger::discard()).unwrap_err();
+    let err = dummy
+        .open("x", &props, false, Logger::discard())
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "property `colour`: unknown property\n\
@@ -191,7 +230,9 @@ fn bad_properties_are_named() {
 
     let mut props = Properties::new();
     props.insert("state_dir", "/nonexistent/clusterkit");
-    let err = dummy.open("x", &props, false, Logger::discard()).unwrap_err();
+    let err = dummy
+        .open("x", &props, false, Logger::discard())
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotFound);
     assert!(err.to_string().contains("property `state_dir`"), "{err}");
 }
@@ -199,7 +240,9 @@ fn bad_properties_are_named() {
 fn panicky(panic_in: &str) -> clusterkit_loader::LoadedResource {
     let mut props = Properties::new();
     props.insert("panic_in", panic_in);
-    panicky_type().open("p", &props, false, Logger::discard()).unwrap()
+    panicky_type()
+        .open("p", &props, false, Logger::discard())
+        .unwrap()
 }
 
 fn assert_panicked<T: std::fmt::Debug>(result: Result<T, Error>, entry_point: &str) {
@@ -218,12 +261,24 @@ fn a_panic_in_every_entry_point_comes_back_as_an_error_code() {
     props.insert("panic_in", "open");
     assert_panicked(ty.open("p", &props, false, Logger::discard()), "open");
 
-    assert_panicked(panicky("online").online(StatusReporter::detached_online()), "online");
-    assert_panicked(panicky("offline").offline(StatusReporter::detached_online()), "offline");
+    assert_panicked(
+        panicky("online").online(StatusReporter::detached_online()),
+        "online",
+    );
+    assert_panicked(
+        panicky("offline").offline(StatusReporter::detached_online()),
+        "offline",
+    );
     assert_panicked(panicky("terminate").terminate(), "terminate");
-    assert_panicked(panicky("arbitrate").arbitrate(LostOwnership::new(|| ())), "arbitrate");
+    assert_panicked(
+        panicky("arbitrate").arbitrate(LostOwnership::new(|| ())),
+        "arbitrate",
+    );
     assert_panicked(panicky("release").release(), "release");
-    assert_panicked(panicky("control").control(ControlCode::TYPE_SPECIFIC_BASE, b""), "control");
+    assert_panicked(
+        panicky("control").control(ControlCode::TYPE_SPECIFIC_BASE, b""),
+        "control",
+    );
     assert_panicked(panicky("close").close(), "close");
     for (entry_point, health) in [
         ("looks_alive", panicky("looks_alive").looks_alive()),
@@ -240,29 +295,45 @@ fn a_panic_in_every_entry_point_comes_back_as_an_error_code() {
     // The library is still usable after all those panics.
     let calm = panicky("");
     assert_eq!(calm.looks_alive(), Health::Healthy);
-    assert_eq!(calm.is_alive(), Health::degraded("panicky is never quite well"));
+    assert_eq!(
+        calm.is_alive(),
+        Health::degraded("panicky is never quite well")
+    );
     calm.close().unwrap();
 }
 
 #[test]
 fn control_codes_and_arbitration_cross_the_table() {
     let ty = panicky_type();
-    assert_eq!(ty.control(ControlCode::TYPE_SPECIFIC_BASE, b"abc").unwrap(), b"cba");
     assert_eq!(
-        ty.control(ControlCode::GET_PROPERTIES, b"").unwrap_err().code(),
+        ty.control(ControlCode::TYPE_SPECIFIC_BASE, b"abc").unwrap(),
+        b"cba"
+    );
+    assert_eq!(
+        ty.control(ControlCode::GET_PROPERTIES, b"")
+            .unwrap_err()
+            .code(),
         ErrorCode::Unsupported
     );
     let resource = panicky("");
-    assert_eq!(resource.control(ControlCode::TYPE_SPECIFIC_BASE, b"xyz").unwrap(), b"xyz");
+    assert_eq!(
+        resource
+            .control(ControlCode::TYPE_SPECIFIC_BASE, b"xyz")
+            .unwrap(),
+        b"xyz"
+    );
     let err = resource.control(ControlCode(77), b"").unwrap_err();
     assert_eq!(err.to_string(), "unsupported: control(77)");
 
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
     resource
-        .arbitrate(LostOwnership::new(move || tx.lock().unwrap().send(()).unwrap()))
+        .arbitrate(LostOwnership::new(move || {
+            tx.lock().unwrap().send(()).unwrap()
+        }))
         .unwrap();
-    rx.recv_timeout(PATIENCE).expect("the lost-ownership callback ran");
+    rx.recv_timeout(PATIENCE)
+        .expect("the lost-ownership callback ran");
     resource.release().unwrap();
     resource.close().unwrap();
 }

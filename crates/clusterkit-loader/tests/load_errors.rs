@@ -15,7 +15,10 @@ fn missing_file() {
     let path = Path::new("/nonexistent/libnothing.so");
     let err = load_err(path);
     assert!(matches!(err, LoadError::NotFound { .. }), "{err:?}");
-    assert_eq!(err.to_string(), "resource library /nonexistent/libnothing.so: no such file");
+    assert_eq!(
+        err.to_string(),
+        "resource library /nonexistent/libnothing.so: no such file"
+    );
 }
 
 #[test]
@@ -33,7 +36,10 @@ fn not_a_shared_library() {
         )),
         "{text}"
     );
-    assert!(text.contains("invalid ELF header") || text.contains("file too short"), "{text}");
+    assert!(
+        text.contains("invalid ELF header") || text.contains("file too short"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -44,13 +50,19 @@ fn library_without_clusterkit_startup() {
     let err = load_err(&path);
     assert!(matches!(err, LoadError::MissingStartup { .. }), "{err:?}");
     assert!(
-        err.to_string().contains("does not export `clusterkit_startup`"),
+        err.to_string()
+            .contains("does not export `clusterkit_startup`"),
         "{err}"
     );
 }
 
 /// A C library whose table claims ABI `major.minor` and `struct_size`.
-fn c_library_with_table(dir: &TempDir, name: &str, abi: &str, struct_size: &str) -> std::path::PathBuf {
+fn c_library_with_table(
+    dir: &TempDir,
+    name: &str,
+    abi: &str,
+    struct_size: &str,
+) -> std::path::PathBuf {
     let source = format!(
         r#"#include "clusterkit.h"
 static void free_buffer(ck_buffer b) {{ (void)b; }}
@@ -78,7 +90,17 @@ fn another_abi_major_is_refused_naming_both_versions() {
     let dir = TempDir::new("load-abi");
     let path = c_library_with_table(&dir, "future", "(99u << 16) | 3u", "sizeof(ck_library)");
     let err = load_err(&path);
-    assert!(matches!(err, LoadError::AbiMismatch { library_major: 99, library_minor: 3, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            LoadError::AbiMismatch {
+                library_major: 99,
+                library_minor: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(
         err.to_string(),
         format!(
@@ -133,7 +155,8 @@ const ck_library *clusterkit_startup(const ck_host *host, ck_error *error) {
     compile_c_library(source, &path);
     let err = load_err(&path);
     assert!(
-        err.to_string().ends_with("invalid table: type #0: type `broken`: entry point `open` is NULL"),
+        err.to_string()
+            .ends_with("invalid table: type #0: type `broken`: entry point `open` is NULL"),
         "{err}"
     );
 }
@@ -144,8 +167,16 @@ const ck_library *clusterkit_startup(const ck_host *host, ck_error *error) {
 fn startup_that_fails_or_panics() {
     let path = cdylib("clusterkit-fixtures", "clusterkit_fixtures");
     for (mode, code, message) in [
-        ("fail", ErrorCode::Failed, "failed: panicky: told to fail in startup"),
-        ("panic", ErrorCode::Panicked, "panicked: panicky: told to panic in startup"),
+        (
+            "fail",
+            ErrorCode::Failed,
+            "failed: panicky: told to fail in startup",
+        ),
+        (
+            "panic",
+            ErrorCode::Panicked,
+            "panicked: panicky: told to panic in startup",
+        ),
     ] {
         // SAFETY: this test binary runs only this test that reads the variable.
         unsafe { std::env::set_var("CLUSTERKIT_FIXTURE_STARTUP", mode) };
@@ -156,7 +187,10 @@ fn startup_that_fails_or_panics() {
         assert_eq!(source.code(), code);
         assert_eq!(
             err.to_string(),
-            format!("resource library {}: startup failed: {message}", path.display())
+            format!(
+                "resource library {}: startup failed: {message}",
+                path.display()
+            )
         );
     }
     // SAFETY: as above.
@@ -171,5 +205,8 @@ fn startup_that_fails_or_panics() {
         .unwrap()
         .control(clusterkit::ControlCode::TYPE_SPECIFIC_BASE, b"")
         .unwrap_err();
-    assert_eq!(err.to_string(), "panicked: panicky: told to panic in type_control");
+    assert_eq!(
+        err.to_string(),
+        "panicked: panicky: told to panic in type_control"
+    );
 }

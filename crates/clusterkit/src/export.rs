@@ -1,6 +1,6 @@
-//! The glue behind [`export_resource_types!`]: Rust types behind the C table.
+//! The glue behind [`export_resource_types!`](crate::export_resource_types): Rust types behind the C table.
 //!
-//! Every function here that C calls runs its body inside [`guard`], the one
+//! Every function here that C calls runs its body inside `guard`, the one
 //! panic boundary: a panic becomes `CK_E_PANICKED` with the panic message,
 //! never an unwind across `extern "C"`.
 
@@ -10,7 +10,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ffi::{self, ck_bytes, ck_error, ck_health, ck_host, ck_library, ck_property_spec, ck_str, ck_type};
+use crate::ffi::{
+    self, ck_bytes, ck_error, ck_health, ck_host, ck_library, ck_property_spec, ck_str, ck_type,
+};
 use crate::{
     ControlCode, Error, Level, LogSink, Logger, LostOwnership, Properties, Reply, Resource,
     ResourceContext, ResourceState, ResourceType, Result, Schema, StartupContext, StatusReporter,
@@ -65,7 +67,7 @@ impl LogSink for FfiLogSink {
     fn log(&self, level: Level, message: &str) {
         if let Some(log) = self.0.log {
             // SAFETY: the host keeps the context valid while the resource exists.
-            unsafe { log(self.0.context, level as u32, ck_str::from_str(message)) }
+            unsafe { log(self.0.context, level as u32, ck_str::borrow(message)) }
         }
     }
 }
@@ -114,10 +116,10 @@ impl StatusSink for FfiStatusSink {
 }
 
 /// A Rust resource type ready to be laid out in a C table; built by
-/// [`export_resource_types!`] with [`TypeExport::of`].
+/// [`export_resource_types!`](crate::export_resource_types) with [`TypeExport::of`].
 #[derive(Debug, Clone, Copy)]
 pub struct TypeExport {
-    build: fn(&StartupContext) -> Result<Box<TypeState>>,
+    build: fn(&StartupContext) -> Result<TypeState>,
 }
 
 impl TypeExport {
@@ -141,7 +143,9 @@ pub struct TypeState {
 
 impl std::fmt::Debug for TypeState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TypeState").field("table", &self.table).finish_non_exhaustive()
+        f.debug_struct("TypeState")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
     }
 }
 
@@ -169,10 +173,13 @@ unsafe fn drop_type_holder<T: ResourceType>(context: *mut c_void) {
     drop(unsafe { Box::from_raw(context.cast::<TypeHolder<T>>()) });
 }
 
-fn build_type<T: ResourceType>(ctx: &StartupContext) -> Result<Box<TypeState>> {
+fn build_type<T: ResourceType>(ctx: &StartupContext) -> Result<TypeState> {
     let description = T::describe();
     description.schema.check_self().map_err(|errors| {
-        Error::Internal(format!("type `{}` declares a bad schema: {errors}", description.name))
+        Error::Internal(format!(
+            "type `{}` declares a bad schema: {errors}",
+            description.name
+        ))
     })?;
     let instance = T::startup(ctx)?;
     let holder = Box::new(TypeHolder {
@@ -188,8 +195,8 @@ fn build_type<T: ResourceType>(ctx: &StartupContext) -> Result<Box<TypeState>> {
     let table = ck_type {
         struct_size: size_of::<ck_type>() as u32,
         reserved: 0,
-        name: ck_str::from_str(&description.name),
-        description: ck_str::from_str(&description.description),
+        name: ck_str::borrow(&description.name),
+        description: ck_str::borrow(&description.description),
         characteristics: description.characteristics.bits(),
         properties: specs.as_ptr(),
         property_count: specs.len(),
@@ -207,21 +214,22 @@ fn build_type<T: ResourceType>(ctx: &StartupContext) -> Result<Box<TypeState>> {
         type_control: Some(type_control::<T>),
     };
     // The strings and specs live on the heap, so moving `description` and
-    // `specs` into the box keeps every pointer in `table` valid.
-    Ok(Box::new(TypeState {
+    // `specs` keeps every pointer in `table` valid.
+    Ok(TypeState {
         table,
         _description: description,
         _specs: specs,
         _storage: storage,
         drop_context: drop_type_holder::<T>,
-    }))
+    })
 }
 
 /// The library: its table first, so a `*const ck_library` is a `*const LibraryState`.
 #[repr(C)]
 struct LibraryState {
     table: ck_library,
-    types: Vec<Box<TypeState>>,
+    /// Never grown after startup, so `type_pointers` stay valid.
+    types: Vec<TypeState>,
     type_pointers: Vec<*const ck_type>,
     _host_log: Logger,
 }
@@ -299,7 +307,9 @@ unsafe extern "C" fn free_buffer(buffer: ffi::ck_buffer) {
 
 /// # Safety
 /// `handle` must be an `open::<T>` handle that `close` has not consumed.
-unsafe fn holder<'a, T: ResourceType>(handle: *mut c_void) -> Result<&'a ResourceHolder<T::Resource>> {
+unsafe fn holder<'a, T: ResourceType>(
+    handle: *mut c_void,
+) -> Result<&'a ResourceHolder<T::Resource>> {
     // SAFETY: forwarded from the caller.
     unsafe { handle.cast::<ResourceHolder<T::Resource>>().as_ref() }
         .ok_or_else(|| Error::InvalidInput("NULL resource handle".into()))
@@ -361,9 +371,17 @@ fn transition<T: ResourceType>(
         holder.termination.lower();
         let sink = Arc::new(FfiStatusSink(reporter));
         let (status, done, pending) = if going_online {
-            (StatusReporter::online(sink), ResourceState::Online, ResourceState::OnlinePending)
+            (
+                StatusReporter::online(sink),
+                ResourceState::Online,
+                ResourceState::OnlinePending,
+            )
         } else {
-            (StatusReporter::offline(sink), ResourceState::Offline, ResourceState::OfflinePending)
+            (
+                StatusReporter::offline(sink),
+                ResourceState::Offline,
+                ResourceState::OfflinePending,
+            )
         };
         let result = if going_online {
             holder.resource.online(status)
@@ -523,11 +541,9 @@ unsafe extern "C" fn type_control<T: ResourceType>(
 /// Exports resource types from a `cdylib` as the `clusterkit_startup`
 /// symbol of the C ABI.
 ///
-/// Put it once in the library crate, naming every exported type:
-///
-/// ```ignore
-/// clusterkit::export_resource_types!(DiskType, NetworkNameType);
-/// ```
+/// Put it once in the library crate, naming every exported type, as in
+/// `clusterkit::export_resource_types!(DiskType, NetworkNameType);`. The
+/// [crate documentation](crate) has a complete, compiled example.
 ///
 /// The crate's `Cargo.toml` needs `crate-type = ["cdylib"]` (add `"rlib"`
 /// to also use the types from Rust). Only one crate in a final binary may

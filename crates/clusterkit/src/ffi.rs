@@ -1,6 +1,6 @@
 //! The C ABI: the types of `include/clusterkit.h`.
 //!
-//! Rust authors never use this module directly: [`export_resource_types!`]
+//! Rust authors never use this module directly: [`export_resource_types!`](crate::export_resource_types)
 //! generates the exported symbol, and `clusterkit-loader` drives a loaded
 //! library. It is public for hosts and tools that need the raw table.
 //! `docs/C-API.md` is the long form of what follows.
@@ -48,9 +48,7 @@
 use std::ffi::c_void;
 use std::time::Duration;
 
-use crate::{
-    Apply, Error, ErrorCode, Health, PropertyKind, PropertySpec, ResourceState, Value,
-};
+use crate::{Apply, Error, ErrorCode, Health, PropertyKind, PropertySpec, ResourceState, Value};
 
 /// The major ABI version: a reader refuses a table of another major.
 pub const CK_ABI_VERSION_MAJOR: u32 = 1;
@@ -277,7 +275,8 @@ pub struct ck_property_spec {
 }
 
 /// Writes a log line: `log(context, level, message)`. Thread-safe.
-pub type ck_log_fn = Option<unsafe extern "C" fn(context: *mut c_void, level: u32, message: ck_str)>;
+pub type ck_log_fn =
+    Option<unsafe extern "C" fn(context: *mut c_void, level: u32, message: ck_str)>;
 
 /// The host's logging callback, bound to one resource or type.
 #[repr(C)]
@@ -290,16 +289,19 @@ pub struct ck_logger {
 }
 
 /// Reports progress: returns [`CK_REPLY_CONTINUE`] or [`CK_REPLY_TERMINATE`].
-pub type ck_report_fn = Option<unsafe extern "C" fn(
-    context: *mut c_void,
-    state: u32,
-    checkpoint: u32,
-    wait_hint_ms: u64,
-) -> u32>;
+pub type ck_report_fn = Option<
+    unsafe extern "C" fn(
+        context: *mut c_void,
+        state: u32,
+        checkpoint: u32,
+        wait_hint_ms: u64,
+    ) -> u32,
+>;
 
 /// Reports the end of a pending operation: `state` is `CK_STATE_ONLINE`,
 /// `CK_STATE_OFFLINE` or `CK_STATE_FAILED` (then `error` is not NULL).
-pub type ck_complete_fn = Option<unsafe extern "C" fn(context: *mut c_void, state: u32, error: *const ck_error)>;
+pub type ck_complete_fn =
+    Option<unsafe extern "C" fn(context: *mut c_void, state: u32, error: *const ck_error)>;
 
 /// How a pending `online`/`offline` reports progress and completion.
 /// Copy it by value; its context lives until `close` returns.
@@ -341,43 +343,58 @@ pub struct ck_host {
 
 /// `open(type_context, name, properties, recover, logger, &resource, error)`:
 /// creates a resource from an encoded property list.
-pub type ck_open_fn = Option<unsafe extern "C" fn(
-    type_context: *mut c_void,
-    name: ck_str,
-    properties: ck_bytes,
-    recover: bool,
-    logger: ck_logger,
-    resource: *mut *mut c_void,
-    error: *mut ck_error,
-) -> i32>;
+pub type ck_open_fn = Option<
+    unsafe extern "C" fn(
+        type_context: *mut c_void,
+        name: ck_str,
+        properties: ck_bytes,
+        recover: bool,
+        logger: ck_logger,
+        resource: *mut *mut c_void,
+        error: *mut ck_error,
+    ) -> i32,
+>;
 /// `close`, `terminate`, `release`: a resource call with no other result.
-pub type ck_resource_fn = Option<unsafe extern "C" fn(resource: *mut c_void, error: *mut ck_error) -> i32>;
+pub type ck_resource_fn =
+    Option<unsafe extern "C" fn(resource: *mut c_void, error: *mut ck_error) -> i32>;
 /// `online`/`offline`: writes `CK_STATE_ONLINE`/`OFFLINE` when done, or the
 /// pending state when it goes on through `reporter`.
-pub type ck_transition_fn = Option<unsafe extern "C" fn(
-    resource: *mut c_void,
-    reporter: ck_status_reporter,
-    state: *mut u32,
-    error: *mut ck_error,
-) -> i32>;
+pub type ck_transition_fn = Option<
+    unsafe extern "C" fn(
+        resource: *mut c_void,
+        reporter: ck_status_reporter,
+        state: *mut u32,
+        error: *mut ck_error,
+    ) -> i32,
+>;
 /// `looks_alive`/`is_alive`: writes the result into `health`; an error
 /// return counts as failed.
-pub type ck_health_fn = Option<unsafe extern "C" fn(resource: *mut c_void, health: *mut ck_health, error: *mut ck_error) -> i32>;
+pub type ck_health_fn = Option<
+    unsafe extern "C" fn(
+        resource: *mut c_void,
+        health: *mut ck_health,
+        error: *mut ck_error,
+    ) -> i32,
+>;
 /// `arbitrate(resource, lost, error)`.
-pub type ck_arbitrate_fn = Option<unsafe extern "C" fn(
-    resource: *mut c_void,
-    lost: ck_lost_callback,
-    error: *mut ck_error,
-) -> i32>;
+pub type ck_arbitrate_fn = Option<
+    unsafe extern "C" fn(
+        resource: *mut c_void,
+        lost: ck_lost_callback,
+        error: *mut ck_error,
+    ) -> i32,
+>;
 /// `control(target, code, input, output, error)` for a resource or a type
 /// context; `output` is set to a library-allocated buffer (possibly empty).
-pub type ck_control_fn = Option<unsafe extern "C" fn(
-    target: *mut c_void,
-    code: u32,
-    input: ck_bytes,
-    output: *mut ck_buffer,
-    error: *mut ck_error,
-) -> i32>;
+pub type ck_control_fn = Option<
+    unsafe extern "C" fn(
+        target: *mut c_void,
+        code: u32,
+        input: ck_bytes,
+        output: *mut ck_buffer,
+        error: *mut ck_error,
+    ) -> i32,
+>;
 
 /// One resource type and its entry points.
 #[repr(C)]
@@ -476,7 +493,9 @@ unsafe fn raw_slice<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], Error> {
         return Ok(&[]);
     }
     if ptr.is_null() {
-        return Err(Error::InvalidInput(format!("NULL pointer with length {len}")));
+        return Err(Error::InvalidInput(format!(
+            "NULL pointer with length {len}"
+        )));
     }
     // SAFETY: the caller guarantees `len` readable bytes at `ptr`.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
@@ -484,7 +503,7 @@ unsafe fn raw_slice<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], Error> {
 
 impl ck_str {
     /// Borrows `s` for the duration of a call.
-    pub fn from_str(s: &str) -> ck_str {
+    pub fn borrow(s: &str) -> ck_str {
         ck_str {
             ptr: s.as_ptr(),
             len: s.len(),
@@ -713,23 +732,26 @@ impl ck_value {
         Ok(Some(match kind {
             PropertyKind::Bool if n <= 1 => Value::Bool(n == 1),
             PropertyKind::Bool => return Err(format!("boolean value {n} is not 0 or 1")),
-            PropertyKind::U32 => Value::U32(
-                u32::try_from(n).map_err(|_| format!("u32 value {n} is out of range"))?,
-            ),
+            PropertyKind::U32 => {
+                Value::U32(u32::try_from(n).map_err(|_| format!("u32 value {n} is out of range"))?)
+            }
             PropertyKind::U64 => Value::U64(n),
             PropertyKind::I64 => Value::I64(n as i64),
             PropertyKind::Duration => Value::Duration(Duration::from_millis(n)),
             PropertyKind::String => Value::String(utf8(data)?),
             PropertyKind::Bytes => Value::Bytes(data.to_vec()),
             PropertyKind::MultiString => {
-                let Some(body) = data.strip_suffix(&[0]).or(data.is_empty().then_some(data))
-                else {
+                let Some(body) = data.strip_suffix(&[0]).or(data.is_empty().then_some(data)) else {
                     return Err("multi-string value does not end with a NUL byte".into());
                 };
                 if body.is_empty() && data.is_empty() {
                     Value::MultiString(Vec::new())
                 } else {
-                    Value::MultiString(body.split(|b| *b == 0).map(utf8).collect::<Result<_, _>>()?)
+                    Value::MultiString(
+                        body.split(|b| *b == 0)
+                            .map(utf8)
+                            .collect::<Result<_, _>>()?,
+                    )
                 }
             }
         }))
@@ -782,8 +804,8 @@ impl ck_property_spec {
             None => (ck_value::NONE, ValueStorage::default()),
         };
         let raw = ck_property_spec {
-            name: ck_str::from_str(&spec.name),
-            description: ck_str::from_str(&spec.description),
+            name: ck_str::borrow(&spec.name),
+            description: ck_str::borrow(&spec.description),
             kind: spec.kind as u32,
             flags,
             min: bound_to_raw(spec.kind, spec.min),
@@ -870,7 +892,10 @@ mod tests {
             CK_CHARACTERISTIC_NOT_PREEMPTABLE,
             crate::Characteristics::NOT_PREEMPTABLE.bits()
         );
-        assert_eq!(CK_CONTROL_SET_PROPERTIES, crate::ControlCode::SET_PROPERTIES.0);
+        assert_eq!(
+            CK_CONTROL_SET_PROPERTIES,
+            crate::ControlCode::SET_PROPERTIES.0
+        );
     }
 
     #[test]
@@ -881,10 +906,15 @@ mod tests {
         assert_eq!(raw.message_len as usize, CK_ERROR_MESSAGE_CAPACITY);
         let back = raw.to_error(raw.code);
         assert_eq!(back.code(), ErrorCode::Failed);
-        assert_eq!(back.message().chars().count(), CK_ERROR_MESSAGE_CAPACITY / 2);
+        assert_eq!(
+            back.message().chars().count(),
+            CK_ERROR_MESSAGE_CAPACITY / 2
+        );
         raw.message_len = u32::MAX;
         assert_eq!(raw.message_text().len(), CK_ERROR_MESSAGE_CAPACITY);
-        assert!(matches!(raw.to_error(99), Error::Internal(m) if m.starts_with("unknown error code 99")));
+        assert!(
+            matches!(raw.to_error(99), Error::Internal(m) if m.starts_with("unknown error code 99"))
+        );
     }
 
     #[test]
@@ -894,7 +924,9 @@ mod tests {
             PropertySpec::multi_string("servers").default(vec!["a".to_string(), "b".into()]),
             PropertySpec::multi_string("empty").default(Vec::<String>::new()),
             PropertySpec::string("name").required().read_only().min(1),
-            PropertySpec::duration("t").apply(Apply::Live).default(Duration::from_millis(7)),
+            PropertySpec::duration("t")
+                .apply(Apply::Live)
+                .default(Duration::from_millis(7)),
             PropertySpec::bytes("blob").default(vec![1u8, 0, 2]),
         ];
         for spec in specs {
@@ -909,19 +941,22 @@ mod tests {
     fn malformed_specs_name_the_property() {
         let spec = PropertySpec::u32("ttl");
         let (mut raw, _s) = ck_property_spec::from_spec(&spec);
+        // SAFETY: `raw` points into `spec` and `_s`, both alive.
+        let read = |raw: &ck_property_spec| unsafe { raw.to_spec() }.unwrap_err();
         raw.kind = 42;
-        // SAFETY: pointers are valid.
-        assert_eq!(unsafe { raw.to_spec() }.unwrap_err(), "property `ttl`: unknown kind 42");
+        assert_eq!(read(&raw), "property `ttl`: unknown kind 42");
         raw.kind = CK_KIND_U32;
-        raw.default_value = ck_value { kind: CK_KIND_U32, number: 1 << 40, ..ck_value::NONE };
-        // SAFETY: pointers are valid.
+        raw.default_value = ck_value {
+            kind: CK_KIND_U32,
+            number: 1 << 40,
+            ..ck_value::NONE
+        };
         assert_eq!(
-            unsafe { raw.to_spec() }.unwrap_err(),
+            read(&raw),
             "property `ttl`: default value: u32 value 1099511627776 is out of range"
         );
         raw.default_value = ck_value::NONE;
         raw.flags = 1 << 9;
-        // SAFETY: pointers are valid.
-        assert_eq!(unsafe { raw.to_spec() }.unwrap_err(), "property `ttl`: unknown flags 0x200");
+        assert_eq!(read(&raw), "property `ttl`: unknown flags 0x200");
     }
 }

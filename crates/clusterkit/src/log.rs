@@ -22,9 +22,15 @@ pub enum Level {
 impl Level {
     /// The level for its numeric value.
     pub fn from_u32(value: u32) -> Option<Level> {
-        [Level::Error, Level::Warn, Level::Info, Level::Debug, Level::Trace]
-            .into_iter()
-            .find(|l| *l as u32 == value)
+        [
+            Level::Error,
+            Level::Warn,
+            Level::Info,
+            Level::Debug,
+            Level::Trace,
+        ]
+        .into_iter()
+        .find(|l| *l as u32 == value)
     }
 }
 

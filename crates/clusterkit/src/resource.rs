@@ -98,8 +98,12 @@ pub trait ResourceType: Send + Sync + Sized + 'static {
     /// was restarted): adopt it rather than start a new one. If it is running
     /// and healthy, the host resumes the resource online without calling
     /// `online` (only for [`Characteristics::REATTACH`] types).
-    fn open(&self, ctx: ResourceContext, properties: &Properties, recover: bool)
-    -> Result<Self::Resource>;
+    fn open(
+        &self,
+        ctx: ResourceContext,
+        properties: &Properties,
+        recover: bool,
+    ) -> Result<Self::Resource>;
 
     /// Type-level control codes (no resource needed). Return
     /// [`Error::Unsupported`] for codes the type does not handle.

@@ -28,7 +28,10 @@ fn checked_in_header_is_current() {
             .lines()
             .zip(generated.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(|| "a length difference".to_owned(), |n| format!("line {}", n + 1));
+            .map_or_else(
+                || "a length difference".to_owned(),
+                |n| format!("line {}", n + 1),
+            );
         panic!(
             "include/clusterkit.h is stale (first difference at {first_difference}): \
              src/ffi.rs changed without regenerating the header. Run scripts/bless-header \

@@ -3,7 +3,7 @@
 //! the health checks look at it.
 //!
 //! With `online_delay` above zero, `online` returns pending and a [`Worker`]
-//! finishes it, reporting progress every 10 ms: the smallest example of a
+//! finishes it, reporting progress every 100 ms: the smallest example of a
 //! pending operation. Built as a `cdylib` (`libclusterkit_dummy.so`).
 
 use std::fs;
@@ -17,6 +17,9 @@ use clusterkit::{
     ResourceType, Result, Schema, StartupContext, StatusReporter, Transition, TypeDescription,
     Worker,
 };
+
+/// How often a pending online reports progress.
+const REPORT_EVERY: Duration = Duration::from_millis(100);
 
 /// The `dummy` type.
 #[derive(Debug)]
@@ -67,7 +70,8 @@ impl ResourceType for DummyType {
         }
         let state_file = state_dir.join(format!("{}.state", ctx.name()));
         if recover && state_file.exists() {
-            ctx.log().info(format_args!("re-attached to {}", state_file.display()));
+            ctx.log()
+                .info(format_args!("re-attached to {}", state_file.display()));
         }
         Ok(Dummy {
             online_delay: properties.duration("online_delay")?,
@@ -116,10 +120,10 @@ impl Resource for Dummy {
         let worker = Worker::spawn("dummy-online", move |stop| {
             let started = Instant::now();
             let mut checkpoint = 0;
-            while started.elapsed() < delay {
+            while let Some(remaining) = delay.checked_sub(started.elapsed()) {
                 checkpoint += 1;
-                if status.report(checkpoint, Duration::from_millis(100)) == Reply::Terminate
-                    || stop.wait_timeout(Duration::from_millis(10))
+                if status.report(checkpoint, REPORT_EVERY * 2) == Reply::Terminate
+                    || stop.wait_timeout(remaining.min(REPORT_EVERY))
                     || termination.is_raised()
                 {
                     status.complete(Err(Error::Terminated("online was stopped".into())));

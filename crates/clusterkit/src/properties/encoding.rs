@@ -101,8 +101,7 @@ impl Properties {
     /// # Panics
     ///
     /// If a name is empty or longer than [`MAX_NAME_LEN`] bytes, or a string,
-    /// byte string or list is longer than `u32::MAX`; [`Schema::check_self`]
-    /// (super::Schema::check_self) and [`Properties::decode`] never let such
+    /// byte string or list is longer than `u32::MAX`; [`Schema::check_self`](super::Schema::check_self) and [`Properties::decode`] never let such
     /// names through.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
@@ -148,7 +147,10 @@ impl Properties {
         }
         if bytes.len() < HEADER_LEN {
             r.pos = bytes.len();
-            return r.fail(format!("header needs {HEADER_LEN} bytes, found {}", bytes.len()));
+            return r.fail(format!(
+                "header needs {HEADER_LEN} bytes, found {}",
+                bytes.len()
+            ));
         }
         if r.array::<4>("magic")? != MAGIC {
             r.pos = 0;
@@ -200,7 +202,10 @@ impl Properties {
             props.insert(name, value);
         }
         if r.remaining() != 0 {
-            return r.fail(format!("{} trailing bytes after the last entry", r.remaining()));
+            return r.fail(format!(
+                "{} trailing bytes after the last entry",
+                r.remaining()
+            ));
         }
         Ok(props)
     }
@@ -291,7 +296,10 @@ mod tests {
     fn round_trips_every_kind() {
         let p = sample();
         assert_eq!(Properties::decode(&p.encode()).unwrap(), p);
-        assert_eq!(Properties::decode(&Properties::new().encode()).unwrap(), Properties::new());
+        assert_eq!(
+            Properties::decode(&Properties::new().encode()).unwrap(),
+            Properties::new()
+        );
     }
 
     #[test]
@@ -308,15 +316,36 @@ mod tests {
     fn rejections_say_where_and_why() {
         let good = sample().encode();
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (b"XXXX\x01\x00\x00\x00\x00\x00\x00\x00".to_vec(), "at byte 0: bad magic"),
-            (b"CKPL\x02\x00\x00\x00\x00\x00\x00\x00".to_vec(), "at byte 4: encoding version 2"),
-            (b"CKPL\x01\x00\x01\x00\x00\x00\x00\x00".to_vec(), "at byte 6: reserved flags"),
-            (b"CKPL\x01\x00\x00\x00\xff\xff\xff\xff".to_vec(), "at byte 8: count 4294967295"),
+            (
+                b"XXXX\x01\x00\x00\x00\x00\x00\x00\x00".to_vec(),
+                "at byte 0: bad magic",
+            ),
+            (
+                b"CKPL\x02\x00\x00\x00\x00\x00\x00\x00".to_vec(),
+                "at byte 4: encoding version 2",
+            ),
+            (
+                b"CKPL\x01\x00\x01\x00\x00\x00\x00\x00".to_vec(),
+                "at byte 6: reserved flags",
+            ),
+            (
+                b"CKPL\x01\x00\x00\x00\xff\xff\xff\xff".to_vec(),
+                "at byte 8: count 4294967295",
+            ),
             ([&good[..], b"!"].concat(), "1 trailing bytes"),
             (good[..good.len() - 1].to_vec(), "only"),
-            (b"CKPL\x01\x00\x00\x00\x01\x00\x00\x00\x01a\x09\x00".to_vec(), "unknown kind 9"),
-            (b"CKPL\x01\x00\x00\x00\x01\x00\x00\x00\x01a\x01\x02".to_vec(), "must be 0 or 1"),
-            (b"CKPL\x01\x00\x00\x00\x01\x00\x00\x00\x00a\x01\x01".to_vec(), "empty property name"),
+            (
+                b"CKPL\x01\x00\x00\x00\x01\x00\x00\x00\x01a\x09\x00".to_vec(),
+                "unknown kind 9",
+            ),
+            (
+                b"CKPL\x01\x00\x00\x00\x01\x00\x00\x00\x01a\x01\x02".to_vec(),
+                "must be 0 or 1",
+            ),
+            (
+                b"CKPL\x01\x00\x00\x00\x01\x00\x00\x00\x00a\x01\x01".to_vec(),
+                "empty property name",
+            ),
             (
                 b"CKPL\x01\x00\x00\x00\x02\x00\x00\x00\x01a\x01\x01\x01a\x01\x01".to_vec(),
                 "property `a` appears twice",
@@ -328,7 +357,10 @@ mod tests {
         ];
         for (bytes, expected) in cases {
             let err = Properties::decode(&bytes).unwrap_err().to_string();
-            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
         }
     }
 }

@@ -141,6 +141,71 @@ impl PropertySpec {
         self
     }
 
+    /// Parses `text` as a value of this spec's kind, for command lines,
+    /// config files and environment variables (OCF passes every parameter as
+    /// a string). Accepted forms:
+    ///
+    /// | kind | text |
+    /// |---|---|
+    /// | bool | `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0` |
+    /// | integers | decimal |
+    /// | duration | milliseconds (`1500`) or with a unit: `1500ms`, `2s`, `5m`, `1h` |
+    /// | string | as is |
+    /// | multi-string | comma-separated; empty text is the empty list |
+    /// | bytes | hexadecimal, two digits a byte |
+    ///
+    /// The value is also checked against the bounds.
+    ///
+    /// ```
+    /// use clusterkit::{PropertySpec, Value};
+    /// use std::time::Duration;
+    ///
+    /// let spec = PropertySpec::duration("timeout").max(60_000);
+    /// assert_eq!(spec.parse("2s").unwrap(), Value::Duration(Duration::from_secs(2)));
+    /// assert_eq!(spec.parse("2h").unwrap_err().to_string(),
+    ///     "property `timeout`: 7200000 is above the maximum 60000");
+    /// assert_eq!(spec.parse("soon").unwrap_err().to_string(),
+    ///     "property `timeout`: \"soon\" is not a duration (milliseconds, or a number with ms, s, m or h)");
+    /// ```
+    pub fn parse(&self, text: &str) -> Result<Value, PropertyError> {
+        let invalid = |what: &str| {
+            PropertyError::invalid(self.name.as_ref(), format!("{text:?} is not {what}"))
+        };
+        let value = match self.kind {
+            PropertyKind::Bool => match text.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => Value::Bool(true),
+                "false" | "no" | "off" | "0" => Value::Bool(false),
+                _ => return Err(invalid("a boolean (true/false, yes/no, on/off, 1/0)")),
+            },
+            PropertyKind::U32 => Value::U32(
+                text.parse()
+                    .map_err(|_| invalid("an unsigned 32-bit integer"))?,
+            ),
+            PropertyKind::U64 => Value::U64(
+                text.parse()
+                    .map_err(|_| invalid("an unsigned 64-bit integer"))?,
+            ),
+            PropertyKind::I64 => Value::I64(
+                text.parse()
+                    .map_err(|_| invalid("a signed 64-bit integer"))?,
+            ),
+            PropertyKind::Duration => Value::Duration(parse_duration(text).ok_or_else(|| {
+                invalid("a duration (milliseconds, or a number with ms, s, m or h)")
+            })?),
+            PropertyKind::String => Value::String(text.to_owned()),
+            PropertyKind::MultiString if text.is_empty() => Value::MultiString(Vec::new()),
+            PropertyKind::MultiString => {
+                Value::MultiString(text.split(',').map(str::to_owned).collect())
+            }
+            PropertyKind::Bytes => {
+                Value::Bytes(parse_hex(text).ok_or_else(|| invalid("hexadecimal bytes"))?)
+            }
+        };
+        self.check(&value)
+            .map_err(|problem| PropertyError::new(self.name.as_ref(), problem))?;
+        Ok(value)
+    }
+
     /// Checks one value against this spec's kind and bounds.
     pub fn check(&self, value: &Value) -> Result<(), Problem> {
         if value.kind() != self.kind {
@@ -168,6 +233,34 @@ impl PropertySpec {
         }
         Ok(())
     }
+}
+
+fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let ms_per_unit = match unit {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(
+        n.checked_mul(ms_per_unit)?,
+    ))
+}
+
+fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
 }
 
 /// What is wrong with one property.
@@ -390,6 +483,34 @@ impl Schema {
         }
     }
 
+    /// Parses `name=text` assignments (see [`PropertySpec::parse`]) into a
+    /// property list, reporting every unknown name and unparsable value.
+    /// The result still needs [`validate`](Self::validate) for required
+    /// properties and defaults.
+    pub fn parse_assignments<'a>(
+        &self,
+        assignments: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Properties, PropertyErrors> {
+        let mut props = Properties::new();
+        let mut errors = Vec::new();
+        for (name, text) in assignments {
+            match self.spec(name) {
+                None => errors.push(PropertyError::new(name, Problem::Unknown)),
+                Some(spec) => match spec.parse(text) {
+                    Ok(value) => {
+                        props.insert(name, value);
+                    }
+                    Err(e) => errors.push(e),
+                },
+            }
+        }
+        if errors.is_empty() {
+            Ok(props)
+        } else {
+            Err(PropertyErrors(errors))
+        }
+    }
+
     /// Validates `input`: every property known, of its kind and within its
     /// bounds, every required one present. Returns the input with defaults
     /// filled in, or every error found.
@@ -472,7 +593,10 @@ mod tests {
     fn schema() -> Schema {
         Schema::new(vec![
             PropertySpec::string("name").required().range(1, 63),
-            PropertySpec::u32("ttl").default(300u32).range(1, 86_400).apply(Apply::Live),
+            PropertySpec::u32("ttl")
+                .default(300u32)
+                .range(1, 86_400)
+                .apply(Apply::Live),
             PropertySpec::i64("offset").range(-5, 5),
             PropertySpec::duration("timeout").default(Duration::from_millis(500)),
             PropertySpec::string("owner").read_only(),
@@ -501,7 +625,10 @@ mod tests {
         );
         assert_eq!(PropertyErrors::parse(&text).to_string(), text);
         assert_eq!(
-            PropertyErrors::parse(&text).for_property("ttl").unwrap().problem,
+            PropertyErrors::parse(&text)
+                .for_property("ttl")
+                .unwrap()
+                .problem,
             Problem::Invalid("0 is below the minimum 1".into())
         );
     }
@@ -533,13 +660,80 @@ mod tests {
             UpdateEffect::NeedsRestart
         );
         let same: Properties = [("name", "web")].into_iter().collect();
-        assert_eq!(s.check_update(&current, &same).unwrap().1, UpdateEffect::Unchanged);
+        assert_eq!(
+            s.check_update(&current, &same).unwrap().1,
+            UpdateEffect::Unchanged
+        );
 
         let ro: Properties = [("owner", "node-b")].into_iter().collect();
         let e = s.check_update(&current, &ro).unwrap_err();
         assert_eq!(
             e.to_string(),
             "property `owner`: read-only: cannot be changed after creation"
+        );
+    }
+
+    #[test]
+    fn text_parses_by_kind() {
+        let cases: Vec<(PropertySpec, &str, Value)> = vec![
+            (PropertySpec::bool("b"), "Yes", Value::Bool(true)),
+            (PropertySpec::bool("b"), "off", Value::Bool(false)),
+            (PropertySpec::u32("u"), "42", Value::U32(42)),
+            (
+                PropertySpec::u64("w"),
+                "18446744073709551615",
+                Value::U64(u64::MAX),
+            ),
+            (PropertySpec::i64("i"), "-3", Value::I64(-3)),
+            (
+                PropertySpec::duration("d"),
+                "1500",
+                Value::Duration(Duration::from_millis(1500)),
+            ),
+            (
+                PropertySpec::duration("d"),
+                "5m",
+                Value::Duration(Duration::from_secs(300)),
+            ),
+            (
+                PropertySpec::string("s"),
+                "a b",
+                Value::String("a b".into()),
+            ),
+            (
+                PropertySpec::multi_string("m"),
+                "a,b",
+                Value::MultiString(vec!["a".into(), "b".into()]),
+            ),
+            (
+                PropertySpec::multi_string("m"),
+                "",
+                Value::MultiString(vec![]),
+            ),
+            (PropertySpec::bytes("x"), "00fF", Value::Bytes(vec![0, 255])),
+        ];
+        for (spec, text, expected) in cases {
+            assert_eq!(spec.parse(text).unwrap(), expected, "{text}");
+        }
+        for (spec, text) in [
+            (PropertySpec::bool("b"), "maybe"),
+            (PropertySpec::u32("u"), "-1"),
+            (PropertySpec::u32("u"), "4294967296"),
+            (PropertySpec::duration("d"), "3 days"),
+            (PropertySpec::duration("d"), "99999999999999999999h"),
+            (PropertySpec::bytes("x"), "abc"),
+            (PropertySpec::bytes("x"), "zz"),
+        ] {
+            let e = spec.parse(text).unwrap_err();
+            assert_eq!(e.property, spec.name, "{text}");
+            assert!(e.to_string().contains(&format!("{text:?} is not")), "{e}");
+        }
+        let e = schema()
+            .parse_assignments([("ttl", "0"), ("nope", "1"), ("name", "web")])
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "property `ttl`: 0 is below the minimum 1\nproperty `nope`: unknown property"
         );
     }
 
@@ -552,10 +746,19 @@ mod tests {
             PropertySpec::u64("b").range(9, 1),
         ]);
         let e = bad.check_self().unwrap_err().to_string();
-        assert!(e.contains("property `a`: default value is invalid: 7 is above the maximum 5"), "{e}");
+        assert!(
+            e.contains("property `a`: default value is invalid: 7 is above the maximum 5"),
+            "{e}"
+        );
         assert!(e.contains("property `a`: declared twice"), "{e}");
-        assert!(e.contains("property ``: name must be 1 to 255 bytes"), "{e}");
-        assert!(e.contains("property `b`: minimum 9 is above maximum 1"), "{e}");
+        assert!(
+            e.contains("property ``: name must be 1 to 255 bytes"),
+            "{e}"
+        );
+        assert!(
+            e.contains("property `b`: minimum 9 is above maximum 1"),
+            "{e}"
+        );
         schema().check_self().unwrap();
     }
 }

@@ -1,0 +1,53 @@
+# Shared by scripts/*: install what the project needs, only when missing.
+# shellcheck shell=bash
+
+# Debian packages by purpose; a purpose's packages are installed together.
+declare -A CLUSTERKIT_PACKAGES=(
+    [build]="gcc libc6-dev"
+)
+
+# Maps a package to a command proving it is installed (empty: ask dpkg).
+declare -A CLUSTERKIT_PROBE=(
+    [gcc]="cc"
+)
+
+_is_installed() {
+    local pkg=$1 probe=${CLUSTERKIT_PROBE[$1]:-}
+    if [[ -n $probe ]]; then
+        command -v "$probe" >/dev/null 2>&1
+    else
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"
+    fi
+}
+
+# ensure_packages PURPOSE...: apt-get installs the missing packages of each purpose.
+ensure_packages() {
+    local missing=() purpose pkg
+    for purpose in "$@"; do
+        for pkg in ${CLUSTERKIT_PACKAGES[$purpose]}; do
+            _is_installed "$pkg" || missing+=("$pkg")
+        done
+    done
+    ((${#missing[@]} == 0)) && return 0
+    echo "installing missing packages: ${missing[*]}"
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# ensure_rust_tools: rustfmt, clippy and cargo-nextest.
+ensure_rust_tools() {
+    command -v cargo >/dev/null 2>&1 || {
+        echo "error: cargo is not installed; install Rust (rustup) first" >&2
+        exit 1
+    }
+    for component in rustfmt clippy; do
+        if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+            rustup component add "$component"
+        fi
+    done
+    if ! cargo nextest --version >/dev/null 2>&1; then
+        cargo install cargo-nextest --locked
+    fi
+}
