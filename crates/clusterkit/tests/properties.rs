@@ -537,12 +537,14 @@ fn seed_lists_round_trip() {
     }
 }
 
+/// A valid but non-canonical encoding: `b = false` before `a = true`.
+const UNSORTED: &[u8] = b"CKPL\x01\x00\x00\x00\x02\x00\x00\x00\x01b\x01\x00\x01a\x01\x01";
+
 /// The decoder takes unsorted input; spelled out once, outside proptest.
 #[test]
 fn unsorted_input_decodes_and_reencodes_sorted() {
     let sorted = b"CKPL\x01\x00\x00\x00\x02\x00\x00\x00\x01a\x01\x01\x01b\x01\x00";
-    let unsorted = b"CKPL\x01\x00\x00\x00\x02\x00\x00\x00\x01b\x01\x00\x01a\x01\x01";
-    let props = Properties::decode(unsorted).unwrap();
+    let props = Properties::decode(UNSORTED).unwrap();
     assert_eq!(props.encode(), sorted.to_vec());
     assert_eq!(Properties::decode(sorted).unwrap(), props);
 }
@@ -558,4 +560,5 @@ fn write_fuzz_seeds() {
     for (what, props) in seed_lists() {
         std::fs::write(dir.join(format!("{what}.ckpl")), props.encode()).unwrap();
     }
+    std::fs::write(dir.join("unsorted.ckpl"), UNSORTED).unwrap();
 }
