@@ -2,12 +2,12 @@
 //! (SPEC §3 "Properties", §10 "Bad input and faults").
 //!
 //! The decoder is also fuzzed with libFuzzer: see `docs/FUZZING.md`. The
-//! ignored test at the end writes the fuzzer's seed corpus.
+//! last test keeps the fuzzer's seed corpus current.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use clusterkit::properties::MAX_NAME_LEN;
+use clusterkit::properties::{MAX_ENCODED_LEN, MAX_NAME_LEN};
 use clusterkit::{Apply, Properties, PropertyErrors, PropertyKind, PropertySpec, Schema, Value};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -483,6 +483,87 @@ proptest! {
     }
 }
 
+// ------------------------------------------------- (d) properties given as text
+
+/// Text a person might type for a property: arbitrary, number-like or hex-like.
+fn property_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        utf8_string(16),
+        "[+-]?[0-9]{0,21}(ms|s|m|h|x)?",
+        "[0-9a-fA-F+-]{0,9}",
+        "(true|false|yes|no|on|off|TRUE|1|0|2)",
+        "[a-z,]{0,10}",
+    ]
+}
+
+/// The text form `PropertySpec::parse` reads back as `value`, if there is one.
+fn text_of(value: &Value) -> Option<String> {
+    Some(match value {
+        Value::Bool(_) | Value::U32(_) | Value::U64(_) | Value::I64(_) | Value::Duration(_) => {
+            value.to_string()
+        }
+        Value::String(s) => s.clone(),
+        Value::Bytes(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        // Commas separate entries, and "" is the empty list, not [""].
+        Value::MultiString(l) if l.iter().any(|s| s.contains(',')) || l == &[""] => return None,
+        Value::MultiString(l) => l.join(","),
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// `PropertySpec::parse` and `Schema::parse_assignments` never panic; a
+    /// parsed value has the spec's kind and passes its bounds; every error
+    /// names its property.
+    #[test]
+    fn parsing_text_never_panics_and_names_the_property(
+        specs in vec(spec(), 1..6),
+        texts in vec((name(), property_text()), 0..6),
+    ) {
+        for spec in &specs {
+            for (_, text) in &texts {
+                match spec.parse(text) {
+                    Ok(value) => {
+                        prop_assert_eq!(value.kind(), spec.kind);
+                        prop_assert_eq!(spec.check(&value), Ok(()));
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(&e.property, spec.name.as_ref());
+                        let prefix = format!("property `{}`: ", spec.name);
+                        prop_assert!(e.to_string().starts_with(&prefix));
+                    }
+                }
+            }
+        }
+        let schema = Schema::new(specs);
+        // Half of the assignments name a declared property.
+        let assignments: Vec<(&str, &str)> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, (name, text))| {
+                let specs = schema.specs();
+                let name = if i % 2 == 0 { specs[i % specs.len()].name.as_ref() } else { name };
+                (name, text.as_str())
+            })
+            .collect();
+        if let Err(errors) = schema.parse_assignments(assignments.iter().copied()) {
+            let given: Properties = assignments.iter().map(|&(n, _)| (n, true)).collect();
+            check_errors(&errors, &schema, &[&given])?;
+        }
+    }
+
+    /// Every value of every kind reads back from its text form (durations
+    /// as `Nms`, bytes as hex, multi-strings comma-separated).
+    #[test]
+    fn values_read_back_from_their_text(value in value()) {
+        if let Some(text) = text_of(&value) {
+            let spec = PropertySpec::new("p", value.kind());
+            prop_assert_eq!(spec.parse(&text), Ok(value), "text {:?}", text);
+        }
+    }
+}
+
 // ----------------------------------------------------------------- seeds
 
 /// Lists that cover every kind and the edges of the format; also the fuzzer's seeds.
@@ -537,6 +618,23 @@ fn seed_lists_round_trip() {
     }
 }
 
+/// The 16 MiB limit: an encoding of exactly `MAX_ENCODED_LEN` bytes decodes,
+/// one byte more is refused at byte 0 before anything is read.
+#[test]
+fn encodings_up_to_the_size_limit_decode() {
+    // Header, name length, "b", kind, u32 length: 19 bytes around the value.
+    let props: Properties = [("b", vec![7u8; MAX_ENCODED_LEN - 19])]
+        .into_iter()
+        .collect();
+    let mut bytes = props.encode();
+    assert_eq!(bytes.len(), MAX_ENCODED_LEN);
+    assert_eq!(Properties::decode(&bytes), Ok(props));
+    bytes.push(0);
+    let err = Properties::decode(&bytes).unwrap_err();
+    assert_eq!(err.offset, 0);
+    assert!(err.reason.contains("exceed the limit"), "{err}");
+}
+
 /// A valid but non-canonical encoding: `b = false` before `a = true`.
 const UNSORTED: &[u8] = b"CKPL\x01\x00\x00\x00\x02\x00\x00\x00\x01b\x01\x00\x01a\x01\x01";
 
@@ -549,16 +647,31 @@ fn unsorted_input_decodes_and_reencodes_sorted() {
     assert_eq!(Properties::decode(sorted).unwrap(), props);
 }
 
-/// Writes the fuzzer's seed corpus (`fuzz/seeds/property_list/`):
-/// `cargo test -p clusterkit --test properties -- --ignored write_fuzz_seeds`.
+/// The checked-in fuzz seeds are exactly the lists above; regenerate them
+/// with `CLUSTERKIT_BLESS=1 cargo test -p clusterkit --test properties fuzz_seeds`.
 #[test]
-#[ignore = "writes files; run by hand to regenerate the fuzz seeds"]
-fn write_fuzz_seeds() {
+fn fuzz_seeds_are_current() {
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/property_list");
-    std::fs::create_dir_all(&dir).unwrap();
-    for (what, props) in seed_lists() {
-        std::fs::write(dir.join(format!("{what}.ckpl")), props.encode()).unwrap();
+    let mut expected: Vec<(String, Vec<u8>)> = seed_lists()
+        .into_iter()
+        .map(|(what, props)| (format!("{what}.ckpl"), props.encode()))
+        .collect();
+    expected.push(("unsorted.ckpl".into(), UNSORTED.to_vec()));
+    let bless = std::env::var_os("CLUSTERKIT_BLESS").is_some();
+    for (file, bytes) in expected {
+        let path = dir.join(&file);
+        if bless {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        } else {
+            let on_disk = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                on_disk == bytes,
+                "fuzz/seeds/property_list/{file} is stale; regenerate with \
+                 CLUSTERKIT_BLESS=1 cargo test -p clusterkit --test properties fuzz_seeds"
+            );
+            assert!(Properties::decode(&bytes).is_ok(), "{file} must decode");
+        }
     }
-    std::fs::write(dir.join("unsorted.ckpl"), UNSORTED).unwrap();
 }

@@ -254,7 +254,8 @@ fn parse_duration(text: &str) -> Option<std::time::Duration> {
 }
 
 fn parse_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+    // from_str_radix alone would accept a sign ("+f").
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
@@ -723,6 +724,7 @@ mod tests {
             (PropertySpec::duration("d"), "99999999999999999999h"),
             (PropertySpec::bytes("x"), "abc"),
             (PropertySpec::bytes("x"), "zz"),
+            (PropertySpec::bytes("x"), "+f+f"),
         ] {
             let e = spec.parse(text).unwrap_err();
             assert_eq!(e.property, spec.name, "{text}");
