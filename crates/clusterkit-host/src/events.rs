@@ -1,0 +1,295 @@
+//! Typed events: delivered to subscribers, to `tracing`, and appended as
+//! JSON lines to `<state-dir>/events.jsonl`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+macro_rules! event_kinds {
+    ($($(#[$doc:meta])* $variant:ident = $id:literal, $name:literal;)*) => {
+        /// What happened. Ids and names are stable: they appear in
+        /// `events.jsonl` and are never renumbered or reused.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum EventKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl EventKind {
+            /// Every kind, in id order.
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant,)*];
+
+            /// The stable numeric id.
+            pub const fn id(self) -> u32 {
+                match self { $(EventKind::$variant => $id,)* }
+            }
+
+            /// The stable name (`"call_timed_out"`).
+            pub const fn name(self) -> &'static str {
+                match self { $(EventKind::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    /// A resource reached online.
+    ResourceOnline = 1, "resource_online";
+    /// A resource reached offline.
+    ResourceOffline = 2, "resource_offline";
+    /// `online`/`offline` went pending.
+    ResourcePending = 3, "resource_pending";
+    /// A health check said degraded (no recovery).
+    HealthDegraded = 4, "health_degraded";
+    /// A health check said failed.
+    HealthFailed = 5, "health_failed";
+    /// A resource failed; recovery starts.
+    ResourceFailed = 6, "resource_failed";
+    /// A call passed its deadline; carries the monitor's thread diagnostics.
+    CallTimedOut = 7, "call_timed_out";
+    /// A monitor process ended.
+    MonitorDied = 8, "monitor_died";
+    /// A monitor process started and said hello.
+    MonitorStarted = 9, "monitor_started";
+    /// A resource resumed online in a new monitor without `online`.
+    ResourceReattached = 10, "resource_reattached";
+    /// A resource was restarted by its restart policy.
+    ResourceRestarted = 11, "resource_restarted";
+    /// A resource was moved to a monitor of its own.
+    ResourceIsolated = 12, "resource_isolated";
+    /// More restarts than the threshold within the period.
+    RestartThresholdExceeded = 13, "restart_threshold_exceeded";
+    /// The resource should move to another node.
+    FailoverRequested = 14, "failover_requested";
+    /// A killed monitor did not exit: the escalation action runs.
+    Escalation = 15, "escalation";
+    /// A monitor sent something malformed; it is ended.
+    MonitorProtocolError = 16, "monitor_protocol_error";
+    /// A line a resource or library logged.
+    ResourceLog = 17, "resource_log";
+    /// A call returned an error.
+    CallFailed = 18, "call_failed";
+    /// A monitor is being killed.
+    MonitorKilled = 19, "monitor_killed";
+    /// The host started.
+    HostStarted = 20, "host_started";
+    /// The host stopped.
+    HostStopped = 21, "host_stopped";
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// When it happened.
+    pub ts: SystemTime,
+    /// What happened.
+    pub kind: EventKind,
+    /// The resource it concerns, if any.
+    pub resource: Option<String>,
+    /// Kind-specific fields (`type`, `call`, `elapsed_ms`, `reason`, `pid`, …).
+    pub fields: Map<String, Value>,
+}
+
+impl Event {
+    /// A new event, now.
+    pub fn new(kind: EventKind, resource: Option<&str>) -> Event {
+        Event {
+            ts: SystemTime::now(),
+            kind,
+            resource: resource.map(str::to_owned),
+            fields: Map::new(),
+        }
+    }
+
+    /// Adds a field.
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Event {
+        self.fields.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// A field, if present.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.fields.get(name)
+    }
+
+    /// A string field, if present.
+    pub fn str_field(&self, name: &str) -> Option<&str> {
+        self.field(name).and_then(Value::as_str)
+    }
+
+    /// The JSON line: `ts`, `id`, `kind`, `resource` (when set), then the fields.
+    pub fn to_json(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("ts".into(), rfc3339(self.ts).into());
+        map.insert("id".into(), self.kind.id().into());
+        map.insert("kind".into(), self.kind.name().into());
+        if let Some(r) = &self.resource {
+            map.insert("resource".into(), r.clone().into());
+        }
+        for (k, v) in &self.fields {
+            map.insert(k.clone(), v.clone());
+        }
+        Value::Object(map)
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.kind.name())?;
+        if let Some(r) = &self.resource {
+            write!(f, " {r}")?;
+        }
+        for (k, v) in &self.fields {
+            match v {
+                Value::String(s) => write!(f, " {k}={s:?}")?,
+                Value::Array(_) | Value::Object(_) => write!(f, " {k}=…")?,
+                other => write!(f, " {k}={other}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Formats a time as RFC 3339 in UTC with millisecond precision.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
+/// assert_eq!(clusterkit_host::rfc3339(t), "2026-11-18T07:06:40.123Z");
+/// ```
+pub fn rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Where events go: the JSON-lines file, subscribers and `tracing`.
+pub(crate) struct EventSink {
+    file: Option<File>,
+    subscribers: Vec<mpsc::Sender<Event>>,
+}
+
+impl EventSink {
+    pub(crate) fn open(state_dir: &Path) -> std::io::Result<EventSink> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state_dir.join("events.jsonl"))?;
+        Ok(EventSink {
+            file: Some(file),
+            subscribers: Vec::new(),
+        })
+    }
+
+    pub(crate) fn subscribe(&mut self, subscriber: mpsc::Sender<Event>) {
+        self.subscribers.push(subscriber);
+    }
+
+    pub(crate) fn emit(&mut self, event: Event) {
+        let line = event.to_json().to_string();
+        if let Some(file) = &mut self.file {
+            let mut bytes = line.into_bytes();
+            bytes.push(b'\n');
+            if let Err(e) = file.write_all(&bytes) {
+                tracing::error!(target: "clusterkit::event", "cannot append to events.jsonl: {e}");
+                self.file = None;
+            }
+        }
+        match event.kind {
+            EventKind::ResourceLog => {
+                let message = event.str_field("message").unwrap_or_default();
+                let resource = event.resource.as_deref().unwrap_or("-");
+                match event.str_field("level") {
+                    Some("error") => {
+                        tracing::error!(target: "clusterkit::resource", resource, "{message}")
+                    }
+                    Some("warn") => {
+                        tracing::warn!(target: "clusterkit::resource", resource, "{message}")
+                    }
+                    Some("info") => {
+                        tracing::info!(target: "clusterkit::resource", resource, "{message}")
+                    }
+                    _ => tracing::debug!(target: "clusterkit::resource", resource, "{message}"),
+                }
+            }
+            EventKind::HealthDegraded | EventKind::CallFailed => {
+                tracing::warn!(target: "clusterkit::event", id = event.kind.id(), "{event}")
+            }
+            EventKind::ResourceFailed
+            | EventKind::HealthFailed
+            | EventKind::CallTimedOut
+            | EventKind::MonitorDied
+            | EventKind::MonitorKilled
+            | EventKind::MonitorProtocolError
+            | EventKind::RestartThresholdExceeded
+            | EventKind::FailoverRequested
+            | EventKind::Escalation => {
+                tracing::error!(target: "clusterkit::event", id = event.kind.id(), "{event}")
+            }
+            _ => tracing::info!(target: "clusterkit::event", id = event.kind.id(), "{event}"),
+        }
+        self.subscribers.retain(|s| s.send(event.clone()).is_ok());
+    }
+
+    pub(crate) fn sync(&mut self) {
+        if let Some(file) = &mut self.file {
+            let _ = file.sync_data();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_have_unique_ids_and_names() {
+        let mut ids: Vec<u32> = EventKind::ALL.iter().map(|k| k.id()).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), EventKind::ALL.len());
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        let names: std::collections::HashSet<_> = EventKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), EventKind::ALL.len());
+    }
+
+    #[test]
+    fn json_line_has_the_required_fields() {
+        let e = Event::new(EventKind::CallTimedOut, Some("web"))
+            .with("call", "is_alive")
+            .with("elapsed_ms", 1003u64);
+        let json = e.to_json();
+        assert_eq!(json["id"], 7);
+        assert_eq!(json["kind"], "call_timed_out");
+        assert_eq!(json["resource"], "web");
+        assert_eq!(json["elapsed_ms"], 1003);
+        assert!(json["ts"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn rfc3339_handles_leap_years_and_epoch() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap = UNIX_EPOCH + std::time::Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+}

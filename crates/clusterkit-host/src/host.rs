@@ -1,0 +1,563 @@
+//! The embedded API: [`HostBuilder`] configures, [`Host`] runs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use clusterkit::{ControlCode, Error, Health, PropertyErrors, ResourceState};
+
+use crate::config::{ResourceConfig, Timing, TimingOverrides};
+use crate::engine::{Command, Engine, EngineConfig, Input, ResourceSpec};
+use crate::events::Event;
+use crate::process::{MonitorProgram, ProcessControl, SystemProcesses};
+use crate::state_file::Desired;
+
+/// The exit code of a host whose escalation action is
+/// [`Escalation::ExitProcess`]: a killed monitor did not exit within
+/// 4 × `deadlock_timeout`. A cluster engine seeing it should fence the node
+/// (the kernel may be wedged: a process in uninterruptible sleep).
+pub const ESCALATION_EXIT_CODE: i32 = 86;
+
+/// What the host does when a killed monitor will not die.
+#[derive(Clone)]
+pub enum Escalation {
+    /// Exit the host process with [`ESCALATION_EXIT_CODE`].
+    ExitProcess,
+    /// Call a hook with the `escalation` event and carry on.
+    Hook(Arc<dyn Fn(&Event) + Send + Sync>),
+}
+
+impl std::fmt::Debug for Escalation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Escalation::ExitProcess => f.write_str("ExitProcess"),
+            Escalation::Hook(_) => f.write_str("Hook(..)"),
+        }
+    }
+}
+
+/// Why the host could not do what was asked. Every message names the
+/// resource, file or setting concerned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The configuration is inconsistent.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A resource library did not load.
+    #[error("resource library {path}: {problem}")]
+    Library {
+        /// The library.
+        path: String,
+        /// Why.
+        problem: String,
+    },
+    /// A resource names a type its library does not export.
+    #[error(
+        "resource `{resource}`: type `{type_name}` is not exported by {library} (it exports: {})",
+        available.join(", ")
+    )]
+    UnknownType {
+        /// The resource.
+        resource: String,
+        /// The type asked for.
+        type_name: String,
+        /// The library.
+        library: String,
+        /// What it does export.
+        available: Vec<String>,
+    },
+    /// A resource's properties do not fit its type's schema.
+    #[error("resource `{resource}`: {errors}")]
+    Properties {
+        /// The resource.
+        resource: String,
+        /// Every bad property.
+        errors: PropertyErrors,
+    },
+    /// A monitor could not be started.
+    #[error("monitor: {0}")]
+    Monitor(String),
+    /// The state file or directory is unusable.
+    #[error("state: {problem}")]
+    StateFile {
+        /// What is wrong, naming the file.
+        problem: String,
+    },
+    /// No resource has this name.
+    #[error("no resource named `{0}`")]
+    UnknownResource(String),
+    /// The resource is in a state where this cannot be done.
+    #[error("resource `{resource}` is {state}")]
+    InvalidState {
+        /// The resource.
+        resource: String,
+        /// Its state.
+        state: ResourceState,
+    },
+    /// The resource's call returned an error.
+    #[error(transparent)]
+    Call(Error),
+    /// A wait ended before its condition held.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+    /// The host has stopped.
+    #[error("the host has stopped")]
+    Stopped,
+}
+
+/// A resource as the host sees it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceStatus {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub type_name: String,
+    /// Its group.
+    pub group: String,
+    /// Its current state.
+    pub state: ResourceState,
+    /// What the operator wants.
+    pub desired: Desired,
+    /// The monitor process it runs in, once opened.
+    pub monitor_pid: Option<u32>,
+    /// Whether it has a monitor of its own.
+    pub separate_monitor: bool,
+    /// Restarts over its life.
+    pub restarts: u64,
+    /// Degraded health results seen.
+    pub degraded_count: u64,
+    /// How long the last health check took, host → monitor → resource → host.
+    pub last_check_latency: Option<Duration>,
+    /// The last health check's result.
+    pub last_health: Option<Health>,
+}
+
+/// State shared between the engine and the handle.
+pub(crate) struct Shared {
+    pub(crate) statuses: Mutex<Vec<ResourceStatus>>,
+    pub(crate) changed: Condvar,
+}
+
+/// Configures a host. See the [crate documentation](crate) for an example.
+pub struct HostBuilder {
+    state_dir: PathBuf,
+    program: MonitorProgram,
+    defaults: Timing,
+    type_timing: HashMap<String, TimingOverrides>,
+    resources: Vec<ResourceConfig>,
+    process: Arc<dyn ProcessControl>,
+    escalation: Escalation,
+}
+
+impl std::fmt::Debug for HostBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostBuilder")
+            .field("state_dir", &self.state_dir)
+            .field("program", &self.program)
+            .field("resources", &self.resources.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostBuilder {
+    /// A host keeping its state and event log in `state_dir` (created if
+    /// missing) and starting monitors with `program`.
+    pub fn new(state_dir: impl Into<PathBuf>, program: MonitorProgram) -> HostBuilder {
+        HostBuilder {
+            state_dir: state_dir.into(),
+            program,
+            defaults: Timing::default(),
+            type_timing: HashMap::new(),
+            resources: Vec::new(),
+            process: Arc::new(SystemProcesses),
+            escalation: Escalation::ExitProcess,
+        }
+    }
+
+    /// Replaces the host-wide timing defaults.
+    pub fn defaults(mut self, timing: Timing) -> HostBuilder {
+        self.defaults = timing;
+        self
+    }
+
+    /// Timing overrides for every resource of a type.
+    pub fn type_timing(
+        mut self,
+        type_name: impl Into<String>,
+        overrides: TimingOverrides,
+    ) -> HostBuilder {
+        self.type_timing.insert(type_name.into(), overrides);
+        self
+    }
+
+    /// Adds a resource.
+    pub fn resource(mut self, resource: ResourceConfig) -> HostBuilder {
+        self.resources.push(resource);
+        self
+    }
+
+    /// Replaces process control (tests inject processes that will not die).
+    pub fn process_control(mut self, control: Arc<dyn ProcessControl>) -> HostBuilder {
+        self.process = control;
+        self
+    }
+
+    /// Sets the escalation action (default: exit the host).
+    pub fn escalation(mut self, escalation: Escalation) -> HostBuilder {
+        self.escalation = escalation;
+        self
+    }
+
+    fn resolve(&self) -> Result<Vec<ResourceSpec>, HostError> {
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, r) in self.resources.iter().enumerate() {
+            if r.name.is_empty() {
+                return Err(HostError::Config(format!(
+                    "resource #{} has an empty name",
+                    i + 1
+                )));
+            }
+            if index.insert(&r.name, i).is_some() {
+                return Err(HostError::Config(format!(
+                    "resource `{}` is declared twice",
+                    r.name
+                )));
+            }
+        }
+        let mut specs = Vec::with_capacity(self.resources.len());
+        for r in &self.resources {
+            let mut depends_on = Vec::new();
+            for d in &r.depends_on {
+                let Some(&j) = index.get(d.as_str()) else {
+                    return Err(HostError::Config(format!(
+                        "resource `{}` depends on `{d}`, which does not exist",
+                        r.name
+                    )));
+                };
+                let other = &self.resources[j];
+                if other.group != r.group {
+                    return Err(HostError::Config(format!(
+                        "resource `{}` (group `{}`) depends on `{d}` in another group (`{}`); \
+                         dependencies stay within a group",
+                        r.name, r.group, other.group
+                    )));
+                }
+                depends_on.push(j);
+            }
+            let base = self
+                .type_timing
+                .get(&r.type_name)
+                .map_or(self.defaults, |o| o.apply(&self.defaults));
+            let timing = r.timing.apply(&base);
+            timing.check().map_err(|problem| {
+                HostError::Config(format!("resource `{}`: {problem}", r.name))
+            })?;
+            specs.push(ResourceSpec {
+                name: r.name.clone(),
+                library: r.library.clone(),
+                type_name: r.type_name.clone(),
+                properties: r.properties.clone(),
+                group: r.group.clone(),
+                depends_on,
+                timing,
+                placement: r.placement,
+                separate_monitor: r.separate_monitor,
+            });
+        }
+        if let Some(cycle) = find_cycle(&specs) {
+            return Err(HostError::Config(format!(
+                "dependency cycle: {}",
+                cycle
+                    .iter()
+                    .map(|&i| specs[i].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" -> ")
+            )));
+        }
+        Ok(specs)
+    }
+
+    /// Checks the configuration, starts the monitors, loads every library,
+    /// validates every resource against its type, then returns while the
+    /// host opens resources and brings the desired ones online.
+    pub fn start(self) -> Result<Host, HostError> {
+        self.defaults
+            .check()
+            .map_err(|problem| HostError::Config(format!("host defaults: {problem}")))?;
+        let specs = self.resolve()?;
+        std::fs::create_dir_all(&self.state_dir).map_err(|e| HostError::StateFile {
+            problem: format!("creating {}: {e}", self.state_dir.display()),
+        })?;
+        let names: HashMap<String, usize> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        let placeholder = |s: &ResourceSpec| ResourceStatus {
+            name: s.name.clone(),
+            type_name: s.type_name.clone(),
+            group: s.group.clone(),
+            state: ResourceState::Initializing,
+            desired: Desired::Offline,
+            monitor_pid: None,
+            separate_monitor: s.separate_monitor,
+            restarts: 0,
+            degraded_count: 0,
+            last_check_latency: None,
+            last_health: None,
+        };
+        let shared = Arc::new(Shared {
+            statuses: Mutex::new(specs.iter().map(placeholder).collect()),
+            changed: Condvar::new(),
+        });
+        let longest_deadline = specs
+            .iter()
+            .map(|s| s.timing.deadlock_timeout)
+            .chain([self.defaults.deadlock_timeout])
+            .max()
+            .unwrap_or_default();
+        let (tx, rx) = mpsc::channel();
+        let engine = Engine::new(
+            EngineConfig {
+                state_dir: self.state_dir,
+                program: self.program,
+                process: self.process,
+                escalation: self.escalation,
+                resources: specs,
+                default_timing: self.defaults,
+            },
+            shared.clone(),
+            rx,
+            tx.clone(),
+        )?;
+        let thread = std::thread::Builder::new()
+            .name("clusterkit-host".into())
+            .spawn(move || engine.run())
+            .map_err(|e| HostError::Monitor(format!("starting the host thread: {e}")))?;
+        let host = Host {
+            tx,
+            shared,
+            names,
+            thread: Some(thread),
+        };
+        let (reply, answer) = mpsc::sync_channel(1);
+        host.send(Command::Start(reply))?;
+        // Loading waits at most for one hung library's deadline, twice.
+        match answer.recv_timeout(longest_deadline * 2 + Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(host),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(HostError::Monitor(
+                "the resource libraries did not load within twice the deadlock timeout".into(),
+            )),
+        }
+    }
+}
+
+/// Finds a dependency cycle, as the resources on it in order.
+fn find_cycle(specs: &[ResourceSpec]) -> Option<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit(
+        i: usize,
+        specs: &[ResourceSpec],
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        match marks[i] {
+            Mark::Done => return None,
+            Mark::Active => {
+                let start = path.iter().position(|&p| p == i).expect("on the path");
+                let mut cycle = path[start..].to_vec();
+                cycle.push(i);
+                return Some(cycle);
+            }
+            Mark::New => {}
+        }
+        marks[i] = Mark::Active;
+        path.push(i);
+        for &d in &specs[i].depends_on {
+            if let Some(c) = visit(d, specs, marks, path) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        marks[i] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; specs.len()];
+    (0..specs.len()).find_map(|i| visit(i, specs, &mut marks, &mut Vec::new()))
+}
+
+/// A running host. Dropping it shuts it down, leaving workloads running.
+pub struct Host {
+    tx: mpsc::Sender<Input>,
+    shared: Arc<Shared>,
+    names: HashMap<String, usize>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("resources", &self.names.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    fn send(&self, command: Command) -> Result<(), HostError> {
+        self.tx
+            .send(Input::Command(command))
+            .map_err(|_| HostError::Stopped)
+    }
+
+    fn index(&self, name: &str) -> Result<usize, HostError> {
+        self.names
+            .get(name)
+            .copied()
+            .ok_or_else(|| HostError::UnknownResource(name.to_owned()))
+    }
+
+    fn ask<T>(
+        &self,
+        make: impl FnOnce(SyncSender<Result<T, HostError>>) -> Command,
+    ) -> Result<T, HostError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(make(reply))?;
+        answer.recv().map_err(|_| HostError::Stopped)?
+    }
+
+    /// Wants `name` online: it and its dependencies come online, in
+    /// dependency order. Returns at once; see [`wait_for_state`](Self::wait_for_state).
+    pub fn online(&self, name: &str) -> Result<(), HostError> {
+        let i = self.index(name)?;
+        self.ask(|r| Command::Online(i, r))
+    }
+
+    /// Wants `name` offline: its dependents go offline first, then it.
+    pub fn offline(&self, name: &str) -> Result<(), HostError> {
+        let i = self.index(name)?;
+        self.ask(|r| Command::Offline(i, r))
+    }
+
+    /// Simulates a failure of an online resource: terminate, restart policy.
+    pub fn fail(&self, name: &str) -> Result<(), HostError> {
+        let i = self.index(name)?;
+        self.ask(|r| Command::Fail(i, r))
+    }
+
+    /// Sends a control code to an open resource and returns its output.
+    pub fn control(
+        &self,
+        name: &str,
+        code: ControlCode,
+        input: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
+        let i = self.index(name)?;
+        let input = input.to_vec();
+        self.ask(|r| Command::Control(i, code, input, r))
+    }
+
+    /// The status of every resource, in configuration order.
+    pub fn status(&self) -> Vec<ResourceStatus> {
+        self.shared
+            .statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The status of `name`.
+    pub fn resource_status(&self, name: &str) -> Result<ResourceStatus, HostError> {
+        let i = self.index(name)?;
+        Ok(self
+            .shared
+            .statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)[i]
+            .clone())
+    }
+
+    /// Every event from now on. The receiver may be dropped at any time.
+    pub fn subscribe(&self) -> Receiver<Event> {
+        let (tx, rx) = mpsc::channel();
+        let _ = self.send(Command::Subscribe(tx));
+        rx
+    }
+
+    /// Waits until `condition` holds for the statuses, or `timeout` passes.
+    /// Wakes on every status change: no polling.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut condition: impl FnMut(&[ResourceStatus]) -> bool,
+    ) -> Result<(), HostError> {
+        let deadline = Instant::now() + timeout;
+        let mut statuses = self
+            .shared
+            .statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if condition(&statuses) {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(HostError::Timeout(timeout, what.to_owned()));
+            }
+            statuses = self
+                .shared
+                .changed
+                .wait_timeout(statuses, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Waits until `name` is in `state`.
+    pub fn wait_for_state(
+        &self,
+        name: &str,
+        state: ResourceState,
+        timeout: Duration,
+    ) -> Result<(), HostError> {
+        let i = self.index(name)?;
+        self.wait_for(timeout, &format!("`{name}` to be {state}"), |s| {
+            s[i].state == state
+        })
+    }
+
+    /// Stops the host: monitors exit, workloads keep running (a host started
+    /// again on the same state directory re-attaches to them). Take
+    /// resources offline first for a full stop.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let (reply, answer) = mpsc::sync_channel(1);
+        if self.send(Command::Shutdown(reply)).is_ok() {
+            let _ = answer.recv();
+        }
+        let _ = thread.join();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,420 @@
+//! The monitor process: loads resource libraries and runs entry points for
+//! the resources the host places in it.
+//!
+//! A monitor reads calls from the host on the socket inherited as file
+//! descriptor [`MONITOR_FD`], runs them on an elastic [`Pool`] (serialized
+//! per resource, concurrent across resources; `terminate` on a thread of its
+//! own), and writes replies, progress reports and log lines back. It exits
+//! at once, leaving workloads running, when the host goes away: the socket
+//! reaches end-of-file, or the kernel's parent-death signal kills it.
+//!
+//! If the monitor crashes (a segfault or abort in a library), a signal
+//! handler first tells the host which call was running on the crashing
+//! thread, so the host blames the right resource.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::io::{BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use clusterkit::{
+    Error, Health, Level, LogSink, Logger, Properties, Reply, Resource, ResourceState,
+    StatusReporter, StatusSink, Transition,
+};
+use clusterkit_loader::{Library, LoadedResource};
+
+use crate::pool::Pool;
+use crate::protocol::{self, FromMonitor, Op, Outcome, ToMonitor};
+
+/// The file descriptor a monitor's host socket is passed on.
+pub const MONITOR_FD: RawFd = 3;
+/// Set (to any value) in a monitor's environment; see [`run_if_monitor`].
+pub const MONITOR_ENV: &str = "CLUSTERKIT_MONITOR";
+/// The host's pid, in a monitor's environment: a monitor whose parent is
+/// already someone else exits at once.
+pub const HOST_PID_ENV: &str = "CLUSTERKIT_HOST_PID";
+
+/// If this process was started as a monitor ([`MONITOR_ENV`] is set), runs
+/// the monitor and never returns; otherwise returns at once.
+///
+/// A custom host binary that re-executes itself as its monitors
+/// ([`MonitorProgram::CurrentExe`](crate::MonitorProgram::CurrentExe)) calls
+/// this first thing in `main`:
+///
+/// ```no_run
+/// clusterkit_host::run_if_monitor();
+/// // ... the host's own main goes on here ...
+/// ```
+pub fn run_if_monitor() {
+    if std::env::var_os(MONITOR_ENV).is_some() {
+        run_monitor();
+    }
+}
+
+/// Runs the monitor on [`MONITOR_FD`] and never returns. The body of the
+/// `clusterkit-monitor` binary.
+pub fn run_monitor() -> ! {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) has no memory-safety preconditions.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    if let Some(host_pid) = std::env::var(HOST_PID_ENV)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+    {
+        let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+        if parent != host_pid {
+            exit_now(0); // the host died before the death signal was armed
+        }
+    }
+    // SAFETY: the host passes the socket as MONITOR_FD; nothing else owns it.
+    let stream = unsafe { UnixStream::from_raw_fd(MONITOR_FD) };
+    // Processes a library starts (QEMU, say) must not inherit the socket:
+    // the host learns of this monitor's death from its end-of-file.
+    let _ = rustix::io::fcntl_setfd(&stream, rustix::io::FdFlags::CLOEXEC);
+    let code = match Monitor::serve(stream) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("clusterkit-monitor: {e}");
+            1
+        }
+    };
+    exit_now(code)
+}
+
+/// Exits without running destructors or atexit handlers: library code must
+/// not get a chance to stop workloads on the way out.
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+thread_local! {
+    /// The call running on this thread (0: none), for the crash handler.
+    static CURRENT_CALL: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The socket, for the crash handler (-1: not yet set).
+static CRASH_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_crash(signal: libc::c_int) {
+    let call = CURRENT_CALL.with(Cell::get);
+    let fd = CRASH_FD.load(Ordering::Relaxed);
+    if call != 0 && fd >= 0 {
+        let payload = FromMonitor::Crashing {
+            call,
+            signal: signal as u32,
+        };
+        // Built without allocating: tag, call, signal.
+        let mut frame = [0u8; 4 + 1 + 8 + 4];
+        frame[..4].copy_from_slice(&13u32.to_le_bytes());
+        frame[4] = 6;
+        if let FromMonitor::Crashing { call, signal } = payload {
+            frame[5..13].copy_from_slice(&call.to_le_bytes());
+            frame[13..17].copy_from_slice(&signal.to_le_bytes());
+        }
+        // SAFETY: write(2) is async-signal-safe; `frame` is a valid buffer.
+        unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
+    }
+    // SAFETY: restoring the default action and re-raising is the documented
+    // way to die of the original signal from a handler.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+}
+
+fn install_crash_handlers(fd: RawFd) {
+    CRASH_FD.store(fd, Ordering::Relaxed);
+    for signal in [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGABRT,
+        libc::SIGILL,
+        libc::SIGFPE,
+    ] {
+        // SAFETY: installing a handler that only calls async-signal-safe functions.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_crash as *const () as usize;
+            action.sa_flags = libc::SA_ONSTACK;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// One open resource in this monitor.
+struct Slot {
+    resource: LoadedResource,
+    /// Set by `terminate`, cleared by the next `online`/`offline`: progress
+    /// reports answer `Terminate` while it is set.
+    terminating: Arc<AtomicBool>,
+}
+
+struct Monitor {
+    out: Mutex<UnixStream>,
+    libraries: RwLock<HashMap<u32, Library>>,
+    resources: RwLock<HashMap<u32, Arc<Slot>>>,
+    pool: Pool,
+}
+
+impl Monitor {
+    fn serve(stream: UnixStream) -> std::io::Result<()> {
+        install_crash_handlers(stream.as_raw_fd());
+        let reader = stream.try_clone()?;
+        let monitor = Arc::new(Monitor {
+            out: Mutex::new(stream),
+            libraries: RwLock::default(),
+            resources: RwLock::default(),
+            pool: Pool::default(),
+        });
+        monitor.send(&FromMonitor::Hello {
+            pid: std::process::id(),
+            protocol: protocol::PROTOCOL_VERSION,
+        });
+        let mut reader = BufReader::with_capacity(64 << 10, reader);
+        let mut buf = Vec::new();
+        loop {
+            match protocol::read_frame(&mut reader, &mut buf) {
+                Ok(()) => {}
+                Err(protocol::FrameError::Closed) => return Ok(()),
+                Err(e) => return Err(std::io::Error::other(e.to_string())),
+            }
+            match ToMonitor::decode(&buf) {
+                Ok(ToMonitor::Shutdown) => return Ok(()),
+                Ok(ToMonitor::Call { call, resource, op }) => monitor.dispatch(call, resource, op),
+                Err(e) => {
+                    return Err(std::io::Error::other(format!(
+                        "bad frame from the host: {e}"
+                    )));
+                }
+            }
+        }
+    }
+
+    fn send(&self, message: &FromMonitor) {
+        let payload = message.encode();
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        if protocol::write_frame(&mut *out, &payload)
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            exit_now(0); // the host is gone
+        }
+    }
+
+    fn reply(&self, call: u64, outcome: Outcome) {
+        self.send(&FromMonitor::Reply { call, outcome });
+    }
+
+    fn slot(&self, resource: u32) -> Result<Arc<Slot>, Error> {
+        self.resources
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&resource)
+            .cloned()
+            .ok_or_else(|| {
+                Error::InvalidState(format!("resource #{resource} is not open in this monitor"))
+            })
+    }
+
+    fn dispatch(self: &Arc<Self>, call: u64, resource: u32, op: Op) {
+        let unqueued = matches!(op, Op::Terminate);
+        let monitor = self.clone();
+        let job = Box::new(move || {
+            CURRENT_CALL.with(|c| c.set(call));
+            let outcome = monitor.run(resource, op);
+            CURRENT_CALL.with(|c| c.set(0));
+            monitor.reply(call, outcome);
+        });
+        if unqueued {
+            // `terminate` must not wait behind the call it is meant to end.
+            self.pool.run_now(job);
+        } else {
+            self.pool.submit(resource, job);
+        }
+    }
+
+    fn run(self: &Arc<Self>, resource: u32, op: Op) -> Outcome {
+        let result = match op {
+            Op::LoadLibrary { library, path } => return self.load_library(library, &path),
+            Op::Open {
+                library,
+                type_name,
+                name,
+                properties,
+                recover,
+            } => self.open(resource, library, &type_name, &name, &properties, recover),
+            Op::Online | Op::Offline => {
+                return match self.slot(resource) {
+                    Ok(slot) => self.transition(resource, &slot, matches!(op, Op::Online)),
+                    Err(e) => Outcome::Failed(e),
+                };
+            }
+            Op::Terminate => self.slot(resource).and_then(|slot| {
+                slot.terminating.store(true, Ordering::Release);
+                slot.resource.terminate()
+            }),
+            Op::LooksAlive | Op::IsAlive => {
+                return Outcome::Health(match self.slot(resource) {
+                    Ok(slot) if matches!(op, Op::LooksAlive) => slot.resource.looks_alive(),
+                    Ok(slot) => slot.resource.is_alive(),
+                    Err(e) => Health::Failed(e.to_string()),
+                });
+            }
+            Op::Close => self.close(resource),
+            Op::Control { code, input } => {
+                return match self
+                    .slot(resource)
+                    .and_then(|slot| slot.resource.control(clusterkit::ControlCode(code), &input))
+                {
+                    Ok(bytes) => Outcome::Bytes(bytes),
+                    Err(e) => Outcome::Failed(e),
+                };
+            }
+        };
+        match result {
+            Ok(()) => Outcome::Done,
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+
+    fn load_library(self: &Arc<Self>, id: u32, path: &str) -> Outcome {
+        let log = self.logger(0);
+        match Library::load(path, log) {
+            Ok(library) => {
+                let types = library.types().map(|t| t.description().clone()).collect();
+                self.libraries
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id, library);
+                Outcome::Types(types)
+            }
+            Err(e) => Outcome::Failed(Error::NotFound(e.to_string())),
+        }
+    }
+
+    fn open(
+        self: &Arc<Self>,
+        resource: u32,
+        library: u32,
+        type_name: &str,
+        name: &str,
+        properties: &[u8],
+        recover: bool,
+    ) -> Result<(), Error> {
+        let handle = self
+            .libraries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&library)
+            .and_then(|l| l.resource_type(type_name))
+            .ok_or_else(|| {
+                Error::NotFound(format!("type `{type_name}` is not loaded in this monitor"))
+            })?;
+        let properties = Properties::decode(properties)?;
+        let opened = handle.open(name, &properties, recover, self.logger(resource))?;
+        let slot = Arc::new(Slot {
+            resource: opened,
+            terminating: Arc::new(AtomicBool::new(false)),
+        });
+        self.resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(resource, slot);
+        Ok(())
+    }
+
+    fn close(&self, resource: u32) -> Result<(), Error> {
+        let slot = self
+            .resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&resource)
+            .ok_or_else(|| Error::InvalidState(format!("resource #{resource} is not open")))?;
+        match Arc::try_unwrap(slot) {
+            Ok(slot) => slot.resource.close(),
+            // A terminate still holds it: it closes when that finishes.
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn transition(self: &Arc<Self>, resource: u32, slot: &Slot, online: bool) -> Outcome {
+        slot.terminating.store(false, Ordering::Release);
+        let sink = Arc::new(MonitorStatusSink {
+            monitor: self.clone(),
+            resource,
+            terminating: slot.terminating.clone(),
+        });
+        let result = if online {
+            slot.resource.online(StatusReporter::online(sink))
+        } else {
+            slot.resource.offline(StatusReporter::offline(sink))
+        };
+        match result {
+            Ok(Transition::Done) if online => Outcome::State(ResourceState::Online as u32),
+            Ok(Transition::Done) => Outcome::State(ResourceState::Offline as u32),
+            Ok(Transition::Pending) if online => {
+                Outcome::State(ResourceState::OnlinePending as u32)
+            }
+            Ok(Transition::Pending) => Outcome::State(ResourceState::OfflinePending as u32),
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+
+    fn logger(self: &Arc<Self>, resource: u32) -> Logger {
+        Logger::new(Arc::new(MonitorLogSink {
+            monitor: self.clone(),
+            resource,
+        }))
+    }
+}
+
+struct MonitorLogSink {
+    monitor: Arc<Monitor>,
+    resource: u32,
+}
+
+impl LogSink for MonitorLogSink {
+    fn log(&self, level: Level, message: &str) {
+        self.monitor.send(&FromMonitor::Log {
+            resource: self.resource,
+            level: level as u32,
+            message: message.to_owned(),
+        });
+    }
+}
+
+struct MonitorStatusSink {
+    monitor: Arc<Monitor>,
+    resource: u32,
+    terminating: Arc<AtomicBool>,
+}
+
+impl StatusSink for MonitorStatusSink {
+    fn report(&self, _state: ResourceState, checkpoint: u32, wait_hint: Duration) -> Reply {
+        // The host's answer is its `terminate` call: while one has arrived,
+        // reports answer Terminate. The report itself resets the host's
+        // pending deadline.
+        self.monitor.send(&FromMonitor::Report {
+            resource: self.resource,
+            checkpoint,
+            wait_hint_ms: protocol::millis(wait_hint),
+        });
+        if self.terminating.load(Ordering::Acquire) {
+            Reply::Terminate
+        } else {
+            Reply::Continue
+        }
+    }
+
+    fn complete(&self, outcome: Result<ResourceState, Error>) {
+        self.monitor.send(&FromMonitor::Complete {
+            resource: self.resource,
+            outcome: outcome.map(|s| s as u32),
+        });
+    }
+}

@@ -1,0 +1,143 @@
+//! The persisted host state: per resource, the desired state,
+//! `separate_monitor` and restart counters; written crash-safely.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::RestartCounters;
+
+/// The state file's format version.
+const VERSION: u32 = 1;
+
+/// What the operator wants a resource to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Desired {
+    /// Online.
+    Online,
+    /// Offline.
+    #[default]
+    Offline,
+}
+
+/// One resource's persisted state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistedResource {
+    /// What the operator wants.
+    pub desired: Desired,
+    /// Whether it runs in a monitor of its own (set by isolation).
+    pub separate_monitor: bool,
+    /// Restart bookkeeping.
+    pub restarts: RestartCounters,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistedState {
+    /// Format version.
+    pub version: u32,
+    /// By resource name.
+    pub resources: BTreeMap<String, PersistedResource>,
+}
+
+/// The state file of a state directory.
+pub(crate) struct StateFile {
+    path: PathBuf,
+    temp: PathBuf,
+}
+
+impl StateFile {
+    pub(crate) fn new(state_dir: &Path) -> StateFile {
+        StateFile {
+            path: state_dir.join("state.json"),
+            temp: state_dir.join("state.json.tmp"),
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the file; a missing file is an empty state.
+    pub(crate) fn load(&self) -> Result<PersistedState, String> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(PersistedState {
+                    version: VERSION,
+                    ..PersistedState::default()
+                });
+            }
+            Err(e) => return Err(format!("{}: {e}", self.path.display())),
+        };
+        let state: PersistedState =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        if state.version != VERSION {
+            return Err(format!(
+                "{}: version {} is not supported (expected {VERSION})",
+                self.path.display(),
+                state.version
+            ));
+        }
+        Ok(state)
+    }
+
+    /// Writes the file crash-safely: a temporary file, fsync, rename over
+    /// the old one, fsync the directory. A reader sees the old or the new
+    /// state, never a mix.
+    pub(crate) fn save(&self, state: &PersistedState) -> std::io::Result<()> {
+        let mut state = state.clone();
+        state.version = VERSION;
+        let bytes = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
+        let mut file = File::create(&self.temp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&self.temp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_garbage_naming_the_file() {
+        let dir = std::env::temp_dir().join(format!("ck-state-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = StateFile::new(&dir);
+        assert!(file.load().unwrap().resources.is_empty());
+        let mut state = PersistedState::default();
+        state.resources.insert(
+            "web".into(),
+            PersistedResource {
+                desired: Desired::Online,
+                separate_monitor: true,
+                restarts: RestartCounters {
+                    recent: vec![5],
+                    backoff_step: 1,
+                    total: 2,
+                },
+            },
+        );
+        file.save(&state).unwrap();
+        assert_eq!(file.load().unwrap().resources, state.resources);
+        fs::write(file.path(), "{ not json").unwrap();
+        let e = file.load().unwrap_err();
+        assert!(
+            e.starts_with(&format!("{}: ", file.path().display())),
+            "{e}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
