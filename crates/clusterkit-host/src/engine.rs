@@ -195,6 +195,7 @@ struct Resource {
     last_latency: Option<Duration>,
     last_health: Option<Health>,
     degraded: u64,
+    checks: u64,
     status_changed: bool,
 }
 
@@ -289,6 +290,7 @@ impl Engine {
                 last_latency: None,
                 last_health: None,
                 degraded: 0,
+                checks: 0,
                 status_changed: true,
             });
         }
@@ -705,7 +707,11 @@ impl Engine {
                 });
                 continue;
             };
-            match ty.schema.validate(&spec.properties) {
+            let checked = ty
+                .schema
+                .coerce(&spec.properties)
+                .and_then(|typed| ty.schema.validate(&typed));
+            match checked {
                 Ok(valid) => {
                     let characteristics = ty.characteristics;
                     let r = &mut self.resources[i];
@@ -1538,6 +1544,7 @@ impl Engine {
             r.is_inflight = false;
         }
         r.last_latency = Some(latency);
+        r.checks += 1;
         r.last_health = Some(health.clone());
         r.status_changed = true;
         if r.state != ResourceState::Online {
@@ -1775,6 +1782,7 @@ impl Engine {
                 separate_monitor: r.separate_monitor,
                 restarts: r.restarts.total,
                 degraded_count: r.degraded,
+                health_checks: r.checks,
                 last_check_latency: r.last_latency,
                 last_health: r.last_health.clone(),
             };

@@ -47,8 +47,8 @@ pub enum HostError {
     /// The configuration is inconsistent.
     #[error("configuration: {0}")]
     Config(String),
-    /// A resource library did not load.
-    #[error("resource library {path}: {problem}")]
+    /// A resource library did not load; `problem` names the file.
+    #[error("{problem}")]
     Library {
         /// The library.
         path: String,
@@ -130,6 +130,8 @@ pub struct ResourceStatus {
     pub restarts: u64,
     /// Degraded health results seen.
     pub degraded_count: u64,
+    /// Health checks completed.
+    pub health_checks: u64,
     /// How long the last health check took, host → monitor → resource → host.
     pub last_check_latency: Option<Duration>,
     /// The last health check's result.
@@ -307,6 +309,7 @@ impl HostBuilder {
             separate_monitor: s.separate_monitor,
             restarts: 0,
             degraded_count: 0,
+            health_checks: 0,
             last_check_latency: None,
             last_health: None,
         };

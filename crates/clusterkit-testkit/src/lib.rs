@@ -56,6 +56,23 @@ pub fn cdylib(package: &str, lib_name: &str) -> PathBuf {
     path
 }
 
+/// Builds the example `name` of `package` (a no-op when up to date) and
+/// returns the path of its executable.
+pub fn example_binary(package: &str, name: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--quiet", "-p", package, "--example", name])
+        .output()
+        .unwrap_or_else(|e| panic!("running `{cargo} build --example {name}`: {e}"));
+    assert!(
+        output.status.success(),
+        "`cargo build -p {package} --example {name}` failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    target_dir().join("debug").join("examples").join(name)
+}
+
 /// Compiles `source` (C) into the shared library `out` with the system C
 /// compiler, against `include/clusterkit.h`.
 pub fn compile_c_library(source: &str, out: &Path) {

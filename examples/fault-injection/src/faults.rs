@@ -73,11 +73,13 @@ pub(crate) enum Action {
     Panic,
     Fail,
     Degrade,
+    Garbage,
 }
 
 impl Action {
-    pub(crate) const ALL: [Action; 6] = [
+    pub(crate) const ALL: [Action; 7] = [
         Action::Slow,
+        Action::Garbage,
         Action::Hang,
         Action::Abort,
         Action::Panic,
@@ -93,6 +95,7 @@ impl Action {
             Action::Panic => "panic",
             Action::Fail => "fail",
             Action::Degrade => "degrade",
+            Action::Garbage => "garbage",
         }
     }
 
@@ -105,6 +108,7 @@ impl Action {
             Action::Panic => "panic_in",
             Action::Fail => "fail_in",
             Action::Degrade => "degrade_in",
+            Action::Garbage => "garbage_in",
         }
     }
 
@@ -206,6 +210,12 @@ pub(crate) fn inject(
     if faults.has(Action::Slow, entry_point) {
         std::thread::sleep(slow_for);
     }
+    if faults.has(Action::Garbage, entry_point) {
+        log.warn(format_args!(
+            "fault-injection: told to write garbage to the monitor socket in {ep}"
+        ));
+        write_garbage();
+    }
     if faults.has(Action::Hang, entry_point) {
         log.warn(format_args!(
             "fault-injection: told to hang in {ep}: blocking forever"
@@ -228,6 +238,21 @@ pub(crate) fn inject(
         return Injected::Degrade(format!("fault-injection: told to degrade in {ep}"));
     }
     Injected::Nothing
+}
+
+/// The file descriptor of a clusterkit monitor's host socket
+/// (`clusterkit_host::MONITOR_FD`).
+const MONITOR_FD: i32 = 3;
+
+/// Writes a frame header announcing 2 GiB, then junk, to the monitor's
+/// host socket: a lying resource corrupting the host protocol.
+fn write_garbage() {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    // SAFETY: fd 3 is the monitor's socket while this library runs in a
+    // monitor; ManuallyDrop keeps it open afterwards.
+    let mut socket = std::mem::ManuallyDrop::new(unsafe { fs::File::from_raw_fd(MONITOR_FD) });
+    let _ = socket.write_all(b"\xff\xff\xff\x7fthis is not a clusterkit frame");
 }
 
 /// Blocks the calling thread forever in a real blocking system call

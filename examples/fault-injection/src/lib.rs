@@ -228,6 +228,12 @@ impl ResourceType for FaultInjectionType {
                 PropertySpec::multi_string(Action::Slow.property())
                     .describe(entry_point_list("sleep slow_for before doing their work"))
                     .default(no_entry_points()),
+                PropertySpec::multi_string(Action::Garbage.property())
+                    .describe(entry_point_list(
+                        "write garbage to the monitor's host socket (file descriptor 3), then \
+                         go on normally",
+                    ))
+                    .default(no_entry_points()),
                 PropertySpec::multi_string(Action::Degrade.property())
                     .describe("Health checks that report Degraded: looks_alive, is_alive")
                     .default(no_entry_points()),

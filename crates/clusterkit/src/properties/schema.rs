@@ -235,6 +235,25 @@ impl PropertySpec {
     }
 }
 
+/// An integer value as another integer kind or a duration, if in range.
+fn convert_integer(value: &Value, kind: PropertyKind) -> Option<Value> {
+    let n: i128 = match value {
+        Value::U32(v) => (*v).into(),
+        Value::U64(v) => (*v).into(),
+        Value::I64(v) => (*v).into(),
+        _ => return None,
+    };
+    Some(match kind {
+        PropertyKind::U32 => Value::U32(u32::try_from(n).ok()?),
+        PropertyKind::U64 => Value::U64(u64::try_from(n).ok()?),
+        PropertyKind::I64 => Value::I64(i64::try_from(n).ok()?),
+        PropertyKind::Duration => {
+            Value::Duration(std::time::Duration::from_millis(u64::try_from(n).ok()?))
+        }
+        _ => return None,
+    })
+}
+
 fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -507,6 +526,55 @@ impl Schema {
         }
         if errors.is_empty() {
             Ok(props)
+        } else {
+            Err(PropertyErrors(errors))
+        }
+    }
+
+    /// Converts values to the kinds the schema declares, where that is
+    /// lossless: text is parsed with [`PropertySpec::parse`] (so values from
+    /// a command line, an environment or a config file can be given as
+    /// strings), and integers convert between integer kinds and to
+    /// durations (as milliseconds) when in range. Unknown names and values
+    /// that cannot convert are left for [`validate`](Self::validate) to
+    /// report, except text that does not parse, reported here.
+    ///
+    /// ```
+    /// use clusterkit::{Properties, PropertySpec, Schema, Value};
+    /// use std::time::Duration;
+    ///
+    /// let schema = Schema::new(vec![
+    ///     PropertySpec::u32("ttl"),
+    ///     PropertySpec::duration("timeout"),
+    /// ]);
+    /// let mut input = Properties::new();
+    /// input.insert("ttl", 300i64);        // a TOML integer
+    /// input.insert("timeout", "2s");      // an OCF parameter
+    /// let typed = schema.coerce(&input).unwrap();
+    /// assert_eq!(typed.get("ttl"), Some(&Value::U32(300)));
+    /// assert_eq!(typed.get("timeout"), Some(&Value::Duration(Duration::from_secs(2))));
+    /// ```
+    pub fn coerce(&self, input: &Properties) -> Result<Properties, PropertyErrors> {
+        let mut output = Properties::new();
+        let mut errors = Vec::new();
+        for (name, value) in input.iter() {
+            let converted = match self.spec(name) {
+                Some(spec) if spec.kind != value.kind() => match value {
+                    Value::String(text) => match spec.parse(text) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            errors.push(e);
+                            continue;
+                        }
+                    },
+                    other => convert_integer(other, spec.kind).unwrap_or_else(|| other.clone()),
+                },
+                _ => value.clone(),
+            };
+            output.insert(name, converted);
+        }
+        if errors.is_empty() {
+            Ok(output)
         } else {
             Err(PropertyErrors(errors))
         }
