@@ -159,7 +159,7 @@ impl std::fmt::Display for Event {
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
 /// let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
-/// assert_eq!(clusterkit_host::rfc3339(t), "2026-11-18T07:06:40.123Z");
+/// assert_eq!(clusterkit_host::rfc3339(t), "2026-11-18T11:06:40.123Z");
 /// ```
 pub fn rfc3339(t: SystemTime) -> String {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();

@@ -108,7 +108,7 @@ fn the_state_file_survives_sigkill_at_random_moments() {
         let mut committed = [Desired::Online; 4];
         for _ in 0..rng.next() % 6 {
             let r = (rng.next() % 4) as usize;
-            let want = if rng.next() % 2 == 0 {
+            let want = if rng.next().is_multiple_of(2) {
                 Desired::Online
             } else {
                 Desired::Offline
