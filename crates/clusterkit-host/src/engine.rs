@@ -55,6 +55,7 @@ pub(crate) enum Command {
         SyncSender<Result<Vec<u8>, HostError>>,
     ),
     Subscribe(Sender<Event>),
+    CloseAll(SyncSender<Result<(), HostError>>),
     Shutdown(SyncSender<()>),
 }
 
@@ -128,6 +129,7 @@ enum CallKind {
     Terminate(AfterTerminate),
     LooksAlive,
     IsAlive,
+    Close,
     Control(SyncSender<Result<Vec<u8>, HostError>>),
 }
 
@@ -222,6 +224,8 @@ pub(crate) struct Engine {
     default_timing: Timing,
     validated: bool,
     start_reply: Option<SyncSender<Result<(), HostError>>>,
+    /// `close` calls of a stop: the reply, and the calls still out.
+    closing: Option<(SyncSender<Result<(), HostError>>, Vec<u64>, Vec<String>)>,
     shutdown: Option<(SyncSender<()>, Instant)>,
 }
 
@@ -323,6 +327,7 @@ impl Engine {
             default_timing: config.default_timing,
             validated: false,
             start_reply: None,
+            closing: None,
             shutdown: None,
         })
     }
@@ -459,12 +464,48 @@ impl Engine {
                 }
             }
             Command::Subscribe(tx) => self.events.subscribe(tx),
+            Command::CloseAll(reply) => {
+                let mut calls = Vec::new();
+                for i in 0..self.resources.len() {
+                    let r = &self.resources[i];
+                    if let (true, None, Some(m)) = (r.opened, r.busy, r.monitor) {
+                        if let Some(call) = self.send_call(m, Some(i), Op::Close, CallKind::Close) {
+                            calls.push(call);
+                        }
+                    }
+                }
+                self.closing = Some((reply, calls, Vec::new()));
+                self.finish_closing(None, None);
+            }
             Command::Shutdown(reply) => {
                 for m in self.monitors.values_mut() {
                     let _ = protocol::write_frame(&mut m.writer, &ToMonitor::Shutdown.encode());
                 }
                 self.shutdown = Some((reply, Instant::now()));
             }
+        }
+    }
+
+    /// Notes the end of one `close` of a stop; answers once all have ended.
+    fn finish_closing(&mut self, call: Option<u64>, error: Option<String>) {
+        let Some((_, calls, errors)) = &mut self.closing else {
+            return;
+        };
+        if let Some(call) = call {
+            calls.retain(|c| *c != call);
+        }
+        errors.extend(error);
+        if calls.is_empty() {
+            let (reply, _, errors) = self.closing.take().expect("checked");
+            let result = if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(HostError::Call(Error::Failed(format!(
+                    "close failed: {}",
+                    errors.join("; ")
+                ))))
+            };
+            let _ = reply.send(result);
         }
     }
 
@@ -591,6 +632,17 @@ impl Engine {
             CallKind::Offline => self.on_offline_reply(call.resource.expect("offline"), outcome),
             CallKind::Terminate(then) => {
                 self.on_terminated(call.resource.expect("terminate"), then)
+            }
+            CallKind::Close => {
+                let i = call.resource.expect("close");
+                self.resources[i].opened = false;
+                self.resources[i].state = ResourceState::Offline;
+                self.resources[i].status_changed = true;
+                let error = match outcome {
+                    Outcome::Failed(e) => Some(format!("`{}`: {e}", self.resources[i].spec.name)),
+                    _ => None,
+                };
+                self.finish_closing(Some(call_id), error);
             }
             CallKind::LooksAlive | CallKind::IsAlive => {
                 let i = call.resource.expect("health check");
@@ -965,8 +1017,18 @@ impl Engine {
         }
         self.emit(event);
 
-        for (_, call) in lost_calls {
+        for (id, call) in lost_calls {
             match call.kind {
+                CallKind::Close => {
+                    let name = call
+                        .resource
+                        .map(|i| self.resources[i].spec.name.clone())
+                        .unwrap_or_default();
+                    self.finish_closing(
+                        Some(id),
+                        Some(format!("`{name}`: the monitor died during close")),
+                    );
+                }
                 CallKind::Control(reply) => {
                     let _ = reply.send(Err(HostError::Call(Error::Failed(
                         "the monitor died during the call".into(),
@@ -1189,7 +1251,7 @@ impl Engine {
     }
 
     fn reconcile(&mut self, i: usize) {
-        if self.shutdown.is_some() {
+        if self.shutdown.is_some() || self.closing.is_some() {
             return;
         }
         if !self.validated {

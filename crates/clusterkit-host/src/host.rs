@@ -540,6 +540,27 @@ impl Host {
         })
     }
 
+    /// Stops everything: takes every resource offline (dependents first),
+    /// closes them (`close` runs in each), then shuts down. For node
+    /// maintenance; [`shutdown`](Self::shutdown) leaves workloads running.
+    pub fn stop_all(self, timeout: Duration) -> Result<(), HostError> {
+        let names: Vec<String> = self.status().into_iter().map(|s| s.name).collect();
+        for name in &names {
+            self.offline(name)?;
+        }
+        self.wait_for(timeout, "every resource offline", |s| {
+            s.iter().all(|r| {
+                matches!(
+                    r.state,
+                    ResourceState::Offline | ResourceState::Failed | ResourceState::Initializing
+                )
+            })
+        })?;
+        let result = self.ask(Command::CloseAll);
+        self.shutdown();
+        result
+    }
+
     /// Stops the host: monitors exit, workloads keep running (a host started
     /// again on the same state directory re-attaches to them). Take
     /// resources offline first for a full stop.

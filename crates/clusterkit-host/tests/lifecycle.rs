@@ -82,3 +82,29 @@ fn pending_online_reports_and_completes() {
         ResourceState::Online
     );
 }
+
+#[test]
+fn stop_all_takes_everything_offline_and_closes() {
+    let dir = TempDir::new("host-stop-all");
+    let host = builder(dir.path())
+        .resource(dummy("a", dir.path()))
+        .resource(dummy("b", dir.path()).depends_on("a"))
+        .start()
+        .unwrap();
+    host.online("b").unwrap();
+    host.wait_for(PATIENCE, "both online", |s| {
+        s.iter().all(|r| r.state == ResourceState::Online)
+    })
+    .unwrap();
+    host.stop_all(PATIENCE).unwrap();
+    assert!(!dir.path().join("a.state").exists());
+    assert!(!dir.path().join("b.state").exists());
+    let events = std::fs::read_to_string(dir.path().join("host/events.jsonl")).unwrap();
+    assert!(
+        events
+            .lines()
+            .last()
+            .unwrap()
+            .contains("\"kind\":\"host_stopped\"")
+    );
+}
