@@ -201,6 +201,9 @@ struct Resource {
     status_changed: bool,
 }
 
+/// A stop's `close` calls: the reply, the calls still out, the errors so far.
+type Closing = (SyncSender<Result<(), HostError>>, Vec<u64>, Vec<String>);
+
 pub(crate) struct Engine {
     inputs: Receiver<Input>,
     sender: Sender<Input>,
@@ -225,7 +228,7 @@ pub(crate) struct Engine {
     validated: bool,
     start_reply: Option<SyncSender<Result<(), HostError>>>,
     /// `close` calls of a stop: the reply, and the calls still out.
-    closing: Option<(SyncSender<Result<(), HostError>>, Vec<u64>, Vec<String>)>,
+    closing: Option<Closing>,
     shutdown: Option<(SyncSender<()>, Instant)>,
 }
 
@@ -468,10 +471,10 @@ impl Engine {
                 let mut calls = Vec::new();
                 for i in 0..self.resources.len() {
                     let r = &self.resources[i];
-                    if let (true, None, Some(m)) = (r.opened, r.busy, r.monitor) {
-                        if let Some(call) = self.send_call(m, Some(i), Op::Close, CallKind::Close) {
-                            calls.push(call);
-                        }
+                    if let (true, None, Some(m)) = (r.opened, r.busy, r.monitor)
+                        && let Some(call) = self.send_call(m, Some(i), Op::Close, CallKind::Close)
+                    {
+                        calls.push(call);
                     }
                 }
                 self.closing = Some((reply, calls, Vec::new()));
