@@ -36,9 +36,20 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Something for the engine to react to.
 pub(crate) enum Input {
-    Frame { monitor: u64, message: FromMonitor },
-    Disconnected { monitor: u64, error: Option<String> },
-    Exited { monitor: u64, status: String },
+    Frame {
+        monitor: u64,
+        message: FromMonitor,
+    },
+    Disconnected {
+        monitor: u64,
+        error: Option<String>,
+    },
+    Exited {
+        monitor: u64,
+        status: String,
+        /// The signal that ended it, if one did.
+        signal: Option<i32>,
+    },
     Command(Command),
 }
 
@@ -105,6 +116,7 @@ struct Monitor {
     killing: Option<(Option<usize>, Instant)>,
     disconnected: bool,
     exit_status: Option<String>,
+    exit_signal: Option<i32>,
     /// The call a crashing thread was running (from the crash handler).
     crash_call: Option<(u64, u32)>,
     escalated: bool,
@@ -376,9 +388,14 @@ impl Engine {
         match input {
             Input::Frame { monitor, message } => self.on_frame(monitor, message),
             Input::Disconnected { monitor, error } => self.on_disconnected(monitor, error),
-            Input::Exited { monitor, status } => {
+            Input::Exited {
+                monitor,
+                status,
+                signal,
+            } => {
                 if let Some(m) = self.monitors.get_mut(&monitor) {
                     m.exit_status = Some(status);
+                    m.exit_signal = signal;
                     // The socket closes when the process ends, unless a child
                     // inherited it; the exit is what counts.
                     m.disconnected = true;
@@ -863,13 +880,15 @@ impl Engine {
         let _ = std::thread::Builder::new()
             .name(format!("ck-monitor-{id}-waiter"))
             .spawn(move || {
-                let status = match child.wait() {
-                    Ok(s) => s.to_string(),
-                    Err(e) => format!("wait failed: {e}"),
+                use std::os::unix::process::ExitStatusExt;
+                let (status, signal) = match child.wait() {
+                    Ok(s) => (s.to_string(), s.signal()),
+                    Err(e) => (format!("wait failed: {e}"), None),
                 };
                 let _ = tx.send(Input::Exited {
                     monitor: id,
                     status,
+                    signal,
                 });
             });
         self.monitors.insert(
@@ -883,6 +902,7 @@ impl Engine {
                 killing: None,
                 disconnected: false,
                 exit_status: None,
+                exit_signal: None,
                 crash_call: None,
                 escalated: false,
             },
@@ -989,10 +1009,16 @@ impl Engine {
                 .and_then(|(_, c)| c.resource)
                 .map(|r| (r, signal))
         });
+        // Killed from outside (an operator, the OOM killer): no resource to blame.
+        let external = matches!(
+            m.exit_signal,
+            Some(libc::SIGKILL | libc::SIGTERM | libc::SIGINT | libc::SIGHUP)
+        );
         match (m.killing, crash) {
             (Some((Some(culprit), _)), _) => suspects.push(culprit),
             (Some((None, _)), _) => {}
             (None, Some((culprit, _))) => suspects.push(culprit),
+            (None, None) if external => {}
             (None, None) => {
                 for (_, call) in &lost_calls {
                     if let Some(r) = call.resource
