@@ -4,11 +4,18 @@
 # Debian packages by purpose; a purpose's packages are installed together.
 declare -A CLUSTERKIT_PACKAGES=(
     [build]="gcc libc6-dev"
+    [dns]="bind9 bind9-dnsutils"
+    [vm]="qemu-system-x86 qemu-utils"
+    [ocf]="resource-agents"
 )
 
 # Maps a package to a command proving it is installed (empty: ask dpkg).
 declare -A CLUSTERKIT_PROBE=(
     [gcc]="cc"
+    [bind9]="named"
+    [bind9-dnsutils]="dig"
+    [qemu-system-x86]="qemu-system-x86_64"
+    [qemu-utils]="qemu-img"
 )
 
 _is_installed() {

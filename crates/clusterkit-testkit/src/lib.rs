@@ -73,6 +73,36 @@ pub fn example_binary(package: &str, name: &str) -> PathBuf {
     target_dir().join("debug").join("examples").join(name)
 }
 
+/// Builds the `clusterkit-monitor` binary (a no-op when up to date) and
+/// returns its path, for tests outside the host crate that start a host.
+pub fn monitor_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--quiet", "-p", "clusterkit-host", "--bin", "clusterkit-monitor"])
+        .output()
+        .unwrap_or_else(|e| panic!("running `{cargo} build --bin clusterkit-monitor`: {e}"));
+    assert!(
+        output.status.success(),
+        "`cargo build --bin clusterkit-monitor` failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    target_dir().join("debug").join("clusterkit-monitor")
+}
+
+/// The path of `program` on `PATH` (or in `/usr/sbin`, `/sbin`), or a panic
+/// naming the Debian package to install. Tests never skip for a missing tool.
+pub fn require_tool(program: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{program}` is not installed: run `apt-get install {package}` (scripts/test does)")
+        })
+}
+
 /// Compiles `source` (C) into the shared library `out` with the system C
 /// compiler, against `include/clusterkit.h`.
 pub fn compile_c_library(source: &str, out: &Path) {
