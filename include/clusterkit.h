@@ -32,7 +32,7 @@ const struct ck_library *clusterkit_startup(const struct ck_host *host, struct c
 #define CK_ABI_VERSION_MAJOR 1
 
 // The minor ABI version: raised when fields are appended.
-#define CK_ABI_VERSION_MINOR 0
+#define CK_ABI_VERSION_MINOR 1
 
 // `major << 16 | minor`, as stored in `abi_version` fields.
 #define CK_ABI_VERSION ((CK_ABI_VERSION_MAJOR << 16) | CK_ABI_VERSION_MINOR)
@@ -430,6 +430,10 @@ typedef struct ck_library {
   ck_free_buffer_fn free_buffer;
   // Releases the table and everything it points to. Optional.
   ck_shutdown_fn shutdown;
+  // Since 1.1: the library's name, for diagnostics (may be empty).
+  struct ck_str name;
+  // Since 1.1: the library's version, for diagnostics (may be empty).
+  struct ck_str version;
 } ck_library;
 
 // What the host gives `clusterkit_startup`.

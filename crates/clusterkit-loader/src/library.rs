@@ -17,7 +17,7 @@ const MAX_TYPES: usize = 1024;
 /// The most properties one type may declare.
 const MAX_PROPERTIES: usize = 4096;
 /// `struct_size` of a version 1.0 `ck_library`: the smallest table accepted.
-const MIN_LIBRARY_SIZE: u32 = size_of::<ck_library>() as u32;
+const MIN_LIBRARY_SIZE: u32 = ffi::CK_LIBRARY_SIZE_1_0 as u32;
 /// `struct_size` of a version 1.0 `ck_type`.
 const MIN_TYPE_SIZE: u32 = size_of::<ck_type>() as u32;
 
@@ -257,6 +257,20 @@ impl Library {
     pub fn abi_version(&self) -> u32 {
         // SAFETY: the table stays valid while `inner` lives.
         unsafe { (*self.inner.table).abi_version }
+    }
+
+    /// The library's name and version (ABI 1.1), when its table has them.
+    pub fn identity(&self) -> Option<(String, String)> {
+        // SAFETY: the table stays valid while `inner` lives; the fields are
+        // read only when the library's struct_size covers them.
+        let table = unsafe { &*self.inner.table };
+        let end = std::mem::offset_of!(ck_library, version) + size_of::<ffi::ck_str>();
+        if (table.struct_size as usize) < end {
+            return None;
+        }
+        // SAFETY: covered by struct_size; strings valid until shutdown.
+        let read = |s: &ffi::ck_str| unsafe { s.as_str() }.map(str::to_owned).ok();
+        Some((read(&table.name)?, read(&table.version)?))
     }
 
     /// Its resource types, in the library's order.

@@ -65,6 +65,15 @@ impl StatusSink for Recorder {
 
 #[test]
 fn dummy_library_describes_itself() {
+    let path = cdylib("clusterkit-example-dummy", "clusterkit_dummy");
+    let library = Library::load(&path, Logger::discard()).unwrap();
+    assert_eq!(
+        library.identity(),
+        Some((
+            "clusterkit-example-dummy".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned()
+        ))
+    );
     let dummy = dummy_type();
     assert_eq!(dummy.name(), "dummy");
     assert_eq!(dummy.characteristics(), Characteristics::REATTACH);

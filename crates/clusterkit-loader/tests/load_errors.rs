@@ -64,7 +64,8 @@ fn c_library_with_table(
     struct_size: &str,
 ) -> std::path::PathBuf {
     let source = format!(
-        r#"#include "clusterkit.h"
+        r#"#include <stddef.h>
+#include "clusterkit.h"
 static void free_buffer(ck_buffer b) {{ (void)b; }}
 static const ck_library table = {{
     .abi_version = {abi},
@@ -73,6 +74,7 @@ static const ck_library table = {{
     .types = NULL,
     .free_buffer = free_buffer,
     .shutdown = NULL,
+    .name = {{ (const uint8_t *)"", 0 }},
 }};
 const ck_library *clusterkit_startup(const ck_host *host, ck_error *error) {{
     (void)host; (void)error;
@@ -104,7 +106,7 @@ fn another_abi_major_is_refused_naming_both_versions() {
     assert_eq!(
         err.to_string(),
         format!(
-            "resource library {}: built for clusterkit ABI 99.3, but this host speaks ABI 1.0; \
+            "resource library {}: built for clusterkit ABI 99.3, but this host speaks ABI 1.1; \
              rebuild the library against clusterkit ABI 1",
             path.display()
         )
@@ -119,12 +121,25 @@ fn a_same_major_table_loads_and_a_truncated_one_is_refused() {
     assert_eq!(library.types().count(), 0);
     assert_eq!(library.abi_version(), clusterkit::ffi::CK_ABI_VERSION);
 
+    assert_eq!(
+        library.identity(),
+        Some((String::new(), String::new())),
+        "empty name and version"
+    );
+
+    // A library built against ABI 1.0: its table ends before `name`.
+    let old = c_library_with_table(&dir, "old", "(1u << 16) | 0u", "offsetof(ck_library, name)");
+    let library =
+        Library::load(&old, Logger::discard()).expect("a 1.0 library loads in a 1.1 host");
+    assert_eq!(library.abi_version(), 1 << 16);
+    assert!(library.identity().is_none());
+
     let short = c_library_with_table(&dir, "short", "CK_ABI_VERSION", "8");
     let err = load_err(&short);
     assert!(matches!(err, LoadError::InvalidTable { .. }), "{err:?}");
     let expected = format!(
         "invalid table: ck_library.struct_size is 8, ABI 1.0 needs at least {}",
-        size_of::<clusterkit::ffi::ck_library>()
+        clusterkit::ffi::CK_LIBRARY_SIZE_1_0
     );
     assert!(err.to_string().ends_with(&expected), "{err}");
 }

@@ -79,7 +79,14 @@ pub fn monitor_binary() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = Command::new(&cargo)
         .current_dir(workspace_root())
-        .args(["build", "--quiet", "-p", "clusterkit-host", "--bin", "clusterkit-monitor"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "clusterkit-host",
+            "--bin",
+            "clusterkit-monitor",
+        ])
         .output()
         .unwrap_or_else(|e| panic!("running `{cargo} build --bin clusterkit-monitor`: {e}"));
     assert!(
@@ -99,7 +106,9 @@ pub fn require_tool(program: &str, package: &str) -> PathBuf {
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
-            panic!("`{program}` is not installed: run `apt-get install {package}` (scripts/test does)")
+            panic!(
+                "`{program}` is not installed: run `apt-get install {package}` (scripts/test does)"
+            )
         })
 }
 

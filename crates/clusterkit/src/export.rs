@@ -243,6 +243,7 @@ pub unsafe fn startup(
     host: *const ck_host,
     error: *mut ck_error,
     types: &[TypeExport],
+    identity: (&'static str, &'static str),
 ) -> *const ck_library {
     let mut library: *const ck_library = std::ptr::null();
     guard(error, || {
@@ -275,6 +276,8 @@ pub unsafe fn startup(
                 types: std::ptr::null(),
                 free_buffer: Some(free_buffer),
                 shutdown: Some(shutdown),
+                name: ck_str::borrow(identity.0),
+                version: ck_str::borrow(identity.1),
             },
             types,
             type_pointers,
@@ -567,6 +570,7 @@ macro_rules! export_resource_types {
                     host,
                     error,
                     &[$($crate::export::TypeExport::of::<$resource_type>()),+],
+                    (env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")),
                 )
             }
         }

@@ -53,7 +53,7 @@ use crate::{Apply, Error, ErrorCode, Health, PropertyKind, PropertySpec, Resourc
 /// The major ABI version: a reader refuses a table of another major.
 pub const CK_ABI_VERSION_MAJOR: u32 = 1;
 /// The minor ABI version: raised when fields are appended.
-pub const CK_ABI_VERSION_MINOR: u32 = 0;
+pub const CK_ABI_VERSION_MINOR: u32 = 1;
 /// `major << 16 | minor`, as stored in `abi_version` fields.
 pub const CK_ABI_VERSION: u32 = (CK_ABI_VERSION_MAJOR << 16) | CK_ABI_VERSION_MINOR;
 
@@ -461,7 +461,15 @@ pub struct ck_library {
     pub free_buffer: ck_free_buffer_fn,
     /// Releases the table and everything it points to. Optional.
     pub shutdown: ck_shutdown_fn,
+    /// Since 1.1: the library's name, for diagnostics (may be empty).
+    pub name: ck_str,
+    /// Since 1.1: the library's version, for diagnostics (may be empty).
+    pub version: ck_str,
 }
+
+/// `struct_size` of a 1.0 `ck_library`, which ends after `shutdown`: a
+/// reader accepts it and treats `name` and `version` as absent.
+pub const CK_LIBRARY_SIZE_1_0: usize = std::mem::offset_of!(ck_library, name);
 
 /// The type of the one exported symbol, `clusterkit_startup`.
 pub type ck_startup_fn =
