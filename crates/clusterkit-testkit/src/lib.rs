@@ -128,6 +128,45 @@ pub fn compile_c_library(source: &str, out: &Path) {
     assert!(status.success(), "cc failed to compile {}", src.display());
 }
 
+/// Compiles the C program `source` (a file) into `out` against
+/// `include/clusterkit.h`, linking with `-pthread -ldl`.
+pub fn compile_c_program(source: &Path, out: &Path) {
+    let status = Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
+        .arg(out)
+        .arg("-I")
+        .arg(include_dir())
+        .arg(source)
+        .arg("-ldl")
+        .status()
+        .unwrap_or_else(|e| panic!("running `cc` (install it with `apt-get install gcc`): {e}"));
+    assert!(
+        status.success(),
+        "cc failed to compile {}",
+        source.display()
+    );
+}
+
+/// Compiles the C file `source` into the shared library `out` against
+/// `include/clusterkit.h`.
+pub fn compile_c_file_library(source: &Path, out: &Path) {
+    let status = Command::new("cc")
+        .args([
+            "-std=c11", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-o",
+        ])
+        .arg(out)
+        .arg("-I")
+        .arg(include_dir())
+        .arg(source)
+        .status()
+        .unwrap_or_else(|e| panic!("running `cc` (install it with `apt-get install gcc`): {e}"));
+    assert!(
+        status.success(),
+        "cc failed to compile {}",
+        source.display()
+    );
+}
+
 /// A fresh, empty temporary directory, removed on drop.
 #[derive(Debug)]
 pub struct TempDir(PathBuf);
