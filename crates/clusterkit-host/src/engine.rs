@@ -67,6 +67,7 @@ pub(crate) enum Command {
     ),
     Subscribe(Sender<Event>),
     CloseAll(SyncSender<Result<(), HostError>>),
+    Ping(SyncSender<Result<(), HostError>>),
     Shutdown(SyncSender<()>),
 }
 
@@ -484,6 +485,9 @@ impl Engine {
                 }
             }
             Command::Subscribe(tx) => self.events.subscribe(tx),
+            Command::Ping(reply) => {
+                let _ = reply.send(Ok(()));
+            }
             Command::CloseAll(reply) => {
                 let mut calls = Vec::new();
                 for i in 0..self.resources.len() {

@@ -283,6 +283,15 @@ impl HostBuilder {
         Ok(specs)
     }
 
+    /// Checks the configuration without starting anything: names,
+    /// dependencies (unknown, cross-group, cycles) and timing.
+    pub fn check(&self) -> Result<(), HostError> {
+        self.defaults
+            .check()
+            .map_err(|problem| HostError::Config(format!("host defaults: {problem}")))?;
+        self.resolve().map(drop)
+    }
+
     /// Checks the configuration, starts the monitors, loads every library,
     /// validates every resource against its type, then returns while the
     /// host opens resources and brings the desired ones online.
@@ -467,6 +476,14 @@ impl Host {
         let i = self.index(name)?;
         let input = input.to_vec();
         self.ask(|r| Command::Control(i, code, input, r))
+    }
+
+    /// Whether the engine answers within `timeout`: a liveness probe for a
+    /// service watchdog (systemd's `WatchdogSec=`).
+    pub fn is_responsive(&self, timeout: Duration) -> bool {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Command::Ping(reply)).is_ok()
+            && matches!(answer.recv_timeout(timeout), Ok(Ok(())))
     }
 
     /// The status of every resource, in configuration order.

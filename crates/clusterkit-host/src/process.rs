@@ -75,6 +75,11 @@ pub(crate) fn spawn_monitor(
     // SAFETY: the closure only calls dup2/fcntl, which are async-signal-safe.
     unsafe {
         command.pre_exec(move || {
+            // A host may block signals it waits for (sigwait); a monitor
+            // must not inherit that mask.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             if raw == MONITOR_FD {
                 // Already in place: only clear close-on-exec.
                 if libc::fcntl(raw, libc::F_SETFD, 0) == -1 {

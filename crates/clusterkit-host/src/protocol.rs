@@ -648,9 +648,16 @@ pub fn read_frame(input: &mut impl Read, buf: &mut Vec<u8>) -> Result<(), FrameE
             reason: "empty frame".into(),
         });
     }
+    // Grow with the data actually received: a lying length prefix costs
+    // nothing until the bytes arrive.
     buf.clear();
-    buf.resize(len, 0);
-    input.read_exact(buf)?;
+    let read = input.take(len as u64).read_to_end(buf)?;
+    if read < len {
+        return Err(FrameError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame of {len} bytes ended after {read}"),
+        )));
+    }
     Ok(())
 }
 

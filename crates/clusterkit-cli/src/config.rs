@@ -1,0 +1,440 @@
+//! The TOML configuration of `clusterkit run` and `clusterkit validate`.
+//!
+//! Every error names the file, the line and column, and the key. Unknown
+//! keys are errors. `docs/CONFIG.md` is the reference.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clusterkit::{Properties, Value};
+use clusterkit_host::{Backoff, Placement, ResourceConfig, RestartAction, Timing, TimingOverrides};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The default state directory.
+pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/clusterkit";
+/// The default configuration file.
+pub(crate) const DEFAULT_CONFIG: &str = "/etc/clusterkit/clusterkit.toml";
+
+/// A configuration error: where and what.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub(crate) struct ConfigError {
+    /// The file.
+    pub(crate) file: String,
+    /// 1-based line.
+    pub(crate) line: usize,
+    /// 1-based column.
+    pub(crate) column: usize,
+    /// What is wrong, naming the key.
+    pub(crate) message: String,
+}
+
+/// A duration in a config: `"500ms"`, `"5s"`, `"2m"`, `"1h"`, or an
+/// integer number of milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConfigDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ConfigDuration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Millis(u64),
+            Text(String),
+        }
+        let spec = clusterkit::PropertySpec::duration("duration");
+        match Raw::deserialize(d)? {
+            Raw::Millis(ms) => Ok(ConfigDuration(Duration::from_millis(ms))),
+            Raw::Text(text) => match spec.parse(&text) {
+                Ok(Value::Duration(d)) => Ok(ConfigDuration(d)),
+                _ => Err(serde::de::Error::custom(format!(
+                    "{text:?} is not a duration (milliseconds, or a number with ms, s, m or h)"
+                ))),
+            },
+        }
+    }
+}
+
+/// Timing settings, all optional (SPEC §5's names).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TimingConfig {
+    looks_alive_interval: Option<ConfigDuration>,
+    is_alive_interval: Option<ConfigDuration>,
+    deadlock_timeout: Option<ConfigDuration>,
+    pending_timeout: Option<ConfigDuration>,
+    restart_action: Option<RestartAction>,
+    restart_threshold: Option<u32>,
+    restart_period: Option<ConfigDuration>,
+    restart_delay: Option<ConfigDuration>,
+    restart_backoff_factor: Option<u32>,
+    restart_backoff_cap: Option<ConfigDuration>,
+    restart_backoff_reset_after: Option<ConfigDuration>,
+    retry_period_on_failure: Option<ConfigDuration>,
+}
+
+impl TimingConfig {
+    fn overrides(&self) -> TimingOverrides {
+        let d = |v: Option<ConfigDuration>| v.map(|c| c.0);
+        let backoff = self.restart_backoff_factor.map(|factor| Backoff {
+            factor,
+            cap: d(self.restart_backoff_cap).unwrap_or(Duration::from_secs(60)),
+            reset_after: d(self.restart_backoff_reset_after).unwrap_or(Duration::from_secs(600)),
+        });
+        TimingOverrides {
+            looks_alive_interval: d(self.looks_alive_interval),
+            is_alive_interval: d(self.is_alive_interval),
+            deadlock_timeout: d(self.deadlock_timeout),
+            pending_timeout: d(self.pending_timeout),
+            restart_action: self.restart_action,
+            restart_threshold: self.restart_threshold,
+            restart_period: d(self.restart_period),
+            restart_delay: d(self.restart_delay),
+            restart_backoff: backoff,
+            retry_period_on_failure: d(self.retry_period_on_failure),
+        }
+    }
+}
+
+/// One `[[resource]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResourceSection {
+    /// Unique name.
+    pub(crate) name: Spanned<String>,
+    /// A key of `[libraries]`.
+    pub(crate) library: Spanned<String>,
+    /// The type's name in that library.
+    #[serde(rename = "type")]
+    pub(crate) type_name: Spanned<String>,
+    /// Group (default `"default"`).
+    #[serde(default)]
+    pub(crate) group: Option<String>,
+    /// Resources of the same group to bring online first.
+    #[serde(default)]
+    pub(crate) depends_on: Vec<String>,
+    /// `core`, `storage` or `default`.
+    #[serde(default)]
+    pub(crate) placement: Placement,
+    /// Run in a monitor of its own.
+    #[serde(default)]
+    pub(crate) separate_monitor: bool,
+    /// Bring online when first seen (later, the persisted desired state wins).
+    #[serde(default = "yes")]
+    pub(crate) autostart: bool,
+    /// The type's properties.
+    #[serde(default)]
+    pub(crate) properties: BTreeMap<String, Spanned<toml::Value>>,
+    /// Timing overrides.
+    #[serde(default)]
+    pub(crate) timing: TimingConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    state_dir: Option<PathBuf>,
+    control_socket: Option<PathBuf>,
+    monitor: Option<PathBuf>,
+    #[serde(default)]
+    defaults: TimingConfig,
+    #[serde(default)]
+    libraries: BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    types: BTreeMap<String, TimingConfig>,
+    #[serde(default, rename = "resource")]
+    resources: Vec<ResourceSection>,
+}
+
+/// A loaded, resolved configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// Where it came from.
+    pub(crate) path: PathBuf,
+    text: String,
+    /// The state directory.
+    pub(crate) state_dir: PathBuf,
+    /// The control socket.
+    pub(crate) control_socket: PathBuf,
+    /// The monitor program (`None`: the clusterkit binary itself).
+    pub(crate) monitor: Option<PathBuf>,
+    /// Host-wide timing defaults.
+    pub(crate) defaults: Timing,
+    /// Per-type timing overrides.
+    pub(crate) type_timing: BTreeMap<String, TimingOverrides>,
+    /// Libraries by name, resolved against the config file's directory.
+    pub(crate) libraries: BTreeMap<String, PathBuf>,
+    /// The resources.
+    pub(crate) resources: Vec<ResourceSection>,
+}
+
+/// Converts a TOML value to a property value; integers and strings are
+/// converted to the declared kinds later (`Schema::coerce`).
+fn property_value(value: &toml::Value) -> Result<Value, String> {
+    Ok(match value {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::I64(*i),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Array(items) => Value::MultiString(
+            items
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    other => Err(format!(
+                        "list items must be strings, found {}",
+                        other.type_str()
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        other => return Err(format!("{} values are not supported", other.type_str())),
+    })
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(path, text)
+    }
+
+    /// Checks `text` as if read from `path`.
+    pub(crate) fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |s| line_column(&text, s.start));
+            ConfigError {
+                file: path.display().to_string(),
+                line,
+                column,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let state_dir = file.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+        let control_socket = file
+            .control_socket
+            .unwrap_or_else(|| state_dir.join("control.sock"));
+        let config = Config {
+            path: path.to_owned(),
+            defaults: file.defaults.overrides().apply(&Timing::default()),
+            type_timing: file
+                .types
+                .iter()
+                .map(|(k, v)| (k.clone(), v.overrides()))
+                .collect(),
+            libraries: file
+                .libraries
+                .into_iter()
+                .map(|(k, p)| (k, if p.is_relative() { base.join(p) } else { p }))
+                .collect(),
+            resources: file.resources,
+            monitor: file.monitor,
+            state_dir,
+            control_socket,
+            text,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// An error at byte `offset` of the file.
+    pub(crate) fn error_at(&self, offset: usize, message: String) -> ConfigError {
+        let (line, column) = line_column(&self.text, offset);
+        ConfigError {
+            file: self.path.display().to_string(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Err(problem) = self.defaults.check() {
+            return Err(self.error_at(0, format!("[defaults]: {problem}")));
+        }
+        let mut seen = BTreeMap::new();
+        for r in &self.resources {
+            if let Some(first) = seen.insert(r.name.get_ref().clone(), r.name.span().start) {
+                let (line, _) = line_column(&self.text, first);
+                return Err(self.error_at(
+                    r.name.span().start,
+                    format!(
+                        "resource `{}` is already declared at line {line}",
+                        r.name.get_ref()
+                    ),
+                ));
+            }
+            if !self.libraries.contains_key(r.library.get_ref()) {
+                return Err(self.error_at(
+                    r.library.span().start,
+                    format!(
+                        "resource `{}`: key `library`: `{}` is not in [libraries] (known: {})",
+                        r.name.get_ref(),
+                        r.library.get_ref(),
+                        self.libraries
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            for (key, value) in &r.properties {
+                if let Err(problem) = property_value(value.get_ref()) {
+                    return Err(self.error_at(
+                        value.span().start,
+                        format!(
+                            "resource `{}`: property `{key}`: {problem}",
+                            r.name.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The host's view of every resource.
+    pub(crate) fn resource_configs(&self) -> Vec<ResourceConfig> {
+        self.resources
+            .iter()
+            .map(|r| {
+                let mut c = ResourceConfig::new(
+                    r.name.get_ref().clone(),
+                    self.libraries[r.library.get_ref()].clone(),
+                    r.type_name.get_ref().clone(),
+                );
+                c.properties = self.properties(r);
+                c.group = r.group.clone().unwrap_or_else(|| "default".into());
+                c.depends_on = r.depends_on.clone();
+                c.placement = r.placement;
+                c.separate_monitor = r.separate_monitor;
+                c.timing = r.timing.overrides();
+                c
+            })
+            .collect()
+    }
+
+    /// A resource's properties, as given (before coercion to the schema).
+    pub(crate) fn properties(&self, r: &ResourceSection) -> Properties {
+        r.properties
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    property_value(v.get_ref()).expect("checked at load"),
+                )
+            })
+            .collect()
+    }
+}
+
+/// 1-based line and column of byte `offset`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/ck.toml"), text.to_owned())
+    }
+
+    #[test]
+    fn a_full_config_resolves() {
+        let c = parse(
+            r#"
+state_dir = "/tmp/ck"
+[defaults]
+looks_alive_interval = "2s"
+deadlock_timeout = 10000
+[libraries]
+dummy = "lib/libclusterkit_dummy.so"
+[types.dummy]
+is_alive_interval = "1m"
+[[resource]]
+name = "web"
+library = "dummy"
+type = "dummy"
+depends_on = []
+placement = "core"
+[resource.properties]
+state_dir = "/run/web"
+[resource.timing]
+restart_threshold = 5
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.control_socket, Path::new("/tmp/ck/control.sock"));
+        assert_eq!(c.defaults.looks_alive_interval, Duration::from_secs(2));
+        assert_eq!(c.defaults.deadlock_timeout, Duration::from_secs(10));
+        assert_eq!(
+            c.libraries["dummy"],
+            Path::new("/etc/lib/libclusterkit_dummy.so")
+        );
+        let r = &c.resource_configs()[0];
+        assert_eq!(r.placement, Placement::Core);
+        assert_eq!(r.timing.restart_threshold, Some(5));
+        assert_eq!(r.properties.str("state_dir").unwrap(), "/run/web");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e =
+            parse("[[resource]]\nname = \"a\"\nlibrary = \"x\"\ntype = \"t\"\ncolour = \"red\"\n")
+                .unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/etc/ck.toml:5:1: unknown field `colour`"),
+            "{e}"
+        );
+
+        let e = parse("[defaults]\nlooks_alive_interval = \"soon\"\n").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 24), "{e}");
+        assert!(e.message.contains("\"soon\" is not a duration"), "{e}");
+
+        let e =
+            parse("[[resource]]\nname = \"a\"\nlibrary = \"nope\"\ntype = \"t\"\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/ck.toml:3:11: resource `a`: key `library`: `nope` is not in [libraries] (known: )"
+        );
+
+        let e = parse(
+            "[libraries]\nx = \"/x.so\"\n[[resource]]\nname = \"a\"\nlibrary = \"x\"\ntype = \"t\"\n[resource.properties]\nratio = 0.5\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/ck.toml:8:9: resource `a`: property `ratio`: float values are not supported"
+        );
+
+        let e = parse("[defaults]\ndeadlock_timeout = 10\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("deadlock_timeout is 10 ms, the minimum is 1000 ms"),
+            "{e}"
+        );
+    }
+}

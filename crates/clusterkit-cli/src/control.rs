@@ -1,0 +1,229 @@
+//! The running host's control socket: JSON lines over a Unix socket with
+//! mode 0600, each connection's peer uid checked against the host's.
+//!
+//! A request is one JSON object on one line: `{"command":"status"}`,
+//! `{"command":"online","resource":"web"}` (also `offline`, `fail`),
+//! `{"command":"events","follow":true}`. A reply is one JSON line
+//! `{"ok":true,...}` or `{"ok":false,"error":"..."}`; `events` answers with
+//! event lines instead, and keeps the connection open when following.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clusterkit_host::{Host, ResourceStatus};
+use serde_json::{Value, json};
+
+/// Why talking to the control socket failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ControlError {
+    /// The socket could not be reached.
+    #[error("control socket {path}: {error} (is `clusterkit run` running with this config?)")]
+    Connect {
+        /// The socket.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The host answered with an error.
+    #[error("{0}")]
+    Refused(String),
+    /// The exchange broke.
+    #[error("control socket {path}: {error}")]
+    Io {
+        /// The socket.
+        path: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// A status as JSON.
+pub(crate) fn status_json(s: &ResourceStatus) -> Value {
+    json!({
+        "name": s.name,
+        "type": s.type_name,
+        "group": s.group,
+        "state": s.state.name(),
+        "desired": match s.desired { clusterkit_host::Desired::Online => "online", clusterkit_host::Desired::Offline => "offline" },
+        "monitor_pid": s.monitor_pid,
+        "separate_monitor": s.separate_monitor,
+        "restarts": s.restarts,
+        "health_checks": s.health_checks,
+        "degraded_count": s.degraded_count,
+        "last_check_latency_us": s.last_check_latency.map(|d| d.as_micros() as u64),
+        "last_health": s.last_health.as_ref().map(|h| h.to_string()),
+    })
+}
+
+/// Serves the socket at `path` until the process exits.
+pub(crate) fn serve(path: &Path, host: Arc<Host>, events_file: PathBuf) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    // Bind under a restrictive umask so the socket is never, even briefly,
+    // connectable by others; then make the mode explicit.
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let listener = UnixListener::bind(path);
+    rustix::process::umask(old);
+    let listener = listener?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let own_uid = rustix::process::geteuid();
+    std::thread::Builder::new()
+        .name("ck-control".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let host = host.clone();
+                let events_file = events_file.clone();
+                let _ = std::thread::Builder::new()
+                    .name("ck-control-conn".into())
+                    .spawn(move || {
+                        let _ = serve_one(stream, &host, &events_file, own_uid);
+                    });
+            }
+        })?;
+    Ok(())
+}
+
+fn reply(stream: &mut UnixStream, value: Value) -> std::io::Result<()> {
+    writeln!(stream, "{value}")?;
+    stream.flush()
+}
+
+fn serve_one(
+    mut stream: UnixStream,
+    host: &Host,
+    events_file: &Path,
+    own_uid: rustix::process::Uid,
+) -> std::io::Result<()> {
+    let peer = rustix::net::sockopt::socket_peercred(&stream)?;
+    if peer.uid != own_uid {
+        return reply(
+            &mut stream,
+            json!({"ok": false, "error": format!("uid {} may not control this host", peer.uid.as_raw())}),
+        );
+    }
+    let mut line = String::new();
+    BufReader::new(stream.try_clone()?).read_line(&mut line)?;
+    let request: Value = match serde_json::from_str(&line) {
+        Ok(v) => v,
+        Err(e) => {
+            return reply(
+                &mut stream,
+                json!({"ok": false, "error": format!("bad request: {e}")}),
+            );
+        }
+    };
+    let resource = request["resource"].as_str().unwrap_or_default();
+    let result = match request["command"].as_str().unwrap_or_default() {
+        "status" => {
+            let resources: Vec<Value> = host.status().iter().map(status_json).collect();
+            return reply(&mut stream, json!({"ok": true, "resources": resources}));
+        }
+        "online" => host.online(resource),
+        "offline" => host.offline(resource),
+        "fail" => host.fail(resource),
+        "events" => {
+            return stream_events(
+                stream,
+                host,
+                events_file,
+                request["follow"].as_bool() == Some(true),
+            );
+        }
+        other => {
+            return reply(
+                &mut stream,
+                json!({"ok": false, "error": format!("unknown command {other:?}")}),
+            );
+        }
+    };
+    match result {
+        Ok(()) => reply(&mut stream, json!({"ok": true})),
+        Err(e) => reply(&mut stream, json!({"ok": false, "error": e.to_string()})),
+    }
+}
+
+fn stream_events(
+    mut stream: UnixStream,
+    host: &Host,
+    events_file: &Path,
+    follow: bool,
+) -> std::io::Result<()> {
+    // Subscribe before reading the file, so nothing falls between the two.
+    let live = follow.then(|| host.subscribe());
+    let past = std::fs::read_to_string(events_file).unwrap_or_default();
+    let mut last_ts = String::new();
+    for line in past.lines() {
+        if let Ok(v) = serde_json::from_str::<Value>(line) {
+            last_ts = v["ts"].as_str().unwrap_or_default().to_owned();
+        }
+        writeln!(stream, "{line}")?;
+    }
+    stream.flush()?;
+    let Some(live) = live else { return Ok(()) };
+    for event in live {
+        let json = event.to_json();
+        if json["ts"].as_str().unwrap_or_default() < last_ts.as_str() {
+            continue; // already in the file
+        }
+        writeln!(stream, "{json}")?;
+        stream.flush()?;
+    }
+    Ok(())
+}
+
+/// Sends one request and returns the reply lines (one, or many for events),
+/// calling `on_line` for each as it arrives.
+pub(crate) fn request(
+    path: &Path,
+    request: Value,
+    mut on_line: impl FnMut(&str) -> bool,
+) -> Result<(), ControlError> {
+    let mut stream = UnixStream::connect(path).map_err(|error| ControlError::Connect {
+        path: path.display().to_string(),
+        error,
+    })?;
+    let io = |e: std::io::Error| ControlError::Io {
+        path: path.display().to_string(),
+        error: e.to_string(),
+    };
+    writeln!(stream, "{request}").map_err(io)?;
+    for line in BufReader::new(stream).lines() {
+        let line = line.map_err(io)?;
+        if !on_line(&line) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Sends a request expecting one `{"ok":...}` reply.
+pub(crate) fn call(path: &Path, body: Value) -> Result<Value, ControlError> {
+    let mut answer = None;
+    request(path, body, |line| {
+        answer = Some(line.to_owned());
+        false
+    })?;
+    let answer = answer.ok_or_else(|| ControlError::Io {
+        path: path.display().to_string(),
+        error: "the host closed the connection without answering".into(),
+    })?;
+    let value: Value = serde_json::from_str(&answer).map_err(|e| ControlError::Io {
+        path: path.display().to_string(),
+        error: format!("bad reply: {e}"),
+    })?;
+    if value["ok"] == true {
+        Ok(value)
+    } else {
+        Err(ControlError::Refused(
+            value["error"].as_str().unwrap_or("refused").to_owned(),
+        ))
+    }
+}

@@ -1,0 +1,348 @@
+//! The real `clusterkit` binary: validate, run, status, online/offline/fail,
+//! events, the control socket's permissions, systemd notifications.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use clusterkit_testkit::{TempDir, cdylib};
+use serde_json::Value;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn clusterkit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_clusterkit"))
+}
+
+fn output(cmd: &mut Command) -> (bool, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("running clusterkit");
+    (
+        status.success(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn write_config(dir: &TempDir, extra: &str) -> PathBuf {
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let text = format!(
+        r#"state_dir = "{state}"
+[defaults]
+looks_alive_interval = "100ms"
+is_alive_interval = "300ms"
+deadlock_timeout = "1s"
+restart_delay = "50ms"
+[libraries]
+dummy = "{dummy}"
+[[resource]]
+name = "web"
+library = "dummy"
+type = "dummy"
+[resource.properties]
+state_dir = "{work}"
+[[resource]]
+name = "app"
+library = "dummy"
+type = "dummy"
+depends_on = ["web"]
+[resource.properties]
+state_dir = "{work}"
+{extra}"#,
+        state = dir.path().join("state").display(),
+        dummy = cdylib("clusterkit-example-dummy", "clusterkit_dummy").display(),
+        work = work.display(),
+    );
+    let path = dir.path().join("clusterkit.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn validate_accepts_a_good_config_and_names_every_problem() {
+    let dir = TempDir::new("cli-validate");
+    let good = write_config(&dir, "");
+    let (ok, out, err) = output(clusterkit().arg("validate").arg(&good));
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        format!("{}: ok (2 resources, 1 libraries)", good.display())
+    );
+
+    // Each extra text is appended after the 21 lines of the good config;
+    // (line within the extra text, column, message).
+    let cases: &[(&str, usize, usize, &str)] = &[
+        (
+            "colour = \"red\"\n",
+            1,
+            10,
+            "resource `app`: property `colour`: unknown property",
+        ),
+        (
+            "[[resource]]\nname = \"x\"\nlibrary = \"nope\"\ntype = \"dummy\"\n",
+            3,
+            11,
+            "resource `x`: key `library`: `nope` is not in [libraries] (known: dummy)",
+        ),
+        (
+            "[[resource]]\nname = \"x\"\nlibrary = \"dummy\"\ntype = \"ghost\"\n",
+            4,
+            8,
+            "resource `x`: key `type`: ",
+        ),
+        (
+            "[[resource]]\nname = \"x\"\nlibrary = \"dummy\"\ntype = \"dummy\"\n[resource.properties]\nstate_dir = \"/tmp\"\nonline_delay = \"forever\"\n",
+            7,
+            16,
+            "resource `x`: property `online_delay`: \"forever\" is not a duration",
+        ),
+        (
+            "[[resource]]\nname = \"x\"\nlibrary = \"dummy\"\ntype = \"dummy\"\n",
+            2,
+            8,
+            "resource `x`: property `state_dir`: required but not given",
+        ),
+        (
+            "[[resource]]\nname = \"web\"\nlibrary = \"dummy\"\ntype = \"dummy\"\n",
+            2,
+            8,
+            "resource `web` is already declared at line 10",
+        ),
+        (
+            "[[resource]]\nname = \"x\"\nlibrary = \"dummy\"\ntype = \"dummy\"\nspeed = 3\n",
+            5,
+            1,
+            "unknown field `speed`",
+        ),
+    ];
+    for (extra, line, column, expected) in cases {
+        let bad = write_config(&dir, extra);
+        let (ok, _, err) = output(clusterkit().arg("validate").arg(&bad));
+        assert!(!ok, "accepted: {extra}");
+        let at = format!("{}:{}:{column}: {expected}", bad.display(), 21 + line);
+        assert!(
+            err.contains(&at),
+            "for {extra:?}\nexpected {at:?}\nin {err}"
+        );
+    }
+    let cycle = write_config(
+        &dir,
+        "[[resource]]\nname = \"x\"\nlibrary = \"dummy\"\ntype = \"dummy\"\ndepends_on = [\"x\"]\n[resource.properties]\nstate_dir = \"/tmp\"\n",
+    );
+    let (ok, _, err) = output(clusterkit().arg("validate").arg(&cycle));
+    assert!(!ok);
+    assert!(
+        err.contains("configuration: dependency cycle: x -> x"),
+        "{err}"
+    );
+    let (ok, _, err) = output(clusterkit().arg("validate").arg("/nonexistent.toml"));
+    assert!(!ok);
+    assert!(
+        err.contains("/nonexistent.toml:0:0: cannot read: No such file"),
+        "{err}"
+    );
+}
+
+struct Running {
+    child: Child,
+    config: PathBuf,
+}
+
+impl Running {
+    fn start(config: &Path, env: &[(&str, &str)]) -> Running {
+        let child = clusterkit()
+            .args(["run", "--config"])
+            .arg(config)
+            .envs(env.iter().copied())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let running = Running {
+            child,
+            config: config.to_owned(),
+        };
+        running.wait_status(|s| s.iter().all(|r| r["state"] == "online"));
+        running
+    }
+
+    fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        output(clusterkit().args(args).arg("--config").arg(&self.config))
+    }
+
+    fn status(&self) -> Option<Vec<Value>> {
+        let (ok, out, _) = self.cli(&["status", "--json"]);
+        ok.then(|| serde_json::from_str(&out).unwrap())
+    }
+
+    /// Waits for a condition on `status --json`; the CLI is the probe.
+    fn wait_status(&self, mut pred: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(s) = self.status()
+                && pred(&s)
+            {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "condition not reached: {:?}",
+                self.status()
+            );
+            std::thread::sleep(Duration::from_millis(20)); // polling a separate process
+        }
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) with a valid pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+#[test]
+fn run_status_online_offline_fail_and_events_end_to_end() {
+    let dir = TempDir::new("cli-run");
+    let config = write_config(&dir, "");
+    let host = Running::start(&config, &[]);
+    let status = host.status().unwrap();
+    assert_eq!(status[0]["name"], "web");
+    assert!(status[0]["monitor_pid"].as_u64().is_some());
+
+    let (ok, table, _) = host.cli(&["status"]);
+    assert!(ok);
+    assert!(table.starts_with("RESOURCE"), "{table}");
+    assert!(table.lines().nth(1).unwrap().starts_with("web "), "{table}");
+
+    assert!(host.cli(&["offline", "web"]).0);
+    host.wait_status(|s| s.iter().all(|r| r["state"] == "offline"));
+    assert!(
+        host.cli(&["online", "app"]).0,
+        "online brings the dependency too"
+    );
+    host.wait_status(|s| s.iter().all(|r| r["state"] == "online"));
+    assert!(host.cli(&["fail", "app"]).0);
+    host.wait_status(|s| s[1]["restarts"] == 1 && s[1]["state"] == "online");
+    let (ok, _, err) = host.cli(&["online", "ghost"]);
+    assert!(!ok);
+    assert!(err.contains("no resource named `ghost`"), "{err}");
+
+    let (ok, events, _) = host.cli(&["events", "--json"]);
+    assert!(ok);
+    let kinds: Vec<String> = events
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for kind in [
+        "host_started",
+        "monitor_started",
+        "resource_online",
+        "resource_offline",
+        "resource_failed",
+        "resource_restarted",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+    let on_disk = std::fs::read_to_string(dir.path().join("state/events.jsonl")).unwrap();
+    assert_eq!(
+        events.lines().count(),
+        on_disk.lines().count(),
+        "events prints the log once"
+    );
+
+    // --follow streams new events as they happen.
+    let mut follow = clusterkit()
+        .args(["events", "--follow", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    assert!(host.cli(&["offline", "app"]).0);
+    let found = lines.any(|l| {
+        let l = l.unwrap();
+        l.contains("resource_offline") && l.contains(" app") && !on_disk.contains(&l[..24])
+    });
+    assert!(found);
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+
+    let status = host.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        dir.path().join("work/web.state").exists(),
+        "workloads keep running after a stop"
+    );
+    assert!(!dir.path().join("state/control.sock").exists());
+}
+
+#[test]
+fn the_control_socket_refuses_another_uid() {
+    let dir = TempDir::new("cli-uid");
+    let config = write_config(&dir, "");
+    // The state directory must be reachable for uid 65534 to even try.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let host = Running::start(&config, &[]);
+    let socket = dir.path().join("state/control.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    std::fs::set_permissions(
+        dir.path().join("state"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let as_nobody = |cmd: &mut Command| output(cmd.uid(65534).gid(65534));
+    let (ok, _, err) = as_nobody(clusterkit().args(["status", "--socket"]).arg(&socket));
+    assert!(!ok);
+    assert!(
+        err.contains("Permission denied"),
+        "mode 0600 refuses: {err}"
+    );
+    // Even with the mode opened up, the peer-uid check refuses.
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (ok, _, err) = as_nobody(clusterkit().args(["status", "--socket"]).arg(&socket));
+    assert!(!ok);
+    assert!(err.contains("uid 65534 may not control this host"), "{err}");
+    assert!(host.stop().success());
+}
+
+#[test]
+fn systemd_readiness_and_watchdog() {
+    let dir = TempDir::new("cli-notify");
+    let config = write_config(&dir, "");
+    let notify = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&notify).unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    let host = Running::start(
+        &config,
+        &[
+            ("NOTIFY_SOCKET", notify.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).unwrap();
+    assert!(
+        std::str::from_utf8(&buf[..n])
+            .unwrap()
+            .starts_with("READY=1")
+    );
+    let n = socket.recv(&mut buf).unwrap();
+    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), "WATCHDOG=1");
+    assert!(host.stop().success());
+}
