@@ -6,7 +6,7 @@ declare -A CLUSTERKIT_PACKAGES=(
     [build]="gcc libc6-dev"
     [dns]="bind9 bind9-dnsutils"
     [vm]="qemu-system-x86 qemu-utils"
-    [ocf]="resource-agents"
+    [ocf]="resource-agents libxml2-utils"
 )
 
 # Maps a package to a command proving it is installed (empty: ask dpkg).
@@ -16,6 +16,8 @@ declare -A CLUSTERKIT_PROBE=(
     [bind9-dnsutils]="dig"
     [qemu-system-x86]="qemu-system-x86_64"
     [qemu-utils]="qemu-img"
+    [libxml2-utils]="xmllint"
+    [resource-agents]="ocf-tester"
 )
 
 _is_installed() {

@@ -349,13 +349,25 @@ impl fmt::Display for Problem {
 }
 
 /// One property that failed validation, and why.
+///
+/// Displayed as ``property `name`: problem``, or just the problem when the
+/// name is unknown (an error received across the C ABI that named none).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("property `{property}`: {problem}")]
 pub struct PropertyError {
     /// The property's name.
     pub property: String,
     /// What is wrong with it.
     pub problem: Problem,
+}
+
+impl fmt::Display for PropertyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.property.is_empty() {
+            write!(f, "{}", self.problem)
+        } else {
+            write!(f, "property `{}`: {}", self.property, self.problem)
+        }
+    }
 }
 
 impl PropertyError {
@@ -389,10 +401,12 @@ impl PropertyErrors {
     }
 
     /// Parses the [`Display`](fmt::Display) form back, as received across the
-    /// C ABI. Reasons come back as [`Problem::Invalid`]; property names are kept.
+    /// C ABI. Reasons come back as [`Problem::Invalid`]; property names are
+    /// kept; a line naming no property is kept whole. Parsing what this
+    /// displays gives the same errors again.
     pub fn parse(text: &str) -> PropertyErrors {
         let errors = text
-            .lines()
+            .split('\n')
             .filter(|l| !l.trim().is_empty())
             .map(|line| {
                 line.strip_prefix("property `")
@@ -470,7 +484,16 @@ impl Schema {
         let mut errors = Vec::new();
         for (i, spec) in self.specs.iter().enumerate() {
             let name = spec.name.as_ref();
-            if name.is_empty() || name.len() > super::MAX_NAME_LEN {
+            if name.is_empty() {
+                errors.push(PropertyError::invalid(
+                    "",
+                    format!(
+                        "property #{}: the name is empty (names are 1 to {} bytes)",
+                        i + 1,
+                        super::MAX_NAME_LEN
+                    ),
+                ));
+            } else if name.len() > super::MAX_NAME_LEN {
                 errors.push(PropertyError::invalid(
                     name,
                     format!("name must be 1 to {} bytes", super::MAX_NAME_LEN),
@@ -822,7 +845,7 @@ mod tests {
         );
         assert!(e.contains("property `a`: declared twice"), "{e}");
         assert!(
-            e.contains("property ``: name must be 1 to 255 bytes"),
+            e.contains("property #3: the name is empty (names are 1 to 255 bytes)"),
             "{e}"
         );
         assert!(
