@@ -157,7 +157,6 @@ struct Call {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    CallDeadline(u64),
     Health {
         resource: usize,
         looks: bool,
@@ -211,7 +210,23 @@ struct Resource {
     last_health: Option<Health>,
     degraded: u64,
     checks: u64,
+    /// Its index, and the engine's list of resources whose status changed.
+    index: usize,
+    changed: Arc<std::sync::Mutex<Vec<usize>>>,
     status_changed: bool,
+}
+
+impl Resource {
+    /// Marks the published status stale; `publish` copies only these.
+    fn touch(&mut self) {
+        if !self.status_changed {
+            self.status_changed = true;
+            self.changed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(self.index);
+        }
+    }
 }
 
 /// A stop's `close` calls: the reply, the calls still out, the errors so far.
@@ -234,9 +249,12 @@ pub(crate) struct Engine {
     calls: HashMap<u64, Call>,
     next_call: u64,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
+    /// Deadlines of calls in flight.
+    deadlines: std::collections::BTreeSet<(Instant, u64)>,
     timer_seq: u64,
     dirty: Vec<bool>,
-    any_dirty: bool,
+    dirty_list: Vec<usize>,
+    changed: Arc<std::sync::Mutex<Vec<usize>>>,
     default_timing: Timing,
     validated: bool,
     start_reply: Option<SyncSender<Result<(), HostError>>>,
@@ -271,6 +289,9 @@ impl Engine {
         })?;
         let mut libraries: Vec<(PathBuf, Option<Vec<TypeDescription>>)> = Vec::new();
         let mut resources = Vec::with_capacity(config.resources.len());
+        let changed = Arc::new(std::sync::Mutex::new(
+            (0..config.resources.len()).collect::<Vec<usize>>(),
+        ));
         let now = Instant::now();
         for spec in config.resources {
             let saved = persisted
@@ -311,6 +332,8 @@ impl Engine {
                 last_health: None,
                 degraded: 0,
                 checks: 0,
+                index: resources.len(),
+                changed: changed.clone(),
                 status_changed: true,
             });
         }
@@ -337,9 +360,11 @@ impl Engine {
             calls: HashMap::new(),
             next_call: 1,
             timers: BinaryHeap::new(),
+            deadlines: std::collections::BTreeSet::new(),
             timer_seq: 0,
             dirty: vec![false; count],
-            any_dirty: false,
+            dirty_list: Vec::new(),
+            changed,
             default_timing: config.default_timing,
             validated: false,
             start_reply: None,
@@ -359,11 +384,15 @@ impl Engine {
             {
                 break;
             }
-            let wait = self
-                .timers
-                .peek()
-                .map(|Reverse((at, _, _))| at.saturating_duration_since(Instant::now()))
-                .unwrap_or(Duration::from_secs(3600));
+            let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+            let next_deadline = self.deadlines.first().map(|(at, _)| *at);
+            let wait = next_timer
+                .into_iter()
+                .chain(next_deadline)
+                .min()
+                .map_or(Duration::from_secs(3600), |at| {
+                    at.saturating_duration_since(Instant::now())
+                });
             match self.inputs.recv_timeout(wait) {
                 Ok(input) => {
                     self.handle(input);
@@ -432,7 +461,7 @@ impl Engine {
                         } else {
                             ResourceState::Unknown
                         };
-                        res.status_changed = true;
+                        res.touch();
                     }
                     self.mark_dirty(r);
                 }
@@ -555,7 +584,7 @@ impl Engine {
 
     fn set_desired(&mut self, i: usize, desired: Desired) {
         self.resources[i].desired = desired;
-        self.resources[i].status_changed = true;
+        self.resources[i].touch();
     }
 
     fn on_frame(&mut self, monitor: u64, message: FromMonitor) {
@@ -630,7 +659,7 @@ impl Engine {
     }
 
     fn on_reply(&mut self, call_id: u64, outcome: Outcome) {
-        let Some(call) = self.calls.remove(&call_id) else {
+        let Some(call) = self.take_call(call_id) else {
             return; // late reply to a call already given up on
         };
         let elapsed = call.started.elapsed();
@@ -661,7 +690,7 @@ impl Engine {
                 let i = call.resource.expect("close");
                 self.resources[i].opened = false;
                 self.resources[i].state = ResourceState::Offline;
-                self.resources[i].status_changed = true;
+                self.resources[i].touch();
                 let error = match outcome {
                     Outcome::Failed(e) => Some(format!("`{}`: {e}", self.resources[i].spec.name)),
                     _ => None,
@@ -1003,7 +1032,7 @@ impl Engine {
             .map(|(id, _)| *id)
             .collect();
         for id in call_ids {
-            let call = self.calls.remove(&id).expect("listed");
+            let call = self.take_call(id).expect("listed");
             lost_calls.push((id, call));
         }
         let crash = m.crash_call.and_then(|(call, signal)| {
@@ -1093,7 +1122,7 @@ impl Engine {
             r.health_seq += 1;
             r.pending_seq += 1;
             r.recover = true;
-            r.status_changed = true;
+            r.touch();
             if r.state != ResourceState::Failed {
                 r.resume_online = r.state == ResourceState::Online;
                 r.restart_after_open = matches!(
@@ -1131,7 +1160,7 @@ impl Engine {
         if r.state != ResourceState::Failed {
             r.state = ResourceState::Failed;
             r.online_since = None;
-            r.status_changed = true;
+            r.touch();
             self.apply_policy(i);
         }
     }
@@ -1186,8 +1215,16 @@ impl Engine {
                 deadline,
             },
         );
-        self.schedule(Instant::now() + deadline, Timer::CallDeadline(id));
+        // Deadlines live in an ordered set, removed when the reply comes:
+        // thousands of checks a second leave nothing behind.
+        self.deadlines.insert((Instant::now() + deadline, id));
         Some(id)
+    }
+
+    fn take_call(&mut self, id: u64) -> Option<Call> {
+        let call = self.calls.remove(&id)?;
+        self.deadlines.remove(&(call.started + call.deadline, id));
+        Some(call)
     }
 
     fn on_call_deadline(&mut self, id: u64) {
@@ -1263,22 +1300,22 @@ impl Engine {
     // ---------------------------------------------------------- reconciling
 
     fn mark_dirty(&mut self, i: usize) {
-        self.dirty[i] = true;
-        self.any_dirty = true;
+        if !self.dirty[i] {
+            self.dirty[i] = true;
+            self.dirty_list.push(i);
+        }
     }
 
     fn reconcile_dirty(&mut self) {
-        // Each pass may dirty others (dependents, dependencies); a bounded
-        // number of passes settles a dependency chain of that depth.
-        for _ in 0..64 {
-            if !self.any_dirty {
-                return;
-            }
-            self.any_dirty = false;
-            for i in 0..self.resources.len() {
-                if std::mem::take(&mut self.dirty[i]) {
-                    self.reconcile(i);
-                }
+        // Each pass may dirty others (dependents, dependencies); passes go on
+        // until nothing is dirty. Work is proportional to what changed.
+        while !self.dirty_list.is_empty() {
+            let mut batch = std::mem::take(&mut self.dirty_list);
+            // Configuration order keeps dependency chains settling in one pass.
+            batch.sort_unstable();
+            for i in batch {
+                self.dirty[i] = false;
+                self.reconcile(i);
             }
         }
     }
@@ -1393,7 +1430,7 @@ impl Engine {
         }
         let r = &mut self.resources[i];
         r.opened = true;
-        r.status_changed = true;
+        r.touch();
         let recovered = std::mem::take(&mut r.recover);
         let resume = std::mem::take(&mut r.resume_online);
         let restart = std::mem::take(&mut r.restart_after_open);
@@ -1430,7 +1467,7 @@ impl Engine {
                 let r = &mut self.resources[i];
                 r.state = ResourceState::Offline;
                 r.restarting = r.desired == Desired::Online;
-                r.status_changed = true;
+                r.touch();
                 self.mark_dirty(i);
             }
             AfterTerminate::MarkOffline => self.set_offline(i),
@@ -1488,7 +1525,7 @@ impl Engine {
     fn set_pending(&mut self, i: usize, state: ResourceState) {
         let r = &mut self.resources[i];
         r.state = state;
-        r.status_changed = true;
+        r.touch();
         let event =
             Event::new(EventKind::ResourcePending, Some(&r.spec.name)).with("state", state.name());
         self.emit(event);
@@ -1511,7 +1548,7 @@ impl Engine {
         let r = &mut self.resources[i];
         r.state = ResourceState::Online;
         r.online_since = Some(now);
-        r.status_changed = true;
+        r.touch();
         r.health_seq += 1;
         r.next_looks = if check_now {
             now
@@ -1546,7 +1583,7 @@ impl Engine {
         let r = &mut self.resources[i];
         r.state = ResourceState::Offline;
         r.online_since = None;
-        r.status_changed = true;
+        r.touch();
         let event = Event::new(EventKind::ResourceOffline, Some(&r.spec.name));
         self.emit(event);
         self.mark_neighbours(i);
@@ -1641,7 +1678,7 @@ impl Engine {
         r.last_latency = Some(latency);
         r.checks += 1;
         r.last_health = Some(health.clone());
-        r.status_changed = true;
+        r.touch();
         if r.state != ResourceState::Online {
             return;
         }
@@ -1689,7 +1726,7 @@ impl Engine {
         r.online_since = None;
         r.health_seq += 1;
         r.pending_seq += 1;
-        r.status_changed = true;
+        r.touch();
         let event = Event::new(EventKind::ResourceFailed, Some(&r.spec.name))
             .with("type", r.spec.type_name.clone())
             .with("reason", reason);
@@ -1759,7 +1796,7 @@ impl Engine {
         } else {
             r.state = ResourceState::Unknown;
         }
-        r.status_changed = true;
+        r.touch();
         self.mark_dirty(i);
     }
 
@@ -1772,13 +1809,19 @@ impl Engine {
 
     fn fire_due_timers(&mut self) {
         let now = Instant::now();
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.on_call_deadline(id);
+        }
         while let Some(Reverse((at, _, _))) = self.timers.peek() {
             if *at > now {
                 break;
             }
             let Reverse((_, _, timer)) = self.timers.pop().expect("peeked");
             match timer {
-                Timer::CallDeadline(id) => self.on_call_deadline(id),
                 Timer::Health {
                     resource,
                     looks,
@@ -1851,13 +1894,19 @@ impl Engine {
     }
 
     fn publish(&mut self) {
+        let changed_list =
+            std::mem::take(&mut *self.changed.lock().unwrap_or_else(PoisonError::into_inner));
+        if changed_list.is_empty() {
+            return;
+        }
         let mut changed = false;
         let mut statuses = self
             .shared
             .statuses
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        for (i, r) in self.resources.iter_mut().enumerate() {
+        for i in changed_list {
+            let r = &mut self.resources[i];
             if !std::mem::take(&mut r.status_changed) {
                 continue;
             }
