@@ -1442,8 +1442,8 @@ impl Engine {
         } else if recovered && resume {
             let event = Event::new(EventKind::ResourceReattached, Some(&r.spec.name))
                 .with("type", r.spec.type_name.clone());
-            self.set_online(i, true);
             self.emit(event);
+            self.set_online(i, true);
         } else {
             r.state = ResourceState::Offline;
             self.mark_dirty(i);
