@@ -1,0 +1,157 @@
+//! Shared by the disk tests: images in temp dirs, the library through the
+//! loader, a host with short timings, event waits.
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clusterkit::{Level, Logger, Properties};
+use clusterkit_disk::{BLOCK_SIZE, Record, format_image};
+use clusterkit_host::{Event, EventKind, HostBuilder, MonitorProgram, ResourceConfig, Timing};
+use clusterkit_loader::{Library, ResourceTypeHandle};
+use clusterkit_testkit::{TempDir, cdylib, monitor_binary};
+
+/// The guard on every wait: far above what any step takes, so a failure
+/// shows as a clear timeout rather than a hang.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The size of the images the tests make.
+pub const IMAGE_SIZE: u64 = 8 << 20;
+
+/// The `io_timeout` the tests give resources: generous, so a loaded
+/// machine's slow `fdatasync` is no failure, yet below the host's deadline.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn library() -> PathBuf {
+    cdylib("clusterkit-example-disk", "clusterkit_disk")
+}
+
+/// The `disk` type, loaded in this process through the C table.
+pub fn disk_type() -> ResourceTypeHandle {
+    let library = Library::load(library(), Logger::discard()).expect("loading the library");
+    library.resource_type("disk").expect("disk is exported")
+}
+
+/// A sparse, blank image of [`IMAGE_SIZE`] bytes in `dir`.
+pub fn blank_image(dir: &TempDir, name: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    File::create(&path)
+        .and_then(|f| f.set_len(IMAGE_SIZE))
+        .expect("creating an image");
+    path
+}
+
+/// A blank image, formatted.
+pub fn formatted_image(dir: &TempDir, name: &str) -> PathBuf {
+    let path = blank_image(dir, name);
+    format_image(&path).expect("formatting");
+    path
+}
+
+/// Properties naming `image`.
+pub fn props(image: &Path) -> Properties {
+    let mut props = Properties::new();
+    props.insert("path", image.to_str().unwrap());
+    props.insert("io_timeout", IO_TIMEOUT);
+    props
+}
+
+/// Overwrites block 0 of `image` behind everyone's back, as another node
+/// writing to shared storage would (no lock: OFD locks are advisory).
+pub fn overwrite_block0(image: &Path, block: &[u8]) {
+    let file = OpenOptions::new().write(true).open(image).unwrap();
+    file.write_all_at(block, 0).unwrap();
+    file.sync_data().unwrap();
+}
+
+/// Block `index` of `image`, read through the page cache.
+pub fn read_block(image: &Path, index: u64) -> Vec<u8> {
+    let mut block = vec![0; BLOCK_SIZE];
+    File::open(image)
+        .unwrap()
+        .read_exact_at(&mut block, index * BLOCK_SIZE as u64)
+        .unwrap();
+    block
+}
+
+/// A thief's record, one generation ahead of `record`'s.
+pub fn stolen(record: &Record) -> Vec<u8> {
+    Record::new("node-x/thief", record.generation + 5)
+        .to_block()
+        .unwrap()
+}
+
+/// A logger that keeps its lines as `"<level> <message>"`.
+pub fn recording_logger() -> (Logger, Arc<Mutex<Vec<String>>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let log = Logger::from_fn(move |level: Level, msg: &str| {
+        sink.lock().unwrap().push(format!("{level} {msg}"))
+    });
+    (log, lines)
+}
+
+/// Short timings, as the host's own tests use (checks every 100 ms /
+/// 500 ms, restarts after 50 ms), with deadlines above [`IO_TIMEOUT`].
+pub fn fast_timing() -> Timing {
+    let mut t = Timing {
+        looks_alive_interval: Duration::from_millis(100),
+        is_alive_interval: Duration::from_millis(500),
+        deadlock_timeout: Duration::from_secs(5),
+        pending_timeout: Duration::from_secs(5),
+        ..Timing::default()
+    };
+    t.restart.delay = Duration::from_millis(50);
+    t
+}
+
+/// A host keeping its state in `state_dir`, running real monitor processes.
+pub fn builder(state_dir: &Path) -> HostBuilder {
+    HostBuilder::new(state_dir, MonitorProgram::Path(monitor_binary())).defaults(fast_timing())
+}
+
+/// A `disk` resource on `image`.
+pub fn disk(name: &str, image: &Path) -> ResourceConfig {
+    ResourceConfig::new(name, library(), "disk")
+        .property("path", image.to_str().unwrap())
+        .property("io_timeout", IO_TIMEOUT)
+}
+
+/// Waits for the first event matching `pred`, returning it and every event
+/// seen before it.
+pub fn wait_event(
+    events: &Receiver<Event>,
+    what: &str,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> (Event, Vec<Event>) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(e) if pred(&e) => return (e, seen),
+            Ok(e) => seen.push(e),
+            Err(_) => panic!(
+                "no event {what} within {PATIENCE:?}; saw: {:#?}",
+                seen.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+            ),
+        }
+    }
+}
+
+pub fn is(kind: EventKind, resource: &str) -> impl FnMut(&Event) -> bool + '_ {
+    move |e| e.kind == kind && e.resource.as_deref() == Some(resource)
+}
+
+/// The events of `<state_dir>/events.jsonl`, as JSON objects.
+pub fn logged_events(state_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(state_dir.join("events.jsonl"))
+        .expect("reading events.jsonl")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
