@@ -31,6 +31,9 @@ use crate::state_file::{Desired, PersistedResource, PersistedState, StateFile};
 const WATCHDOG_FACTOR: u32 = 4;
 /// How long a shutdown waits for monitors to exit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long after a monitor's exit its socket may stay open (a child
+/// that inherited it) before recovery goes on without its last frames.
+const READER_GRACE: Duration = Duration::from_millis(500);
 /// A host's socket write that blocks this long means the monitor is stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -173,6 +176,7 @@ enum Timer {
     },
     Watchdog(u64),
     Hello(u64),
+    ReaderGrace(u64),
 }
 
 struct Resource {
@@ -260,6 +264,8 @@ pub(crate) struct Engine {
     start_reply: Option<SyncSender<Result<(), HostError>>>,
     /// `close` calls of a stop: the reply, and the calls still out.
     closing: Option<Closing>,
+    /// Set by a stop: nothing is opened or brought online any more.
+    stopping: bool,
     shutdown: Option<(SyncSender<()>, Instant)>,
 }
 
@@ -369,6 +375,7 @@ impl Engine {
             validated: false,
             start_reply: None,
             closing: None,
+            stopping: false,
             shutdown: None,
         })
     }
@@ -426,9 +433,13 @@ impl Engine {
                 if let Some(m) = self.monitors.get_mut(&monitor) {
                     m.exit_status = Some(status);
                     m.exit_signal = signal;
-                    // The socket closes when the process ends, unless a child
-                    // inherited it; the exit is what counts.
-                    m.disconnected = true;
+                    // The reader still has the frames the monitor sent before
+                    // dying (a crash report among them): recovery waits for its
+                    // end of file, or a grace period if a forked child kept
+                    // the socket open.
+                    if !m.disconnected {
+                        self.schedule(Instant::now() + READER_GRACE, Timer::ReaderGrace(monitor));
+                    }
                 }
                 self.maybe_dead(monitor);
             }
@@ -527,6 +538,7 @@ impl Engine {
                         calls.push(call);
                     }
                 }
+                self.stopping = true;
                 self.closing = Some((reply, calls, Vec::new()));
                 self.finish_closing(None, None);
             }
@@ -870,7 +882,7 @@ impl Engine {
 
     /// The live monitor for `key`, starting one if there is none.
     fn ensure_monitor(&mut self, key: MonitorKey) -> Option<u64> {
-        if self.shutdown.is_some() {
+        if self.shutdown.is_some() || self.stopping {
             return None;
         }
         if let Some(&id) = self.current.get(&key) {
@@ -1011,7 +1023,7 @@ impl Engine {
         let Some(m) = self.monitors.get(&monitor) else {
             return;
         };
-        if m.exit_status.is_none() {
+        if m.exit_status.is_none() || !m.disconnected {
             return;
         }
         let m = self.monitors.remove(&monitor).expect("checked");
@@ -1047,11 +1059,13 @@ impl Engine {
             m.exit_signal,
             Some(libc::SIGKILL | libc::SIGTERM | libc::SIGINT | libc::SIGHUP)
         );
+        // Killed by a signal from outside or by the host without a culprit
+        // (a protocol error): no resource to blame, unless it crashed first.
         match (m.killing, crash) {
             (Some((Some(culprit), _)), _) => suspects.push(culprit),
-            (Some((None, _)), _) => {}
-            (None, Some((culprit, _))) => suspects.push(culprit),
-            (None, None) if external => {}
+            (_, Some((culprit, _))) => suspects.push(culprit),
+            (_, None) if external => {}
+            (Some((None, _)), None) => {}
             (None, None) => {
                 for (_, call) in &lost_calls {
                     if let Some(r) = call.resource
@@ -1079,8 +1093,14 @@ impl Engine {
         }
         self.emit(event);
 
+        let mut lost_terminates = Vec::new();
         for (id, call) in lost_calls {
             match call.kind {
+                CallKind::Terminate(then) => {
+                    if let Some(i) = call.resource {
+                        lost_terminates.push((i, then));
+                    }
+                }
                 CallKind::Close => {
                     let name = call
                         .resource
@@ -1135,6 +1155,19 @@ impl Engine {
             }
             self.mark_dirty(i);
         }
+        // A terminate the death cut short: its resource still needs a
+        // stopped workload (terminate again after the re-open) and, if it
+        // failed, its restart policy.
+        for (i, then) in lost_terminates {
+            self.resources[i].restart_after_open = true;
+            self.resources[i].resume_online = false;
+            if then == AfterTerminate::ApplyPolicy
+                && !suspects.contains(&i)
+                && !self.resources[i].held
+            {
+                self.apply_policy(i);
+            }
+        }
         for culprit in suspects {
             self.isolate_and_restart(culprit);
         }
@@ -1157,10 +1190,12 @@ impl Engine {
         let r = &mut self.resources[i];
         r.resume_online = false;
         r.restart_after_open = true;
-        if r.state != ResourceState::Failed {
-            r.state = ResourceState::Failed;
-            r.online_since = None;
-            r.touch();
+        r.state = ResourceState::Failed;
+        r.online_since = None;
+        r.touch();
+        // Unless a restart is already scheduled, the culprit goes through
+        // its restart policy (its threshold counts hung terminates too).
+        if !r.held {
             self.apply_policy(i);
         }
     }
@@ -1189,7 +1224,10 @@ impl Engine {
         .encode();
         let m = self.monitors.get_mut(&monitor)?;
         if let Err(e) = protocol::write_frame(&mut m.writer, &payload) {
-            let reason = format!("writing to the monitor: {e}");
+            let gone = matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            );
             self.calls.insert(
                 id,
                 Call {
@@ -1201,6 +1239,12 @@ impl Engine {
                     deadline,
                 },
             );
+            if gone {
+                // The monitor closed its end: it is exiting. Its exit (and
+                // the crash report it may have sent) drives the recovery.
+                return Some(id);
+            }
+            let reason = format!("writing to the monitor: {e}");
             self.kill_monitor(monitor, None, &reason);
             return Some(id);
         }
@@ -1321,7 +1365,7 @@ impl Engine {
     }
 
     fn reconcile(&mut self, i: usize) {
-        if self.shutdown.is_some() || self.closing.is_some() {
+        if self.shutdown.is_some() || self.stopping {
             return;
         }
         if !self.validated {
@@ -1848,6 +1892,12 @@ impl Engine {
                     reset,
                 } => self.on_restart_timer(resource, seq, reset),
                 Timer::Watchdog(monitor) => self.on_watchdog(monitor),
+                Timer::ReaderGrace(monitor) => {
+                    if let Some(m) = self.monitors.get_mut(&monitor) {
+                        m.disconnected = true;
+                    }
+                    self.maybe_dead(monitor);
+                }
                 Timer::Hello(monitor) => {
                     if self
                         .monitors
@@ -1953,7 +2003,9 @@ fn read_monitor(monitor: u64, socket: UnixStream, tx: Sender<Input>) {
                 }
                 Err(e) => Some(e.to_string()),
             },
-            Err(protocol::FrameError::Closed) => None,
+            // The peer vanishing (end of file, a reset) is a disconnect; only
+            // bytes that are not a valid frame are a protocol error.
+            Err(protocol::FrameError::Closed | protocol::FrameError::Io(_)) => None,
             Err(e) => Some(e.to_string()),
         };
         let _ = tx.send(Input::Disconnected { monitor, error });

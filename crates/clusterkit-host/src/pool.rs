@@ -6,10 +6,19 @@
 //! `is_alive`) and work is waiting, another worker is started, so a slow
 //! resource never delays another's checks. Workers idle for a while exit,
 //! down to a small floor.
+//!
+//! Idle workers sleep on a stack, each parked on its own: a key that becomes
+//! ready claims the most recently idle worker and wakes only that one (or
+//! starts a worker when none is idle). The worker that has just finished a
+//! call, often not even asleep yet, so takes the next one without a system
+//! call, and the others stay asleep (a shared condition variable woke two
+//! threads per call here; see docs/BENCHMARKS.md).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
 /// One unit of work.
 pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -28,19 +37,27 @@ struct Queue {
     scheduled: bool,
 }
 
+/// An idle worker, parked until a submit claims it.
+struct Sleeper {
+    thread: Thread,
+    /// Set, under the state lock, by the submit that took it off the idle
+    /// stack; cleared by the worker when it goes back on.
+    claimed: AtomicBool,
+}
+
 #[derive(Default)]
 struct State {
     queues: HashMap<u32, Queue>,
     /// Keys with jobs and no worker on them, in arrival order.
     ready: VecDeque<u32>,
-    idle: usize,
+    /// Idle, unclaimed workers, the most recently idle last.
+    idle: Vec<Arc<Sleeper>>,
     workers: usize,
 }
 
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
-    wake: Condvar,
 }
 
 /// The dispatcher. Cloning shares it.
@@ -62,11 +79,20 @@ impl Pool {
         let mut state = self.lock();
         let queue = state.queues.entry(key).or_default();
         queue.jobs.push_back(job);
-        if !queue.scheduled {
-            queue.scheduled = true;
-            state.ready.push_back(key);
+        if queue.scheduled {
+            return; // the key's worker, or the worker claimed for it, runs it
         }
-        if state.idle == 0 && state.workers < MAX_WORKERS {
+        queue.scheduled = true;
+        state.ready.push_back(key);
+        // Every ready key gets a worker of its own: the most recently idle
+        // one (claimed here, so the next submit cannot count it again), or a
+        // new one, so a burst never queues behind one worker that then hangs.
+        if let Some(sleeper) = state.idle.pop() {
+            sleeper.claimed.store(true, Ordering::Release);
+            drop(state);
+            // After the lock is released: a woken worker must not block on it.
+            sleeper.thread.unpark();
+        } else if state.workers < MAX_WORKERS {
             state.workers += 1;
             let pool = self.clone();
             let spawned = std::thread::Builder::new()
@@ -75,8 +101,6 @@ impl Pool {
             if spawned.is_err() {
                 state.workers -= 1; // the existing workers will get to it
             }
-        } else {
-            self.shared.wake.notify_one();
         }
     }
 
@@ -93,20 +117,25 @@ impl Pool {
     }
 
     fn work(&self) {
+        let me = Arc::new(Sleeper {
+            thread: std::thread::current(),
+            claimed: AtomicBool::new(false),
+        });
         let mut state = self.lock();
         loop {
             let Some(key) = state.ready.pop_front() else {
-                state.idle += 1;
-                let (next, timeout) = self
-                    .shared
-                    .wake
-                    .wait_timeout(state, IDLE_EXIT)
-                    .unwrap_or_else(PoisonError::into_inner);
-                state = next;
-                state.idle -= 1;
-                if timeout.timed_out() && state.ready.is_empty() && state.workers > MIN_WORKERS {
-                    state.workers -= 1;
-                    return;
+                me.claimed.store(false, Ordering::Release);
+                state.idle.push(me.clone());
+                drop(state);
+                sleep(&me);
+                state = self.lock();
+                if !me.claimed.load(Ordering::Acquire) {
+                    // Not claimed within IDLE_EXIT: still on the idle stack.
+                    state.idle.retain(|s| !Arc::ptr_eq(s, &me));
+                    if state.ready.is_empty() && state.workers > MIN_WORKERS {
+                        state.workers -= 1;
+                        return;
+                    }
                 }
                 continue;
             };
@@ -123,6 +152,20 @@ impl Pool {
                 state.queues.remove(&key);
             }
         }
+    }
+}
+
+/// Parks until a submit claims `me` or [`IDLE_EXIT`] passes. An unpark that
+/// comes before the park makes it return at once; spurious wake-ups park
+/// again.
+fn sleep(me: &Sleeper) {
+    let deadline = Instant::now() + IDLE_EXIT;
+    while !me.claimed.load(Ordering::Acquire) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::park_timeout(left);
     }
 }
 
