@@ -95,6 +95,7 @@ pub(crate) struct EngineConfig {
     pub(crate) escalation: Escalation,
     pub(crate) resources: Vec<ResourceSpec>,
     pub(crate) default_timing: Timing,
+    pub(crate) subscribers: Vec<Sender<Event>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,6 +146,8 @@ enum CallKind {
     Terminate(AfterTerminate),
     LooksAlive,
     IsAlive,
+    /// The check that decides whether a re-opened resource is re-attached.
+    ReattachCheck,
     Close,
     Control(SyncSender<Result<Vec<u8>, HostError>>),
 }
@@ -290,9 +293,12 @@ impl Engine {
         let persisted = state_file
             .load()
             .map_err(|problem| HostError::StateFile { problem })?;
-        let events = EventSink::open(&config.state_dir).map_err(|e| HostError::StateFile {
+        let mut events = EventSink::open(&config.state_dir).map_err(|e| HostError::StateFile {
             problem: format!("{}: {e}", config.state_dir.join("events.jsonl").display()),
         })?;
+        for subscriber in config.subscribers {
+            events.subscribe(subscriber);
+        }
         let mut libraries: Vec<(PathBuf, Option<Vec<TypeDescription>>)> = Vec::new();
         let mut resources = Vec::with_capacity(config.resources.len());
         let changed = Arc::new(std::sync::Mutex::new(
@@ -697,6 +703,10 @@ impl Engine {
             CallKind::Offline => self.on_offline_reply(call.resource.expect("offline"), outcome),
             CallKind::Terminate(then) => {
                 self.on_terminated(call.resource.expect("terminate"), then)
+            }
+            CallKind::ReattachCheck => {
+                let i = call.resource.expect("re-attach check");
+                self.on_reattach_check(i, outcome);
             }
             CallKind::Close => {
                 let i = call.resource.expect("close");
@@ -1484,14 +1494,39 @@ impl Engine {
             r.state = ResourceState::Failed;
             self.send_terminate(i, AfterTerminate::Restart);
         } else if recovered && resume {
-            let event = Event::new(EventKind::ResourceReattached, Some(&r.spec.name))
-                .with("type", r.spec.type_name.clone());
-            self.emit(event);
-            self.set_online(i, true);
+            // Adopt only a workload that answers: one cheap check first.
+            let monitor = r.monitor.expect("opened in a monitor");
+            let call = self.send_call(monitor, Some(i), Op::LooksAlive, CallKind::ReattachCheck);
+            self.resources[i].busy = call;
         } else {
             r.state = ResourceState::Offline;
             self.mark_dirty(i);
         }
+    }
+
+    fn on_reattach_check(&mut self, i: usize, outcome: Outcome) {
+        let health = match outcome {
+            Outcome::Health(h) => h,
+            Outcome::Failed(e) => Health::Failed(e.to_string()),
+            other => Health::Failed(format!("unexpected reply {other:?}")),
+        };
+        let name = self.resources[i].spec.name.clone();
+        if health.is_failed() {
+            // Nothing (or something else) to adopt: stop what may be left,
+            // then bring it online afresh.
+            let event = Event::new(EventKind::HealthFailed, Some(&name))
+                .with("check", "looks_alive")
+                .with("reason", format!("not re-attached: {}", health.reason()));
+            self.emit(event);
+            self.resources[i].state = ResourceState::Failed;
+            self.resources[i].touch();
+            self.send_terminate(i, AfterTerminate::Restart);
+            return;
+        }
+        let event = Event::new(EventKind::ResourceReattached, Some(&name))
+            .with("type", self.resources[i].spec.type_name.clone());
+        self.emit(event);
+        self.set_online(i, false);
     }
 
     fn send_terminate(&mut self, i: usize, then: AfterTerminate) {

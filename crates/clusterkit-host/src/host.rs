@@ -153,6 +153,7 @@ pub struct HostBuilder {
     resources: Vec<ResourceConfig>,
     process: Arc<dyn ProcessControl>,
     escalation: Escalation,
+    subscribers: Vec<mpsc::Sender<Event>>,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -177,7 +178,16 @@ impl HostBuilder {
             resources: Vec::new(),
             process: Arc::new(SystemProcesses),
             escalation: Escalation::ExitProcess,
+            subscribers: Vec::new(),
         }
+    }
+
+    /// Every event from the very start, including those of `start` itself
+    /// (library loading, the first opens), before a [`Host`] exists.
+    pub fn subscribe(&mut self) -> Receiver<Event> {
+        let (tx, rx) = mpsc::channel();
+        self.subscribers.push(tx);
+        rx
     }
 
     /// Replaces the host-wide timing defaults.
@@ -341,6 +351,7 @@ impl HostBuilder {
                 escalation: self.escalation,
                 resources: specs,
                 default_timing: self.defaults,
+                subscribers: self.subscribers,
             },
             shared.clone(),
             rx,

@@ -226,9 +226,11 @@ impl Monitor {
         let monitor = self.clone();
         let job = Box::new(move || {
             CURRENT_CALL.with(|c| c.set(call));
-            let outcome = monitor.run(resource, op);
+            let outcome = monitor.run(call, resource, op);
             CURRENT_CALL.with(|c| c.set(0));
-            monitor.reply(call, outcome);
+            if let Some(outcome) = outcome {
+                monitor.reply(call, outcome);
+            }
         });
         if unqueued {
             // `terminate` must not wait behind the call it is meant to end.
@@ -238,9 +240,10 @@ impl Monitor {
         }
     }
 
-    fn run(self: &Arc<Self>, resource: u32, op: Op) -> Outcome {
+    /// Runs one call; `None` when the call already sent its own reply.
+    fn run(self: &Arc<Self>, call: u64, resource: u32, op: Op) -> Option<Outcome> {
         let result = match op {
-            Op::LoadLibrary { library, path } => return self.load_library(library, &path),
+            Op::LoadLibrary { library, path } => return Some(self.load_library(library, &path)),
             Op::Open {
                 library,
                 type_name,
@@ -249,37 +252,39 @@ impl Monitor {
                 recover,
             } => self.open(resource, library, &type_name, &name, &properties, recover),
             Op::Online | Op::Offline => {
-                return match self.slot(resource) {
-                    Ok(slot) => self.transition(resource, &slot, matches!(op, Op::Online)),
-                    Err(e) => Outcome::Failed(e),
-                };
+                match self.slot(resource) {
+                    Ok(slot) => self.transition(call, resource, &slot, matches!(op, Op::Online)),
+                    Err(e) => return Some(Outcome::Failed(e)),
+                }
+                return None;
             }
             Op::Terminate => self.slot(resource).and_then(|slot| {
                 slot.terminating.store(true, Ordering::Release);
                 slot.resource.terminate()
             }),
             Op::LooksAlive | Op::IsAlive => {
-                return Outcome::Health(match self.slot(resource) {
+                return Some(Outcome::Health(match self.slot(resource) {
                     Ok(slot) if matches!(op, Op::LooksAlive) => slot.resource.looks_alive(),
                     Ok(slot) => slot.resource.is_alive(),
                     Err(e) => Health::Failed(e.to_string()),
-                });
+                }));
             }
             Op::Close => self.close(resource),
             Op::Control { code, input } => {
-                return match self
-                    .slot(resource)
-                    .and_then(|slot| slot.resource.control(clusterkit::ControlCode(code), &input))
-                {
-                    Ok(bytes) => Outcome::Bytes(bytes),
-                    Err(e) => Outcome::Failed(e),
-                };
+                return Some(
+                    match self.slot(resource).and_then(|slot| {
+                        slot.resource.control(clusterkit::ControlCode(code), &input)
+                    }) {
+                        Ok(bytes) => Outcome::Bytes(bytes),
+                        Err(e) => Outcome::Failed(e),
+                    },
+                );
             }
         };
-        match result {
+        Some(match result {
             Ok(()) => Outcome::Done,
             Err(e) => Outcome::Failed(e),
-        }
+        })
     }
 
     fn load_library(self: &Arc<Self>, id: u32, path: &str) -> Outcome {
@@ -342,19 +347,23 @@ impl Monitor {
         }
     }
 
-    fn transition(self: &Arc<Self>, resource: u32, slot: &Slot, online: bool) -> Outcome {
+    /// Runs `online`/`offline` and sends the reply itself: a worker may
+    /// complete the operation before `online` even returns, and the host
+    /// must see the reply (pending) before the completion.
+    fn transition(self: &Arc<Self>, call: u64, resource: u32, slot: &Slot, online: bool) {
         slot.terminating.store(false, Ordering::Release);
         let sink = Arc::new(MonitorStatusSink {
             monitor: self.clone(),
             resource,
             terminating: slot.terminating.clone(),
+            gate: Mutex::default(),
         });
         let result = if online {
-            slot.resource.online(StatusReporter::online(sink))
+            slot.resource.online(StatusReporter::online(sink.clone()))
         } else {
-            slot.resource.offline(StatusReporter::offline(sink))
+            slot.resource.offline(StatusReporter::offline(sink.clone()))
         };
-        match result {
+        let outcome = match result {
             Ok(Transition::Done) if online => Outcome::State(ResourceState::Online as u32),
             Ok(Transition::Done) => Outcome::State(ResourceState::Offline as u32),
             Ok(Transition::Pending) if online => {
@@ -362,7 +371,9 @@ impl Monitor {
             }
             Ok(Transition::Pending) => Outcome::State(ResourceState::OfflinePending as u32),
             Err(e) => Outcome::Failed(e),
-        }
+        };
+        self.reply(call, outcome);
+        sink.open_gate();
     }
 
     fn logger(self: &Arc<Self>, resource: u32) -> Logger {
@@ -392,6 +403,34 @@ struct MonitorStatusSink {
     monitor: Arc<Monitor>,
     resource: u32,
     terminating: Arc<AtomicBool>,
+    /// Closed until the call's reply is sent; a completion before that waits.
+    gate: Mutex<Gate>,
+}
+
+#[derive(Default)]
+struct Gate {
+    open: bool,
+    deferred: Option<Result<ResourceState, Error>>,
+}
+
+impl MonitorStatusSink {
+    fn send_complete(&self, outcome: Result<ResourceState, Error>) {
+        self.monitor.send(&FromMonitor::Complete {
+            resource: self.resource,
+            outcome: outcome.map(|s| s as u32),
+        });
+    }
+
+    fn open_gate(&self) {
+        let deferred = {
+            let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+            gate.open = true;
+            gate.deferred.take()
+        };
+        if let Some(outcome) = deferred {
+            self.send_complete(outcome);
+        }
+    }
 }
 
 impl StatusSink for MonitorStatusSink {
@@ -412,9 +451,12 @@ impl StatusSink for MonitorStatusSink {
     }
 
     fn complete(&self, outcome: Result<ResourceState, Error>) {
-        self.monitor.send(&FromMonitor::Complete {
-            resource: self.resource,
-            outcome: outcome.map(|s| s as u32),
-        });
+        let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        if gate.open {
+            drop(gate);
+            self.send_complete(outcome);
+        } else {
+            gate.deferred = Some(outcome);
+        }
     }
 }
