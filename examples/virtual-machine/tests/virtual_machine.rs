@@ -458,9 +458,17 @@ fn stale_pidfile_is_not_adopted(label: &str, bogus: impl FnOnce(&mut Fixture, i3
     let second = t.builder().resource(t.vm("vm")).start().unwrap();
     second
         .wait_for(PATIENCE, "online again, through a restart", |s| {
-            s[0].state == ResourceState::Online && s[0].restarts >= 1
+            s[0].state == ResourceState::Online
         })
         .unwrap();
+    // The host checks before it re-attaches: the stale pidfile fails that
+    // check, so the VM is restarted instead of adopted.
+    let events = std::fs::read_to_string(t.state_dir.join("events.jsonl")).unwrap();
+    assert!(events.contains("not re-attached"), "{events}");
+    assert!(
+        !events.contains("\"kind\":\"resource_reattached\""),
+        "{events}"
+    );
     let new = t.qemu_pid("vm");
     assert_ne!(new, bogus, "the bogus pid was adopted");
     assert_ne!(new, old);
