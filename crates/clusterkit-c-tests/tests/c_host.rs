@@ -181,3 +181,37 @@ fn valgrind_finds_no_invalid_access_and_no_leak() {
     ]);
     assert!(text.contains("is_alive: error 10"), "{text}");
 }
+
+#[test]
+fn drives_the_disk_library_after_formatting_through_a_control_code() {
+    let dir = TempDir::new("c-host-disk");
+    let host = c_host(&dir);
+    let lib = cdylib("clusterkit-example-disk", "clusterkit_disk");
+    let image = dir.path().join("data.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let path = format!("path={}", image.display());
+    // 0x80000001 is the disk type's FORMAT, run on the offline resource.
+    let (output, text) = run(&[
+        host.as_os_str(),
+        lib.as_os_str(),
+        os("--control"),
+        os("0x80000001"),
+        os("disk"),
+        os("data"),
+        os(&path),
+    ]);
+    assert!(output.status.success(), "{text}");
+    for line in [
+        "control: ok",
+        "online: ok state=online",
+        "looks_alive: healthy",
+        "is_alive: healthy",
+        "offline: ok",
+        "close: ok",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+}

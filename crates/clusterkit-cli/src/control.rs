@@ -194,14 +194,21 @@ pub(crate) fn request(
         path: path.display().to_string(),
         error: e.to_string(),
     };
-    writeln!(stream, "{request}").map_err(io)?;
+    // A host that refuses the connection answers and closes at once, maybe
+    // before the request is written: read its answer before reporting that.
+    let written = writeln!(stream, "{request}");
+    let mut answered = false;
     for line in BufReader::new(stream).lines() {
         let line = line.map_err(io)?;
+        answered = true;
         if !on_line(&line) {
             break;
         }
     }
-    Ok(())
+    match written {
+        Err(e) if !answered => Err(io(e)),
+        _ => Ok(()),
+    }
 }
 
 /// Sends a request expecting one `{"ok":...}` reply.

@@ -346,3 +346,44 @@ fn systemd_readiness_and_watchdog() {
     assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), "WATCHDOG=1");
     assert!(host.stop().success());
 }
+
+#[test]
+fn the_demo_recovers_from_the_outage_and_leaves_nothing_running() {
+    let mut libs = None;
+    for (package, lib) in [
+        ("clusterkit-example-network-name", "clusterkit_network_name"),
+        ("clusterkit-example-disk", "clusterkit_disk"),
+        (
+            "clusterkit-example-virtual-machine",
+            "clusterkit_virtual_machine",
+        ),
+        (
+            "clusterkit-example-fault-injection",
+            "clusterkit_fault_injection",
+        ),
+    ] {
+        libs = cdylib(package, lib).parent().map(Path::to_owned);
+    }
+    let (ok, out, err) = output(
+        clusterkit()
+            .arg("demo")
+            .arg("--libraries")
+            .arg(libs.unwrap()),
+    );
+    assert!(ok, "{out}\n{err}");
+    for line in [
+        "legacy-app: `is_alive` still running after",
+        "<- the hung call",
+        "web-name: re-attached to its running workload, no restart",
+        "data-disk: re-attached to its running workload, no restart",
+        "vm: re-attached to its running workload, no restart",
+        "legacy-app: isolated in a monitor of its own",
+        "legacy-app: restarted by its restart policy",
+        "[ok] the VM kept running",
+        "[ok] co-hosted resources restarted: 0",
+        "every resource offline and closed, QEMU and BIND stopped, temp dir removed",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    assert!(!out.contains("[FAILED]"), "{out}");
+}

@@ -189,3 +189,85 @@ fn meta_data_is_valid_and_exit_codes_follow_ocf() {
     assert_eq!(agent_run(&agent, "stop", &env, &rsctmp).0, 0);
     assert_eq!(agent_run(&agent, "monitor", &env, &rsctmp).0, 7);
 }
+
+#[test]
+fn the_disk_agent_passes_ocf_tester() {
+    let dir = TempDir::new("ocf-disk");
+    let library = cdylib("clusterkit-example-disk", "clusterkit_disk");
+    let agents = install(&dir, std::slice::from_ref(&library));
+    let image = dir.path().join("data.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    // FORMAT, a type-level control code of the disk type, before any start.
+    let loaded = clusterkit_loader::Library::load(&library, clusterkit::Logger::discard()).unwrap();
+    let mut input = clusterkit::Properties::new();
+    input.insert("path", image.to_str().unwrap());
+    loaded
+        .resource_type("disk")
+        .unwrap()
+        .control(clusterkit::ControlCode::type_specific(1), &input.encode())
+        .unwrap();
+    ocf_tester(
+        &dir,
+        &agents.join("disk"),
+        "data",
+        &[format!("path={}", image.display())],
+    );
+}
+
+#[test]
+fn the_virtual_machine_agent_passes_ocf_tester() {
+    require_tool("qemu-system-x86_64", "qemu-system-x86");
+    let dir = TempDir::new("ocf-vm");
+    let agents = install(
+        &dir,
+        &[cdylib(
+            "clusterkit-example-virtual-machine",
+            "clusterkit_virtual_machine",
+        )],
+    );
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    ocf_tester(
+        &dir,
+        &agents.join("virtual-machine"),
+        "vm",
+        &[
+            format!("run_dir={}", run_dir.display()),
+            "powerdown_grace=300ms".into(),
+        ],
+    );
+    // The last action was a stop: no QEMU is left behind.
+    assert!(!run_dir.join("vm.pid").exists(), "the VM was stopped");
+}
+
+#[test]
+fn the_network_name_agent_passes_ocf_tester() {
+    let dir = TempDir::new("ocf-dns");
+    let bind = clusterkit_testkit::bind::Bind::start("ocf");
+    let agents = install(
+        &dir,
+        &[cdylib(
+            "clusterkit-example-network-name",
+            "clusterkit_network_name",
+        )],
+    );
+    let zone = clusterkit_testkit::bind::ZONE;
+    ocf_tester(
+        &dir,
+        &agents.join("network-name"),
+        "web-name",
+        &[
+            format!("name=web.{zone}"),
+            "address=127.0.0.1".into(),
+            format!("zone={zone}"),
+            format!("servers={}", bind.addr),
+            format!("tsig_key_name={}", clusterkit_testkit::bind::KEY_NAME),
+            format!("tsig_secret={}", bind.secret),
+        ],
+    );
+    // The last action was a stop: the record is gone.
+    assert!(bind.dig(&format!("web.{zone}"), "A").is_empty());
+}

@@ -4,6 +4,8 @@
 //! Tests fail, never skip, when a tool is missing; the message says what to
 //! install.
 
+pub mod bind;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
