@@ -1233,31 +1233,8 @@ impl Engine {
         }
         .encode();
         let m = self.monitors.get_mut(&monitor)?;
-        if let Err(e) = protocol::write_frame(&mut m.writer, &payload) {
-            let gone = matches!(
-                e.kind(),
-                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-            );
-            self.calls.insert(
-                id,
-                Call {
-                    monitor,
-                    resource,
-                    op: op_name,
-                    kind,
-                    started: Instant::now(),
-                    deadline,
-                },
-            );
-            if gone {
-                // The monitor closed its end: it is exiting. Its exit (and
-                // the crash report it may have sent) drives the recovery.
-                return Some(id);
-            }
-            let reason = format!("writing to the monitor: {e}");
-            self.kill_monitor(monitor, None, &reason);
-            return Some(id);
-        }
+        let written = protocol::write_frame(&mut m.writer, &payload);
+        let started = Instant::now();
         self.calls.insert(
             id,
             Call {
@@ -1265,13 +1242,25 @@ impl Engine {
                 resource,
                 op: op_name,
                 kind,
-                started: Instant::now(),
+                started,
                 deadline,
             },
         );
-        // Deadlines live in an ordered set, removed when the reply comes:
-        // thousands of checks a second leave nothing behind.
-        self.deadlines.insert((Instant::now() + deadline, id));
+        match written {
+            Ok(()) => {
+                // Deadlines live in an ordered set, removed when the reply
+                // comes: thousands of checks a second leave nothing behind.
+                self.deadlines.insert((started + deadline, id));
+            }
+            // The monitor closed its end: it is exiting. Its exit (and the
+            // crash report it may have sent) drives the recovery.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ) => {}
+            Err(e) => self.kill_monitor(monitor, None, &format!("writing to the monitor: {e}")),
+        }
         Some(id)
     }
 
