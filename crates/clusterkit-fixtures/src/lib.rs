@@ -35,7 +35,8 @@ impl ResourceType for PanickyType {
         TypeDescription {
             name: "panicky".into(),
             description: "Panics in the entry point named by `panic_in`".into(),
-            characteristics: clusterkit::Characteristics::QUORUM,
+            characteristics: clusterkit::Characteristics::QUORUM
+                | clusterkit::Characteristics::SINGLE_GROUP_INSTANCE,
             schema: Schema::new(vec![
                 PropertySpec::string("panic_in")
                     .describe("open, online, offline, terminate, looks_alive, is_alive, arbitrate, release, control, close")

@@ -851,6 +851,26 @@ impl Engine {
                 }),
             }
         }
+        // A SINGLE_GROUP_INSTANCE type allows one resource per group.
+        for i in 0..self.resources.len() {
+            let r = &self.resources[i];
+            if !r
+                .characteristics
+                .contains(Characteristics::SINGLE_GROUP_INSTANCE)
+            {
+                continue;
+            }
+            if let Some(other) = self.resources[..i]
+                .iter()
+                .find(|o| o.spec.group == r.spec.group && o.spec.type_name == r.spec.type_name)
+            {
+                problems.push(HostError::Config(format!(
+                    "resources `{}` and `{}` are both of type `{}` in group `{}`, which allows one \
+                     (SINGLE_GROUP_INSTANCE)",
+                    other.spec.name, r.spec.name, r.spec.type_name, r.spec.group
+                )));
+            }
+        }
         if let Some(first) = problems.into_iter().next() {
             self.fail_start(first);
             return;
