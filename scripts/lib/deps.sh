@@ -7,6 +7,7 @@ declare -A CLUSTERKIT_PACKAGES=(
     [dns]="bind9 bind9-dnsutils"
     [vm]="qemu-system-x86 qemu-utils"
     [ocf]="resource-agents libxml2-utils"
+    [bench]="strace valgrind linux-perf"
 )
 
 # Maps a package to a command proving it is installed (empty: ask dpkg).
@@ -18,6 +19,9 @@ declare -A CLUSTERKIT_PROBE=(
     [qemu-utils]="qemu-img"
     [libxml2-utils]="xmllint"
     [resource-agents]="ocf-tester"
+    [strace]="strace"
+    [valgrind]="valgrind"
+    [linux-perf]="perf"
 )
 
 _is_installed() {
