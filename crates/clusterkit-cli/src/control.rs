@@ -109,8 +109,11 @@ fn serve_one(
             json!({"ok": false, "error": format!("uid {} may not control this host", peer.uid.as_raw())}),
         );
     }
+    // One request line, of bounded size, within a bounded time.
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     let mut line = String::new();
-    BufReader::new(stream.try_clone()?).read_line(&mut line)?;
+    BufReader::new(std::io::Read::take(stream.try_clone()?, 64 << 10)).read_line(&mut line)?;
+    stream.set_read_timeout(None)?;
     let request: Value = match serde_json::from_str(&line) {
         Ok(v) => v,
         Err(e) => {

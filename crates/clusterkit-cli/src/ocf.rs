@@ -107,17 +107,45 @@ fn stderr_logger() -> Logger {
     })
 }
 
+/// The marker remembering that `type_name`'s instance (from
+/// `OCF_RESOURCE_INSTANCE`) was started. Characters other than letters,
+/// digits and `-` are hex-escaped, so distinct instances never share one.
+fn marker_path(type_name: &str) -> PathBuf {
+    let instance = std::env::var("OCF_RESOURCE_INSTANCE").unwrap_or_else(|_| "default".into());
+    let mut safe = String::new();
+    for c in instance.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' {
+            safe.push(c);
+        } else {
+            for b in c.to_string().bytes() {
+                let _ = write!(safe, "_{b:02x}");
+            }
+        }
+    }
+    let dir = std::env::var_os("HA_RSCTMP")
+        .map_or_else(|| PathBuf::from("/run/resource-agents"), PathBuf::from);
+    dir.join(format!("clusterkit-{type_name}-{safe}.started"))
+}
+
+/// What an action answers when the library, type or configuration is
+/// unusable: a stop or a probe of an instance never started here succeeds
+/// or says "not running", so Pacemaker does not fence a node over a library
+/// it never ran there.
+fn unusable(type_name: &str, action: &str, code: u8) -> u8 {
+    let started = marker_path(type_name).exists();
+    match action {
+        "stop" if !started => OCF_SUCCESS,
+        "monitor" if !started => OCF_NOT_RUNNING,
+        _ => code,
+    }
+}
+
 fn agent(library: &Path, type_name: &str, action: &str) -> u8 {
     let library = match Library::load(library, stderr_logger()) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("clusterkit: {e}");
-            // A probe on a node without the library is "not running".
-            return if action == "monitor" {
-                OCF_NOT_RUNNING
-            } else {
-                OCF_ERR_INSTALLED
-            };
+            return unusable(type_name, action, OCF_ERR_INSTALLED);
         }
     };
     let Some(ty) = library.resource_type(type_name) else {
@@ -125,7 +153,7 @@ fn agent(library: &Path, type_name: &str, action: &str) -> u8 {
             "clusterkit: {} exports no type `{type_name}`",
             library.path().display()
         );
-        return OCF_ERR_INSTALLED;
+        return unusable(type_name, action, OCF_ERR_INSTALLED);
     };
     match action {
         "meta-data" => {
@@ -151,7 +179,7 @@ fn agent(library: &Path, type_name: &str, action: &str) -> u8 {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("clusterkit: {e}");
-                    exit_code(&e)
+                    unusable(type_name, action, exit_code(&e))
                 }
             }
         }
@@ -315,21 +343,11 @@ struct Instance {
 impl Instance {
     fn new(ty: &ResourceTypeHandle, props: Properties) -> Result<Instance, Error> {
         let instance = std::env::var("OCF_RESOURCE_INSTANCE").unwrap_or_else(|_| "default".into());
-        let safe: String = instance
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let dir = std::env::var_os("HA_RSCTMP")
-            .map_or_else(|| PathBuf::from("/run/resource-agents"), PathBuf::from);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format_args!("creating {}", dir.display()), &e))?;
-        let marker = dir.join(format!("clusterkit-{}-{safe}.started", ty.name()));
+        let marker = marker_path(ty.name());
+        if let Some(dir) = marker.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format_args!("creating {}", dir.display()), &e))?;
+        }
         // Pacemaker's operation timeout, less a margin to answer in time.
         let timeout = std::env::var("OCF_RESKEY_CRM_meta_timeout")
             .ok()

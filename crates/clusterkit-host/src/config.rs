@@ -8,7 +8,9 @@ use clusterkit::{Properties, Value};
 use serde::{Deserialize, Serialize};
 
 /// Which shared monitor a resource runs in (unless it has its own).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Placement {
     /// Core cluster resources (names, addresses).

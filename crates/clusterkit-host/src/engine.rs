@@ -98,7 +98,7 @@ pub(crate) struct EngineConfig {
     pub(crate) subscribers: Vec<Sender<Event>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum MonitorKey {
     Shared(Placement),
     Own(usize),
@@ -180,6 +180,7 @@ enum Timer {
     Watchdog(u64),
     Hello(u64),
     ReaderGrace(u64),
+    Respawn(MonitorKey),
 }
 
 struct Resource {
@@ -241,7 +242,7 @@ type Closing = (SyncSender<Result<(), HostError>>, Vec<u64>, Vec<String>);
 
 pub(crate) struct Engine {
     inputs: Receiver<Input>,
-    sender: Sender<Input>,
+    sender: SyncSender<Input>,
     program: MonitorProgram,
     process: Arc<dyn ProcessControl>,
     escalation: Escalation,
@@ -287,7 +288,7 @@ impl Engine {
         config: EngineConfig,
         shared: Arc<Shared>,
         inputs: Receiver<Input>,
-        sender: Sender<Input>,
+        sender: SyncSender<Input>,
     ) -> Result<Engine, HostError> {
         let state_file = StateFile::new(&config.state_dir);
         let persisted = state_file
@@ -633,7 +634,13 @@ impl Engine {
                     }
                 }
             }
-            FromMonitor::Reply { call, outcome } => self.on_reply(call, outcome),
+            FromMonitor::Reply { call, outcome } => {
+                // A library can write to its monitor's socket: a reply is
+                // only taken from the monitor the call went to.
+                if self.calls.get(&call).is_some_and(|c| c.monitor == monitor) {
+                    self.on_reply(call, outcome);
+                }
+            }
             FromMonitor::Report { resource, .. } => {
                 let Some(i) = self.resource_by_wire_id(resource, monitor) else {
                     return;
@@ -931,6 +938,9 @@ impl Engine {
                 );
                 if !self.validated {
                     self.fail_start(HostError::Monitor(problem));
+                } else {
+                    let retry = Instant::now() + self.default_timing.restart.delay;
+                    self.schedule(retry, Timer::Respawn(key));
                 }
                 return None;
             }
@@ -1201,6 +1211,13 @@ impl Engine {
         for culprit in suspects {
             self.isolate_and_restart(culprit);
         }
+        // Resources still waiting for this monitor (not yet opened in it)
+        // need the next one too.
+        for i in 0..self.resources.len() {
+            if self.monitor_key(i) == m.key {
+                self.mark_dirty(i);
+            }
+        }
     }
 
     fn isolate_and_restart(&mut self, i: usize) {
@@ -1465,6 +1482,13 @@ impl Engine {
             }
             Some(LibState::Loading) => return,
             Some(LibState::Failed) => {
+                // Forget the failure: the restart policy's next attempt loads
+                // the library again (its startup may have failed transiently).
+                self.monitors
+                    .get_mut(&m)
+                    .expect("exists")
+                    .libraries
+                    .remove(&lib);
                 if self.resources[i].state != ResourceState::Failed {
                     self.fail_resource(i, "its resource library failed to load".into());
                 }
@@ -1936,6 +1960,13 @@ impl Engine {
                     reset,
                 } => self.on_restart_timer(resource, seq, reset),
                 Timer::Watchdog(monitor) => self.on_watchdog(monitor),
+                Timer::Respawn(key) => {
+                    for i in 0..self.resources.len() {
+                        if self.monitor_key(i) == key {
+                            self.mark_dirty(i);
+                        }
+                    }
+                }
                 Timer::ReaderGrace(monitor) => {
                     if let Some(m) = self.monitors.get_mut(&monitor) {
                         m.disconnected = true;
@@ -2033,7 +2064,7 @@ impl Engine {
 }
 
 /// The reader thread of one monitor: frames in, inputs out.
-fn read_monitor(monitor: u64, socket: UnixStream, tx: Sender<Input>) {
+fn read_monitor(monitor: u64, socket: UnixStream, tx: SyncSender<Input>) {
     let mut reader = BufReader::with_capacity(64 << 10, socket);
     let mut buf = Vec::new();
     loop {

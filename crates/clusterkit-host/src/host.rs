@@ -21,6 +21,9 @@ use crate::state_file::Desired;
 /// (the kernel may be wedged: a process in uninterruptible sleep).
 pub const ESCALATION_EXIT_CODE: i32 = 86;
 
+/// Inputs (monitor frames, commands) queued for the engine at most.
+const INPUT_QUEUE: usize = 16 * 1024;
+
 /// What the host does when a killed monitor will not die.
 #[derive(Clone)]
 pub enum Escalation {
@@ -342,7 +345,9 @@ impl HostBuilder {
             .chain([self.defaults.deadlock_timeout])
             .max()
             .unwrap_or_default();
-        let (tx, rx) = mpsc::channel();
+        // Bounded: a monitor flooding the host (a library logging in a loop)
+        // is slowed down at its socket instead of growing the host's memory.
+        let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
         let engine = Engine::new(
             EngineConfig {
                 state_dir: self.state_dir,
@@ -421,7 +426,7 @@ fn find_cycle(specs: &[ResourceSpec]) -> Option<Vec<usize>> {
 
 /// A running host. Dropping it shuts it down, leaving workloads running.
 pub struct Host {
-    tx: mpsc::Sender<Input>,
+    tx: SyncSender<Input>,
     shared: Arc<Shared>,
     names: HashMap<String, usize>,
     thread: Option<JoinHandle<()>>,

@@ -142,7 +142,9 @@ impl Pool {
             let job = state.queues.get_mut(&key).and_then(|q| q.jobs.pop_front());
             drop(state);
             if let Some(job) = job {
-                job();
+                // The calls catch panics at the library boundary; this guards
+                // the monitor's own code, so one call cannot wedge a queue.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
             }
             state = self.lock();
             if state.queues.get(&key).is_some_and(|q| !q.jobs.is_empty()) {

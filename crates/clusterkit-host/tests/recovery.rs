@@ -136,3 +136,46 @@ fn an_unkillable_monitor_escalates_at_four_deadlines() {
     // Clean up the monitor the fake could not kill.
     SystemProcesses.kill(pid).unwrap();
 }
+
+/// Process control whose second start runs a program that exits at once,
+/// as a monitor dying before it says hello would.
+struct SecondStartFails(std::sync::atomic::AtomicU32);
+
+impl ProcessControl for SecondStartFails {
+    fn spawn(&self, command: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+        if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            return std::process::Command::new("true").spawn();
+        }
+        command.spawn()
+    }
+
+    fn kill(&self, pid: u32) -> std::io::Result<()> {
+        SystemProcesses.kill(pid)
+    }
+}
+
+#[test]
+fn a_replacement_monitor_that_dies_before_hello_is_replaced_again() {
+    let dir = TempDir::new("host-early-death");
+    let host = builder(dir.path())
+        .process_control(Arc::new(SecondStartFails(
+            std::sync::atomic::AtomicU32::new(0),
+        )))
+        .resource(fault("r", dir.path()))
+        .start()
+        .unwrap();
+    host.online("r").unwrap();
+    host.wait_for_state("r", ResourceState::Online, PATIENCE)
+        .unwrap();
+    let first = host.resource_status("r").unwrap().monitor_pid.unwrap();
+    SystemProcesses.kill(first).unwrap();
+    host.wait_for(PATIENCE, "online in a third monitor", |s| {
+        s[0].state == ResourceState::Online && s[0].monitor_pid.is_some_and(|p| p != first)
+    })
+    .unwrap();
+    assert_eq!(
+        start_count(dir.path(), "r"),
+        1,
+        "re-attached, not restarted"
+    );
+}
