@@ -208,6 +208,8 @@ struct Resource {
     restarting: bool,
     health_seq: u64,
     pending_seq: u64,
+    /// The `online`/`offline` call whose operation is pending.
+    pending_call: Option<u64>,
     restart_seq: u64,
     looks_inflight: bool,
     is_inflight: bool,
@@ -335,6 +337,7 @@ impl Engine {
                 restarting: false,
                 health_seq: 0,
                 pending_seq: 0,
+                pending_call: None,
                 restart_seq: 0,
                 looks_inflight: false,
                 is_inflight: false,
@@ -641,19 +644,29 @@ impl Engine {
                     self.on_reply(call, outcome);
                 }
             }
-            FromMonitor::Report { resource, .. } => {
+            // Reports and completions count only for the operation pending
+            // now: a stale worker of an earlier attempt is ignored.
+            FromMonitor::Report { call, resource, .. } => {
                 let Some(i) = self.resource_by_wire_id(resource, monitor) else {
                     return;
                 };
-                if self.resources[i].state.is_pending() {
+                if self.resources[i].state.is_pending()
+                    && self.resources[i].pending_call == Some(call)
+                {
                     self.arm_pending(i);
                 }
             }
-            FromMonitor::Complete { resource, outcome } => {
+            FromMonitor::Complete {
+                call,
+                resource,
+                outcome,
+            } => {
                 let Some(i) = self.resource_by_wire_id(resource, monitor) else {
                     return;
                 };
-                self.on_complete(i, outcome);
+                if self.resources[i].pending_call == Some(call) {
+                    self.on_complete(i, outcome);
+                }
             }
             FromMonitor::Log {
                 resource,
@@ -706,8 +719,16 @@ impl Engine {
         match call.kind {
             CallKind::LoadLibrary(lib) => self.on_library_loaded(call.monitor, lib, outcome),
             CallKind::Open => self.on_opened(call.resource.expect("open has a resource"), outcome),
-            CallKind::Online => self.on_online_reply(call.resource.expect("online"), outcome),
-            CallKind::Offline => self.on_offline_reply(call.resource.expect("offline"), outcome),
+            CallKind::Online => {
+                let i = call.resource.expect("online");
+                self.resources[i].pending_call = Some(call_id);
+                self.on_online_reply(i, outcome);
+            }
+            CallKind::Offline => {
+                let i = call.resource.expect("offline");
+                self.resources[i].pending_call = Some(call_id);
+                self.on_offline_reply(i, outcome);
+            }
             CallKind::Terminate(then) => {
                 self.on_terminated(call.resource.expect("terminate"), then)
             }

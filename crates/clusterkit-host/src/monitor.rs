@@ -149,9 +149,10 @@ fn install_crash_handlers(fd: RawFd) {
 /// One open resource in this monitor.
 struct Slot {
     resource: LoadedResource,
-    /// Set by `terminate`, cleared by the next `online`/`offline`: progress
-    /// reports answer `Terminate` while it is set.
-    terminating: Arc<AtomicBool>,
+    /// The current operation's stop flag, set by `terminate`: its progress
+    /// reports answer `Terminate`. A new `online`/`offline` sets the old
+    /// operation's flag and starts a fresh one, so a stale worker stops.
+    terminating: Mutex<Arc<AtomicBool>>,
 }
 
 struct Monitor {
@@ -259,7 +260,10 @@ impl Monitor {
                 return None;
             }
             Op::Terminate => self.slot(resource).and_then(|slot| {
-                slot.terminating.store(true, Ordering::Release);
+                slot.terminating
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .store(true, Ordering::Release);
                 slot.resource.terminate()
             }),
             Op::LooksAlive | Op::IsAlive => {
@@ -324,7 +328,7 @@ impl Monitor {
         let opened = handle.open(name, &properties, recover, self.logger(resource))?;
         let slot = Arc::new(Slot {
             resource: opened,
-            terminating: Arc::new(AtomicBool::new(false)),
+            terminating: Mutex::new(Arc::new(AtomicBool::new(false))),
         });
         self.resources
             .write()
@@ -351,11 +355,20 @@ impl Monitor {
     /// complete the operation before `online` even returns, and the host
     /// must see the reply (pending) before the completion.
     fn transition(self: &Arc<Self>, call: u64, resource: u32, slot: &Slot, online: bool) {
-        slot.terminating.store(false, Ordering::Release);
+        let terminating = {
+            let mut current = slot
+                .terminating
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            current.store(true, Ordering::Release);
+            *current = Arc::new(AtomicBool::new(false));
+            current.clone()
+        };
         let sink = Arc::new(MonitorStatusSink {
             monitor: self.clone(),
+            call,
             resource,
-            terminating: slot.terminating.clone(),
+            terminating,
             gate: Mutex::default(),
         });
         let result = if online {
@@ -401,6 +414,8 @@ impl LogSink for MonitorLogSink {
 
 struct MonitorStatusSink {
     monitor: Arc<Monitor>,
+    /// The operation's call: reports and the completion name it.
+    call: u64,
     resource: u32,
     terminating: Arc<AtomicBool>,
     /// Closed until the call's reply is sent; a completion before that waits.
@@ -416,6 +431,7 @@ struct Gate {
 impl MonitorStatusSink {
     fn send_complete(&self, outcome: Result<ResourceState, Error>) {
         self.monitor.send(&FromMonitor::Complete {
+            call: self.call,
             resource: self.resource,
             outcome: outcome.map(|s| s as u32),
         });
@@ -439,6 +455,7 @@ impl StatusSink for MonitorStatusSink {
         // reports answer Terminate. The report itself resets the host's
         // pending deadline.
         self.monitor.send(&FromMonitor::Report {
+            call: self.call,
             resource: self.resource,
             checkpoint,
             wait_hint_ms: protocol::millis(wait_hint),

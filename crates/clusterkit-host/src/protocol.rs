@@ -17,7 +17,7 @@ use clusterkit::{
 };
 
 /// The protocol version exchanged in [`FromMonitor::Hello`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The largest frame payload accepted (16 MiB plus headroom for fields).
 pub const MAX_FRAME_LEN: usize = (16 << 20) + (64 << 10);
 
@@ -156,6 +156,8 @@ pub enum FromMonitor {
     },
     /// Progress of a pending operation.
     Report {
+        /// The `online`/`offline` call that went pending.
+        call: u64,
         /// The resource.
         resource: u32,
         /// The checkpoint.
@@ -165,6 +167,8 @@ pub enum FromMonitor {
     },
     /// The end of a pending operation: a `CK_STATE_*` or an error.
     Complete {
+        /// The `online`/`offline` call that went pending.
+        call: u64,
         /// The resource.
         resource: u32,
         /// Reached state, or the error.
@@ -519,17 +523,24 @@ impl FromMonitor {
                 }
             }
             FromMonitor::Report {
+                call,
                 resource,
                 checkpoint,
                 wait_hint_ms,
             } => {
                 w.u8(3);
+                w.u64(*call);
                 w.u32(*resource);
                 w.u32(*checkpoint);
                 w.u64(*wait_hint_ms);
             }
-            FromMonitor::Complete { resource, outcome } => {
+            FromMonitor::Complete {
+                call,
+                resource,
+                outcome,
+            } => {
                 w.u8(4);
+                w.u64(*call);
                 w.u32(*resource);
                 match outcome {
                     Ok(state) => {
@@ -590,18 +601,24 @@ impl FromMonitor {
                 FromMonitor::Reply { call, outcome }
             }
             3 => FromMonitor::Report {
+                call: r.u64()?,
                 resource: r.u32()?,
                 checkpoint: r.u32()?,
                 wait_hint_ms: r.u64()?,
             },
             4 => {
+                let call = r.u64()?;
                 let resource = r.u32()?;
                 let outcome = match r.u8()? {
                     0 => Ok(r.u32()?),
                     1 => Err(r.error()?),
                     t => return r.fail(format!("unknown completion {t}")),
                 };
-                FromMonitor::Complete { resource, outcome }
+                FromMonitor::Complete {
+                    call,
+                    resource,
+                    outcome,
+                }
             }
             5 => FromMonitor::Log {
                 resource: r.u32()?,
@@ -745,11 +762,13 @@ mod tests {
                 outcome: Outcome::State(4),
             },
             FromMonitor::Report {
+                call: 9,
                 resource: 1,
                 checkpoint: 2,
                 wait_hint_ms: 3,
             },
             FromMonitor::Complete {
+                call: 9,
                 resource: 1,
                 outcome: Err(Error::Terminated("t".into())),
             },
