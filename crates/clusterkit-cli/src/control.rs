@@ -162,20 +162,22 @@ fn stream_events(
     // Subscribe before reading the file, so nothing falls between the two.
     let live = follow.then(|| host.subscribe());
     let past = std::fs::read_to_string(events_file).unwrap_or_default();
-    let mut last_ts = String::new();
+    // The file's last line is of this host run (it logs host_started first):
+    // live events up to its number are already printed.
+    let mut last_seq = 0;
     for line in past.lines() {
         if let Ok(v) = serde_json::from_str::<Value>(line) {
-            last_ts = v["ts"].as_str().unwrap_or_default().to_owned();
+            last_seq = v["seq"].as_u64().unwrap_or(0);
         }
         writeln!(stream, "{line}")?;
     }
     stream.flush()?;
     let Some(live) = live else { return Ok(()) };
     for event in live {
-        let json = event.to_json();
-        if json["ts"].as_str().unwrap_or_default() < last_ts.as_str() {
+        if event.seq <= last_seq {
             continue; // already in the file
         }
+        let json = event.to_json();
         writeln!(stream, "{json}")?;
         stream.flush()?;
     }

@@ -68,7 +68,7 @@ pub(crate) enum Command {
         Vec<u8>,
         SyncSender<Result<Vec<u8>, HostError>>,
     ),
-    Subscribe(Sender<Event>),
+    Subscribe(Sender<Event>, SyncSender<Result<(), HostError>>),
     CloseAll(SyncSender<Result<(), HostError>>),
     Ping(SyncSender<Result<(), HostError>>),
     Shutdown(SyncSender<()>),
@@ -534,7 +534,10 @@ impl Engine {
                     }
                 }
             }
-            Command::Subscribe(tx) => self.events.subscribe(tx),
+            Command::Subscribe(tx, registered) => {
+                self.events.subscribe(tx);
+                let _ = registered.send(Ok(()));
+            }
             Command::Ping(reply) => {
                 let _ = reply.send(Ok(()));
             }

@@ -92,6 +92,9 @@ pub struct Event {
     pub resource: Option<String>,
     /// Kind-specific fields (`type`, `call`, `elapsed_ms`, `reason`, `pid`, …).
     pub fields: Map<String, Value>,
+    /// Its number within this host run (1, 2, …; 0 before it is emitted):
+    /// tells events apart even within one millisecond.
+    pub seq: u64,
 }
 
 impl Event {
@@ -102,6 +105,7 @@ impl Event {
             kind,
             resource: resource.map(str::to_owned),
             fields: Map::new(),
+            seq: 0,
         }
     }
 
@@ -125,6 +129,7 @@ impl Event {
     pub fn to_json(&self) -> Value {
         let mut map = Map::new();
         map.insert("ts".into(), rfc3339(self.ts).into());
+        map.insert("seq".into(), self.seq.into());
         map.insert("id".into(), self.kind.id().into());
         map.insert("kind".into(), self.kind.name().into());
         if let Some(r) = &self.resource {
@@ -186,6 +191,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// Where events go: the JSON-lines file, subscribers and `tracing`.
 pub(crate) struct EventSink {
+    seq: u64,
     file: Option<File>,
     subscribers: Vec<mpsc::Sender<Event>>,
 }
@@ -197,6 +203,7 @@ impl EventSink {
             .append(true)
             .open(state_dir.join("events.jsonl"))?;
         Ok(EventSink {
+            seq: 0,
             file: Some(file),
             subscribers: Vec::new(),
         })
@@ -206,7 +213,9 @@ impl EventSink {
         self.subscribers.push(subscriber);
     }
 
-    pub(crate) fn emit(&mut self, event: Event) {
+    pub(crate) fn emit(&mut self, mut event: Event) {
+        self.seq += 1;
+        event.seq = self.seq;
         let line = event.to_json().to_string();
         if let Some(file) = &mut self.file {
             let mut bytes = line.into_bytes();

@@ -525,7 +525,9 @@ impl Host {
     /// Every event from now on. The receiver may be dropped at any time.
     pub fn subscribe(&self) -> Receiver<Event> {
         let (tx, rx) = mpsc::channel();
-        let _ = self.send(Command::Subscribe(tx));
+        // Registered before this returns: no event falls between a caller's
+        // look at the event log and the subscription.
+        let _ = self.ask(|registered| Command::Subscribe(tx, registered));
         rx
     }
 
