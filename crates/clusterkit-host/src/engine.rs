@@ -210,6 +210,10 @@ struct Resource {
     pending_seq: u64,
     /// The `online`/`offline` call whose operation is pending.
     pending_call: Option<u64>,
+    /// When the pending operation fails without another report.
+    pending_until: Instant,
+    /// A pending timer is set for the current operation.
+    pending_armed: bool,
     restart_seq: u64,
     looks_inflight: bool,
     is_inflight: bool,
@@ -338,6 +342,8 @@ impl Engine {
                 health_seq: 0,
                 pending_seq: 0,
                 pending_call: None,
+                pending_until: now,
+                pending_armed: false,
                 restart_seq: 0,
                 looks_inflight: false,
                 is_inflight: false,
@@ -1661,6 +1667,9 @@ impl Engine {
     fn set_pending(&mut self, i: usize, state: ResourceState) {
         let r = &mut self.resources[i];
         r.state = state;
+        // A new operation: timers of earlier ones no longer count.
+        r.pending_seq += 1;
+        r.pending_armed = false;
         r.touch();
         let event =
             Event::new(EventKind::ResourcePending, Some(&r.spec.name)).with("state", state.name());
@@ -1668,15 +1677,23 @@ impl Engine {
         self.arm_pending(i);
     }
 
+    /// Moves the pending deadline on (a report came). One timer per
+    /// operation: when it fires early, it is set again for the new deadline.
     fn arm_pending(&mut self, i: usize) {
         let r = &mut self.resources[i];
-        r.pending_seq += 1;
-        let at = Instant::now() + r.spec.timing.effective_pending_timeout();
-        let timer = Timer::Pending {
-            resource: i,
-            seq: r.pending_seq,
-        };
-        self.schedule(at, timer);
+        r.pending_until = Instant::now() + r.spec.timing.effective_pending_timeout();
+        if !r.pending_armed {
+            r.pending_armed = true;
+            let (at, seq) = (r.pending_until, r.pending_seq);
+            self.schedule(at, Timer::Pending { resource: i, seq });
+        }
+    }
+
+    fn arm_pending_at(&mut self, i: usize) {
+        let r = &mut self.resources[i];
+        r.pending_armed = true;
+        let (at, seq) = (r.pending_until, r.pending_seq);
+        self.schedule(at, Timer::Pending { resource: i, seq });
     }
 
     fn set_online(&mut self, i: usize, check_now: bool) {
@@ -1964,8 +1981,18 @@ impl Engine {
                     seq,
                 } => self.on_health_timer(resource, looks, seq),
                 Timer::Pending { resource, seq } => {
+                    let r = &mut self.resources[resource];
+                    if r.pending_seq != seq || !r.state.is_pending() {
+                        continue;
+                    }
+                    r.pending_armed = false;
+                    if now < r.pending_until {
+                        // A report moved the deadline since this was set.
+                        self.arm_pending_at(resource);
+                        continue;
+                    }
                     let r = &self.resources[resource];
-                    if r.pending_seq == seq && r.state.is_pending() {
+                    {
                         let reason = format!(
                             "no progress report for {} ms while {}",
                             ms(r.spec.timing.effective_pending_timeout()),
