@@ -549,16 +549,26 @@ impl Engine {
             }
             Command::CloseAll(reply) => {
                 let mut calls = Vec::new();
+                let mut skipped = Vec::new();
                 for i in 0..self.resources.len() {
                     let r = &self.resources[i];
-                    if let (true, None, Some(m)) = (r.opened, r.busy, r.monitor)
-                        && let Some(call) = self.send_call(m, Some(i), Op::Close, CallKind::Close)
-                    {
-                        calls.push(call);
+                    match (r.opened, r.busy, r.monitor) {
+                        (true, None, Some(m)) => {
+                            if let Some(call) =
+                                self.send_call(m, Some(i), Op::Close, CallKind::Close)
+                            {
+                                calls.push(call);
+                            }
+                        }
+                        // A call still runs: it cannot be closed under it.
+                        (true, Some(_), _) => {
+                            skipped.push(format!("`{}`: busy, not closed", r.spec.name));
+                        }
+                        _ => {}
                     }
                 }
                 self.stopping = true;
-                self.closing = Some((reply, calls, Vec::new()));
+                self.closing = Some((reply, calls, skipped));
                 self.finish_closing(None, None);
             }
             Command::Shutdown(reply) => {
