@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clusterkit::{
     Characteristics, ControlCode, Error, ErrorCode, Health, Logger, LostOwnership, Properties,
-    PropertyKind, Reply, Resource, ResourceState, StatusReporter, StatusSink, Transition,
+    PropertyKind, Reply, Resource, ResourceState, StatusReporter, Transition,
 };
 use clusterkit_loader::{Library, ResourceTypeHandle};
 use clusterkit_testkit::{TempDir, cdylib};
@@ -36,32 +36,7 @@ fn dummy_props(dir: &TempDir) -> Properties {
     props
 }
 
-/// Records what a pending operation reports, and hands over its end.
-struct Recorder {
-    reports: Mutex<Vec<(ResourceState, u32)>>,
-    done: Mutex<mpsc::Sender<Result<ResourceState, Error>>>,
-    reply: Reply,
-}
-
-fn recorder(reply: Reply) -> (Arc<Recorder>, mpsc::Receiver<Result<ResourceState, Error>>) {
-    let (tx, rx) = mpsc::channel();
-    let recorder = Arc::new(Recorder {
-        reports: Mutex::default(),
-        done: Mutex::new(tx),
-        reply,
-    });
-    (recorder, rx)
-}
-
-impl StatusSink for Recorder {
-    fn report(&self, state: ResourceState, checkpoint: u32, _wait_hint: Duration) -> Reply {
-        self.reports.lock().unwrap().push((state, checkpoint));
-        self.reply
-    }
-    fn complete(&self, outcome: Result<ResourceState, Error>) {
-        let _ = self.done.lock().unwrap().send(outcome);
-    }
-}
+use clusterkit_testkit::status::recorder;
 
 #[test]
 fn dummy_library_describes_itself() {

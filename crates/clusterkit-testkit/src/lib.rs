@@ -5,6 +5,7 @@
 //! install.
 
 pub mod bind;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clusterkit::{
     Characteristics, ControlCode, Error, ErrorCode, Health, Level, Logger, Properties,
-    PropertyKind, Reply, Resource, ResourceState, StatusReporter, StatusSink, Transition, Value,
+    PropertyKind, Reply, Resource, ResourceState, StatusReporter, Transition, Value,
 };
 use clusterkit_fault_injection::{ENTRY_POINTS, START_COUNT, TYPE_NAME, is_running, start_count};
 use clusterkit_loader::{Library, LoadedResource, ResourceTypeHandle};
@@ -76,32 +76,7 @@ fn count_via_control(resource: &LoadedResource) -> u32 {
     String::from_utf8(bytes).unwrap().parse().unwrap()
 }
 
-/// Records what a pending operation reports, and hands over its end.
-struct Recorder {
-    reports: Mutex<Vec<(ResourceState, u32)>>,
-    done: Mutex<mpsc::Sender<Result<ResourceState, Error>>>,
-    reply: Reply,
-}
-
-fn recorder(reply: Reply) -> (Arc<Recorder>, mpsc::Receiver<Result<ResourceState, Error>>) {
-    let (tx, rx) = mpsc::channel();
-    let recorder = Arc::new(Recorder {
-        reports: Mutex::default(),
-        done: Mutex::new(tx),
-        reply,
-    });
-    (recorder, rx)
-}
-
-impl StatusSink for Recorder {
-    fn report(&self, state: ResourceState, checkpoint: u32, _wait_hint: Duration) -> Reply {
-        self.reports.lock().unwrap().push((state, checkpoint));
-        self.reply
-    }
-    fn complete(&self, outcome: Result<ResourceState, Error>) {
-        let _ = self.done.lock().unwrap().send(outcome);
-    }
-}
+use clusterkit_testkit::status::recorder;
 
 #[test]
 fn describes_itself_with_a_documented_schema() {
