@@ -3,7 +3,7 @@
 
 # Debian packages by purpose; a purpose's packages are installed together.
 declare -A CLUSTERKIT_PACKAGES=(
-    [build]="gcc libc6-dev"
+    [build]="gcc libc6-dev valgrind"
     [dns]="bind9 bind9-dnsutils"
     [vm]="qemu-system-x86 qemu-utils"
     [ocf]="resource-agents libxml2-utils"
