@@ -3,7 +3,6 @@
 //! driven over the protocol directly: the smallest possible host.
 
 use std::io::{self, BufReader, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -11,7 +10,7 @@ use std::process::{Child, Command};
 
 use clusterkit::{Health, Properties};
 use clusterkit_host::protocol::{self, FromMonitor, Op, Outcome, ToMonitor};
-use clusterkit_host::{HOST_PID_ENV, MONITOR_ENV, MONITOR_FD};
+use clusterkit_host::{HOST_PID_ENV, MONITOR_ENV};
 
 use crate::sys;
 
@@ -22,25 +21,11 @@ pub(crate) fn spawn_on_fd3(
     socket: UnixStream,
     cpus: Option<&[usize]>,
 ) -> io::Result<Child> {
-    let fd: OwnedFd = socket.into();
-    let raw = fd.as_raw_fd();
     if let Some(cpus) = cpus {
         // SAFETY: the closure only calls sched_setaffinity (async-signal-safe).
         unsafe { command.pre_exec(sys::pin_in_child(cpus)) };
     }
-    // SAFETY: the closure only calls dup2/fcntl, which are async-signal-safe.
-    unsafe {
-        command.pre_exec(move || {
-            if raw == MONITOR_FD {
-                if libc::fcntl(raw, libc::F_SETFD, 0) == -1 {
-                    return Err(io::Error::last_os_error());
-                }
-            } else if libc::dup2(raw, MONITOR_FD) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let fd = clusterkit_host::hand_socket_to_monitor(command, socket);
     let child = command.spawn()?;
     drop(fd);
     Ok(child)

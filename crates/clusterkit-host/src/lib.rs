@@ -78,5 +78,7 @@ pub use events::{Event, EventKind, rfc3339};
 pub use host::{ESCALATION_EXIT_CODE, Escalation, Host, HostBuilder, HostError, ResourceStatus};
 pub use monitor::{HOST_PID_ENV, MONITOR_ENV, MONITOR_FD, run_if_monitor, run_monitor};
 pub use policy::{Decision, RestartCounters};
-pub use process::{MonitorProgram, ProcessControl, SystemProcesses, thread_diagnostics};
+pub use process::{
+    MonitorProgram, ProcessControl, SystemProcesses, hand_socket_to_monitor, thread_diagnostics,
+};
 pub use state_file::{Desired, PersistedResource, PersistedState};

@@ -54,25 +54,15 @@ pub(crate) struct Spawned {
     pub(crate) socket: UnixStream,
 }
 
-/// Starts a monitor with its socket on [`MONITOR_FD`], in its own process
-/// group (a terminal's Ctrl-C is for the host, not its monitors).
-pub(crate) fn spawn_monitor(
-    program: &MonitorProgram,
-    control: &dyn ProcessControl,
-) -> io::Result<Spawned> {
-    let (host_end, monitor_end) = UnixStream::pair()?;
-    let path = match program {
-        MonitorProgram::Path(p) => p.clone(),
-        MonitorProgram::CurrentExe => std::env::current_exe()?,
-    };
-    let mut command = Command::new(&path);
-    command
-        .env(MONITOR_ENV, "1")
-        .env(HOST_PID_ENV, std::process::id().to_string())
-        .process_group(0);
-    let monitor_fd: OwnedFd = monitor_end.into();
-    let raw = monitor_fd.as_raw_fd();
-    // SAFETY: the closure only calls dup2/fcntl, which are async-signal-safe.
+/// Arranges for `command`'s process to get `socket` as [`MONITOR_FD`], with
+/// an empty signal mask, as a monitor expects. Keep the returned descriptor
+/// until the process is spawned, then drop it. Benchmarks and custom
+/// launchers (a monitor under `strace`, pinned to a CPU) use this too.
+pub fn hand_socket_to_monitor(command: &mut Command, socket: UnixStream) -> OwnedFd {
+    let fd: OwnedFd = socket.into();
+    let raw = fd.as_raw_fd();
+    // SAFETY: the closure only calls sigemptyset, pthread_sigmask, dup2 and
+    // fcntl, which are async-signal-safe.
     unsafe {
         command.pre_exec(move || {
             // A host may block signals it waits for (sigwait); a monitor
@@ -91,6 +81,26 @@ pub(crate) fn spawn_monitor(
             Ok(())
         });
     }
+    fd
+}
+
+/// Starts a monitor with its socket on [`MONITOR_FD`], in its own process
+/// group (a terminal's Ctrl-C is for the host, not its monitors).
+pub(crate) fn spawn_monitor(
+    program: &MonitorProgram,
+    control: &dyn ProcessControl,
+) -> io::Result<Spawned> {
+    let (host_end, monitor_end) = UnixStream::pair()?;
+    let path = match program {
+        MonitorProgram::Path(p) => p.clone(),
+        MonitorProgram::CurrentExe => std::env::current_exe()?,
+    };
+    let mut command = Command::new(&path);
+    command
+        .env(MONITOR_ENV, "1")
+        .env(HOST_PID_ENV, std::process::id().to_string())
+        .process_group(0);
+    let monitor_fd = hand_socket_to_monitor(&mut command, monitor_end);
     let child = control.spawn(&mut command).map_err(|e| {
         io::Error::new(
             e.kind(),

@@ -33,6 +33,24 @@ pub fn include_dir() -> PathBuf {
     workspace_root().join("include")
 }
 
+/// Runs `cargo build --quiet ARGS` in the workspace (a no-op when up to
+/// date), failing the test with cargo's output if it fails.
+fn cargo_build(args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--quiet"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running `{cargo} build {}`: {e}", args.join(" ")));
+    assert!(
+        output.status.success(),
+        "`cargo build {}` failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Builds `package` with cargo (a no-op when it is up to date) and returns
 /// the path of its shared library `lib<lib_name>.so`. Once per process per
 /// package.
@@ -41,17 +59,7 @@ pub fn cdylib(package: &str, lib_name: &str) -> PathBuf {
     let built = BUILT.get_or_init(Mutex::default);
     let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
     if !built.iter().any(|p| p == package) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let output = Command::new(&cargo)
-            .current_dir(workspace_root())
-            .args(["build", "--quiet", "--lib", "-p", package])
-            .output()
-            .unwrap_or_else(|e| panic!("running `{cargo} build -p {package}`: {e}"));
-        assert!(
-            output.status.success(),
-            "`cargo build -p {package}` failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        cargo_build(&["--lib", "-p", package]);
         built.push(package.to_owned());
     }
     let path = target_dir().join("debug").join(format!("lib{lib_name}.so"));
@@ -62,41 +70,14 @@ pub fn cdylib(package: &str, lib_name: &str) -> PathBuf {
 /// Builds the example `name` of `package` (a no-op when up to date) and
 /// returns the path of its executable.
 pub fn example_binary(package: &str, name: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let output = Command::new(&cargo)
-        .current_dir(workspace_root())
-        .args(["build", "--quiet", "-p", package, "--example", name])
-        .output()
-        .unwrap_or_else(|e| panic!("running `{cargo} build --example {name}`: {e}"));
-    assert!(
-        output.status.success(),
-        "`cargo build -p {package} --example {name}` failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    cargo_build(&["-p", package, "--example", name]);
     target_dir().join("debug").join("examples").join(name)
 }
 
 /// Builds the `clusterkit-monitor` binary (a no-op when up to date) and
 /// returns its path, for tests outside the host crate that start a host.
 pub fn monitor_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let output = Command::new(&cargo)
-        .current_dir(workspace_root())
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "clusterkit-host",
-            "--bin",
-            "clusterkit-monitor",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("running `{cargo} build --bin clusterkit-monitor`: {e}"));
-    assert!(
-        output.status.success(),
-        "`cargo build --bin clusterkit-monitor` failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    cargo_build(&["-p", "clusterkit-host", "--bin", "clusterkit-monitor"]);
     target_dir().join("debug").join("clusterkit-monitor")
 }
 
