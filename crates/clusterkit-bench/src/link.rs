@@ -129,7 +129,7 @@ impl MonitorLink {
         let outcome = self.call(1, Op::Online)?;
         expect(
             outcome,
-            |o| matches!(o, Outcome::State(s) if *s == clusterkit::ResourceState::Online as u32),
+            |o| matches!(o, Outcome::State(clusterkit::ResourceState::Online)),
             "online",
         )
     }

@@ -109,6 +109,18 @@ impl Event {
         }
     }
 
+    /// An event for the engine's core, which reads no clock: the driver
+    /// stamps `ts` when it emits the event.
+    pub(crate) fn of(kind: EventKind, resource: Option<&str>) -> Event {
+        Event {
+            ts: UNIX_EPOCH,
+            kind,
+            resource: resource.map(str::to_owned),
+            fields: Map::new(),
+            seq: 0,
+        }
+    }
+
     /// Adds a field.
     pub fn with(mut self, name: &str, value: impl Into<Value>) -> Event {
         self.fields.insert(name.to_owned(), value.into());

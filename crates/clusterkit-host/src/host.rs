@@ -7,145 +7,21 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use clusterkit::{ControlCode, Error, Health, PropertyErrors, ResourceState};
+use clusterkit::{ControlCode, ResourceState};
 
 use crate::config::{ResourceConfig, Timing, TimingOverrides};
-use crate::engine::{Command, Engine, EngineConfig, Input, ResourceSpec};
+use crate::engine::core::{Command, CoreConfig, ResourceSpec};
+use crate::engine::driver::{Driver, DriverConfig, Message};
+use crate::engine::ids::ResourceId;
+use crate::error::HostError;
+use crate::escalation::Escalation;
 use crate::events::Event;
 use crate::process::{MonitorProgram, ProcessControl, SystemProcesses};
 use crate::state_file::Desired;
-
-/// The exit code of a host whose escalation action is
-/// [`Escalation::ExitProcess`]: a killed monitor did not exit within
-/// 4 × `deadlock_timeout`. A cluster engine seeing it should fence the node
-/// (the kernel may be wedged: a process in uninterruptible sleep).
-pub const ESCALATION_EXIT_CODE: i32 = 86;
+use crate::status::{ResourceStatus, StatusBoard};
 
 /// Inputs (monitor frames, commands) queued for the engine at most.
 const INPUT_QUEUE: usize = 16 * 1024;
-
-/// What the host does when a killed monitor will not die.
-#[derive(Clone)]
-pub enum Escalation {
-    /// Exit the host process with [`ESCALATION_EXIT_CODE`].
-    ExitProcess,
-    /// Call a hook with the `escalation` event and carry on.
-    Hook(Arc<dyn Fn(&Event) + Send + Sync>),
-}
-
-impl std::fmt::Debug for Escalation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Escalation::ExitProcess => f.write_str("ExitProcess"),
-            Escalation::Hook(_) => f.write_str("Hook(..)"),
-        }
-    }
-}
-
-/// Why the host could not do what was asked. Every message names the
-/// resource, file or setting concerned.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum HostError {
-    /// The configuration is inconsistent.
-    #[error("configuration: {0}")]
-    Config(String),
-    /// A resource library did not load; `problem` names the file.
-    #[error("{problem}")]
-    Library {
-        /// The library.
-        path: String,
-        /// Why.
-        problem: String,
-    },
-    /// A resource names a type its library does not export.
-    #[error(
-        "resource `{resource}`: type `{type_name}` is not exported by {library} (it exports: {})",
-        available.join(", ")
-    )]
-    UnknownType {
-        /// The resource.
-        resource: String,
-        /// The type asked for.
-        type_name: String,
-        /// The library.
-        library: String,
-        /// What it does export.
-        available: Vec<String>,
-    },
-    /// A resource's properties do not fit its type's schema.
-    #[error("resource `{resource}`: {errors}")]
-    Properties {
-        /// The resource.
-        resource: String,
-        /// Every bad property.
-        errors: PropertyErrors,
-    },
-    /// A monitor could not be started.
-    #[error("monitor: {0}")]
-    Monitor(String),
-    /// The state file or directory is unusable.
-    #[error("state: {problem}")]
-    StateFile {
-        /// What is wrong, naming the file.
-        problem: String,
-    },
-    /// No resource has this name.
-    #[error("no resource named `{0}`")]
-    UnknownResource(String),
-    /// The resource is in a state where this cannot be done.
-    #[error("resource `{resource}` is {state}")]
-    InvalidState {
-        /// The resource.
-        resource: String,
-        /// Its state.
-        state: ResourceState,
-    },
-    /// The resource's call returned an error.
-    #[error(transparent)]
-    Call(Error),
-    /// A wait ended before its condition held.
-    #[error("timed out after {0:?} waiting for {1}")]
-    Timeout(Duration, String),
-    /// The host has stopped.
-    #[error("the host has stopped")]
-    Stopped,
-}
-
-/// A resource as the host sees it now.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResourceStatus {
-    /// Its name.
-    pub name: String,
-    /// Its type.
-    pub type_name: String,
-    /// Its group.
-    pub group: String,
-    /// Its current state.
-    pub state: ResourceState,
-    /// What the operator wants.
-    pub desired: Desired,
-    /// The monitor process it runs in, once opened.
-    pub monitor_pid: Option<u32>,
-    /// Whether it has a monitor of its own.
-    pub separate_monitor: bool,
-    /// Restarts over its life.
-    pub restarts: u64,
-    /// Degraded health results seen.
-    pub degraded_count: u64,
-    /// Health checks completed.
-    pub health_checks: u64,
-    /// How long the last health check took, host → monitor → resource → host.
-    pub last_check_latency: Option<Duration>,
-    /// The last health check's result.
-    pub last_health: Option<Health>,
-}
-
-/// State shared between the engine and the handle.
-pub(crate) struct Shared {
-    pub(crate) statuses: Mutex<Vec<ResourceStatus>>,
-    pub(crate) changed: Condvar,
-}
 
 /// Configures a host. See the [crate documentation](crate) for an example.
 pub struct HostBuilder {
@@ -335,7 +211,7 @@ impl HostBuilder {
             last_check_latency: None,
             last_health: None,
         };
-        let shared = Arc::new(Shared {
+        let board = Arc::new(StatusBoard {
             statuses: Mutex::new(specs.iter().map(placeholder).collect()),
             changed: Condvar::new(),
         });
@@ -348,35 +224,38 @@ impl HostBuilder {
         // Bounded: a monitor flooding the host (a library logging in a loop)
         // is slowed down at its socket instead of growing the host's memory.
         let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
-        let engine = Engine::new(
-            EngineConfig {
+        let driver = Driver::new(
+            DriverConfig {
                 state_dir: self.state_dir,
                 program: self.program,
                 process: self.process,
                 escalation: self.escalation,
-                resources: specs,
-                default_timing: self.defaults,
                 subscribers: self.subscribers,
             },
-            shared.clone(),
+            CoreConfig {
+                resources: specs,
+                default_timing: self.defaults,
+                host_pid: std::process::id(),
+            },
+            board.clone(),
             rx,
             tx.clone(),
         )?;
         let thread = std::thread::Builder::new()
             .name("clusterkit-host".into())
-            .spawn(move || engine.run())
+            .spawn(move || driver.run())
             .map_err(|e| HostError::Monitor(format!("starting the host thread: {e}")))?;
         let host = Host {
             tx,
-            shared,
+            board,
             names,
             thread: Some(thread),
         };
         let (reply, answer) = mpsc::sync_channel(1);
-        host.send(Command::Start(reply))?;
+        host.send(Message::Request(Command::Start, reply))?;
         // Loading waits at most for one hung library's deadline, twice.
         match answer.recv_timeout(longest_deadline * 2 + Duration::from_secs(10)) {
-            Ok(Ok(())) => Ok(host),
+            Ok(Ok(_)) => Ok(host),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(HostError::Monitor(
                 "the resource libraries did not load within twice the deadlock timeout".into(),
@@ -426,8 +305,8 @@ fn find_cycle(specs: &[ResourceSpec]) -> Option<Vec<usize>> {
 
 /// A running host. Dropping it shuts it down, leaving workloads running.
 pub struct Host {
-    tx: SyncSender<Input>,
-    shared: Arc<Shared>,
+    tx: SyncSender<Message>,
+    board: Arc<StatusBoard>,
     names: HashMap<String, usize>,
     thread: Option<JoinHandle<()>>,
 }
@@ -441,25 +320,20 @@ impl std::fmt::Debug for Host {
 }
 
 impl Host {
-    fn send(&self, command: Command) -> Result<(), HostError> {
-        self.tx
-            .send(Input::Command(command))
-            .map_err(|_| HostError::Stopped)
+    fn send(&self, message: Message) -> Result<(), HostError> {
+        self.tx.send(message).map_err(|_| HostError::Stopped)
     }
 
-    fn index(&self, name: &str) -> Result<usize, HostError> {
+    fn index(&self, name: &str) -> Result<ResourceId, HostError> {
         self.names
             .get(name)
-            .copied()
+            .map(|&i| ResourceId(i))
             .ok_or_else(|| HostError::UnknownResource(name.to_owned()))
     }
 
-    fn ask<T>(
-        &self,
-        make: impl FnOnce(SyncSender<Result<T, HostError>>) -> Command,
-    ) -> Result<T, HostError> {
+    fn ask(&self, command: Command) -> Result<Vec<u8>, HostError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.send(make(reply))?;
+        self.send(Message::Request(command, reply))?;
         answer.recv().map_err(|_| HostError::Stopped)?
     }
 
@@ -467,19 +341,19 @@ impl Host {
     /// dependency order. Returns at once; see [`wait_for_state`](Self::wait_for_state).
     pub fn online(&self, name: &str) -> Result<(), HostError> {
         let i = self.index(name)?;
-        self.ask(|r| Command::Online(i, r))
+        self.ask(Command::Online(i)).map(drop)
     }
 
     /// Wants `name` offline: its dependents go offline first, then it.
     pub fn offline(&self, name: &str) -> Result<(), HostError> {
         let i = self.index(name)?;
-        self.ask(|r| Command::Offline(i, r))
+        self.ask(Command::Offline(i)).map(drop)
     }
 
     /// Simulates a failure of an online resource: terminate, restart policy.
     pub fn fail(&self, name: &str) -> Result<(), HostError> {
         let i = self.index(name)?;
-        self.ask(|r| Command::Fail(i, r))
+        self.ask(Command::Fail(i)).map(drop)
     }
 
     /// Sends a control code to an open resource and returns its output.
@@ -490,21 +364,19 @@ impl Host {
         input: &[u8],
     ) -> Result<Vec<u8>, HostError> {
         let i = self.index(name)?;
-        let input = input.to_vec();
-        self.ask(|r| Command::Control(i, code, input, r))
+        self.ask(Command::Control(i, code, input.to_vec()))
     }
 
     /// Whether the engine answers within `timeout`: a liveness probe for a
     /// service watchdog (systemd's `WatchdogSec=`).
     pub fn is_responsive(&self, timeout: Duration) -> bool {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Command::Ping(reply)).is_ok()
-            && matches!(answer.recv_timeout(timeout), Ok(Ok(())))
+        self.send(Message::Ping(reply)).is_ok() && answer.recv_timeout(timeout).is_ok()
     }
 
     /// The status of every resource, in configuration order.
     pub fn status(&self) -> Vec<ResourceStatus> {
-        self.shared
+        self.board
             .statuses
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -515,10 +387,10 @@ impl Host {
     pub fn resource_status(&self, name: &str) -> Result<ResourceStatus, HostError> {
         let i = self.index(name)?;
         Ok(self
-            .shared
+            .board
             .statuses
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)[i]
+            .unwrap_or_else(PoisonError::into_inner)[i.0]
             .clone())
     }
 
@@ -527,7 +399,10 @@ impl Host {
         let (tx, rx) = mpsc::channel();
         // Registered before this returns: no event falls between a caller's
         // look at the event log and the subscription.
-        let _ = self.ask(|registered| Command::Subscribe(tx, registered));
+        let (registered, answer) = mpsc::sync_channel(1);
+        if self.send(Message::Subscribe(tx, registered)).is_ok() {
+            let _ = answer.recv();
+        }
         rx
     }
 
@@ -541,7 +416,7 @@ impl Host {
     ) -> Result<(), HostError> {
         let deadline = Instant::now() + timeout;
         let mut statuses = self
-            .shared
+            .board
             .statuses
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -554,7 +429,7 @@ impl Host {
                 return Err(HostError::Timeout(timeout, what.to_owned()));
             }
             statuses = self
-                .shared
+                .board
                 .changed
                 .wait_timeout(statuses, deadline - now)
                 .unwrap_or_else(PoisonError::into_inner)
@@ -571,7 +446,7 @@ impl Host {
     ) -> Result<(), HostError> {
         let i = self.index(name)?;
         self.wait_for(timeout, &format!("`{name}` to be {state}"), |s| {
-            s[i].state == state
+            s[i.0].state == state
         })
     }
 
@@ -591,7 +466,7 @@ impl Host {
                 )
             })
         })?;
-        let result = self.ask(Command::CloseAll);
+        let result = self.ask(Command::CloseAll).map(drop);
         self.shutdown();
         result
     }
@@ -608,7 +483,10 @@ impl Host {
             return;
         };
         let (reply, answer) = mpsc::sync_channel(1);
-        if self.send(Command::Shutdown(reply)).is_ok() {
+        if self
+            .send(Message::Request(Command::Shutdown, reply))
+            .is_ok()
+        {
             let _ = answer.recv();
         }
         let _ = thread.join();

@@ -61,6 +61,8 @@
 
 mod config;
 mod engine;
+mod error;
+mod escalation;
 mod events;
 mod host;
 mod monitor;
@@ -69,16 +71,20 @@ mod pool;
 mod process;
 pub mod protocol;
 mod state_file;
+mod status;
 
 pub use config::{
     Backoff, MIN_DEADLOCK_TIMEOUT, Placement, ResourceConfig, RestartAction, RestartPolicy, Timing,
     TimingOverrides,
 };
+pub use error::HostError;
+pub use escalation::{ESCALATION_EXIT_CODE, Escalation};
 pub use events::{Event, EventKind, rfc3339};
-pub use host::{ESCALATION_EXIT_CODE, Escalation, Host, HostBuilder, HostError, ResourceStatus};
+pub use host::{Host, HostBuilder};
 pub use monitor::{HOST_PID_ENV, MONITOR_ENV, MONITOR_FD, run_if_monitor, run_monitor};
 pub use policy::{Decision, RestartCounters};
 pub use process::{
     MonitorProgram, ProcessControl, SystemProcesses, hand_socket_to_monitor, thread_diagnostics,
 };
 pub use state_file::{Desired, PersistedResource, PersistedState};
+pub use status::ResourceStatus;

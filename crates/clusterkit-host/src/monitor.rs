@@ -74,7 +74,7 @@ pub fn run_monitor() -> ! {
     // Processes a library starts (QEMU, say) must not inherit the socket:
     // the host learns of this monitor's death from its end-of-file.
     let _ = rustix::io::fcntl_setfd(&stream, rustix::io::FdFlags::CLOEXEC);
-    let code = match Monitor::serve(stream) {
+    let code = match MonitorProcess::serve(stream) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("clusterkit-monitor: {e}");
@@ -103,18 +103,7 @@ extern "C" fn on_crash(signal: libc::c_int) {
     let call = CURRENT_CALL.with(Cell::get);
     let fd = CRASH_FD.load(Ordering::Relaxed);
     if call != 0 && fd >= 0 {
-        let payload = FromMonitor::Crashing {
-            call,
-            signal: signal as u32,
-        };
-        // Built without allocating: tag, call, signal.
-        let mut frame = [0u8; 4 + 1 + 8 + 4];
-        frame[..4].copy_from_slice(&13u32.to_le_bytes());
-        frame[4] = 6;
-        if let FromMonitor::Crashing { call, signal } = payload {
-            frame[5..13].copy_from_slice(&call.to_le_bytes());
-            frame[13..17].copy_from_slice(&signal.to_le_bytes());
-        }
+        let frame = protocol::crash_frame(call, signal as u32);
         // SAFETY: write(2) is async-signal-safe; `frame` is a valid buffer.
         unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
     }
@@ -155,18 +144,18 @@ struct Slot {
     terminating: Mutex<Arc<AtomicBool>>,
 }
 
-struct Monitor {
+struct MonitorProcess {
     out: Mutex<UnixStream>,
     libraries: RwLock<HashMap<u32, Library>>,
     resources: RwLock<HashMap<u32, Arc<Slot>>>,
     pool: Pool,
 }
 
-impl Monitor {
+impl MonitorProcess {
     fn serve(stream: UnixStream) -> std::io::Result<()> {
         install_crash_handlers(stream.as_raw_fd());
         let reader = stream.try_clone()?;
-        let monitor = Arc::new(Monitor {
+        let monitor = Arc::new(MonitorProcess {
             out: Mutex::new(stream),
             libraries: RwLock::default(),
             resources: RwLock::default(),
@@ -377,12 +366,10 @@ impl Monitor {
             slot.resource.offline(StatusReporter::offline(sink.clone()))
         };
         let outcome = match result {
-            Ok(Transition::Done) if online => Outcome::State(ResourceState::Online as u32),
-            Ok(Transition::Done) => Outcome::State(ResourceState::Offline as u32),
-            Ok(Transition::Pending) if online => {
-                Outcome::State(ResourceState::OnlinePending as u32)
-            }
-            Ok(Transition::Pending) => Outcome::State(ResourceState::OfflinePending as u32),
+            Ok(Transition::Done) if online => Outcome::State(ResourceState::Online),
+            Ok(Transition::Done) => Outcome::State(ResourceState::Offline),
+            Ok(Transition::Pending) if online => Outcome::State(ResourceState::OnlinePending),
+            Ok(Transition::Pending) => Outcome::State(ResourceState::OfflinePending),
             Err(e) => Outcome::Failed(e),
         };
         self.reply(call, outcome);
@@ -398,7 +385,7 @@ impl Monitor {
 }
 
 struct MonitorLogSink {
-    monitor: Arc<Monitor>,
+    monitor: Arc<MonitorProcess>,
     resource: u32,
 }
 
@@ -413,7 +400,7 @@ impl LogSink for MonitorLogSink {
 }
 
 struct MonitorStatusSink {
-    monitor: Arc<Monitor>,
+    monitor: Arc<MonitorProcess>,
     /// The operation's call: reports and the completion name it.
     call: u64,
     resource: u32,
@@ -433,7 +420,7 @@ impl MonitorStatusSink {
         self.monitor.send(&FromMonitor::Complete {
             call: self.call,
             resource: self.resource,
-            outcome: outcome.map(|s| s as u32),
+            outcome,
         });
     }
 

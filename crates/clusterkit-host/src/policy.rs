@@ -16,7 +16,9 @@ pub struct RestartCounters {
     pub recent: Vec<u64>,
     /// Consecutive restarts, for backoff.
     pub backoff_step: u32,
-    /// Restarts over the resource's life.
+    /// Workload restarts over the resource's life: one per
+    /// `resource_restarted` event, whatever caused it (its own failure, or a
+    /// restart forced on it by a monitor's death).
     pub total: u64,
 }
 
@@ -41,7 +43,9 @@ pub enum Decision {
 }
 
 impl RestartCounters {
-    /// Decides about a failure at `now_ms`, recording a restart if one is chosen.
+    /// Decides about a failure at `now_ms`, recording a restart within the
+    /// period if one is chosen (the restart itself is counted by
+    /// [`note_restart`](Self::note_restart) when it happens).
     pub fn decide(&mut self, policy: &RestartPolicy, now_ms: u64) -> Decision {
         let period_ms = u64::try_from(policy.period.as_millis()).unwrap_or(u64::MAX);
         self.recent
@@ -56,7 +60,6 @@ impl RestartCounters {
             };
         }
         self.recent.push(now_ms);
-        self.total += 1;
         let after = match policy.backoff {
             None => policy.delay,
             Some(b) => {
@@ -79,6 +82,11 @@ impl RestartCounters {
         {
             self.backoff_step = 0;
         }
+    }
+
+    /// A restart happens now (announced by `resource_restarted`).
+    pub fn note_restart(&mut self) {
+        self.total += 1;
     }
 
     /// After the retry period: start counting afresh.
@@ -127,7 +135,10 @@ mod tests {
         );
         // Outside the period, restarts are allowed again.
         assert!(matches!(c.decide(&p, 12_500), Decision::Restart { .. }));
-        assert_eq!(c.total, 3);
+        assert_eq!(c.recent, vec![12_500]);
+        assert_eq!(c.total, 0, "decisions count no restart; note_restart does");
+        c.note_restart();
+        assert_eq!(c.total, 1);
     }
 
     #[test]

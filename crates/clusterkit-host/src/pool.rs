@@ -56,14 +56,14 @@ struct State {
 }
 
 #[derive(Default)]
-struct Shared {
+struct PoolState {
     state: Mutex<State>,
 }
 
 /// The dispatcher. Cloning shares it.
 #[derive(Clone, Default)]
 pub(crate) struct Pool {
-    shared: Arc<Shared>,
+    shared: Arc<PoolState>,
 }
 
 impl Pool {

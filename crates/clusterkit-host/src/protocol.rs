@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clusterkit::{
     Apply, Characteristics, Error, ErrorCode, Health, Properties, PropertyKind, PropertySpec,
-    Schema, TypeDescription,
+    ResourceState, Schema, TypeDescription,
 };
 
 /// The protocol version exchanged in [`FromMonitor::Hello`].
@@ -125,8 +125,8 @@ pub enum ToMonitor {
 pub enum Outcome {
     /// Success with nothing to return.
     Done,
-    /// `online`/`offline`: the `CK_STATE_*` reached or pending.
-    State(u32),
+    /// `online`/`offline`: the state reached, or the pending one.
+    State(ResourceState),
     /// A health check's result.
     Health(Health),
     /// Control output.
@@ -172,7 +172,7 @@ pub enum FromMonitor {
         /// The resource.
         resource: u32,
         /// Reached state, or the error.
-        outcome: Result<u32, Error>,
+        outcome: Result<ResourceState, Error>,
     },
     /// A log line (resource 0: the library or monitor itself).
     Log {
@@ -257,6 +257,15 @@ impl<'a> Reader<'a> {
     fn u8(&mut self) -> Decoded<u8> {
         Ok(self.take(1)?[0])
     }
+    /// A resource state, checked: an unknown number is a malformed frame.
+    fn state(&mut self) -> Decoded<ResourceState> {
+        let value = self.u32()?;
+        match ResourceState::from_u32(value) {
+            Some(state) => Ok(state),
+            None => self.fail(format!("unknown resource state {value}")),
+        }
+    }
+
     fn u32(&mut self) -> Decoded<u32> {
         Ok(u32::from_le_bytes(
             self.take(4)?.try_into().expect("4 bytes"),
@@ -499,7 +508,7 @@ impl FromMonitor {
                     Outcome::Done => w.u8(0),
                     Outcome::State(s) => {
                         w.u8(1);
-                        w.u32(*s);
+                        w.u32(*s as u32);
                     }
                     Outcome::Health(h) => {
                         w.u8(2);
@@ -545,7 +554,7 @@ impl FromMonitor {
                 match outcome {
                     Ok(state) => {
                         w.u8(0);
-                        w.u32(*state);
+                        w.u32(*state as u32);
                     }
                     Err(e) => {
                         w.u8(1);
@@ -584,7 +593,7 @@ impl FromMonitor {
                 let call = r.u64()?;
                 let outcome = match r.u8()? {
                     0 => Outcome::Done,
-                    1 => Outcome::State(r.u32()?),
+                    1 => Outcome::State(r.state()?),
                     2 => Outcome::Health(decode_health(&mut r)?),
                     3 => Outcome::Bytes(r.bytes()?),
                     4 => {
@@ -610,7 +619,7 @@ impl FromMonitor {
                 let call = r.u64()?;
                 let resource = r.u32()?;
                 let outcome = match r.u8()? {
-                    0 => Ok(r.u32()?),
+                    0 => Ok(r.state()?),
                     1 => Err(r.error()?),
                     t => return r.fail(format!("unknown completion {t}")),
                 };
@@ -634,6 +643,22 @@ impl FromMonitor {
         r.finish()?;
         Ok(msg)
     }
+}
+
+/// The length of a [`crash_frame`].
+pub(crate) const CRASH_FRAME_LEN: usize = 4 + 1 + 8 + 4;
+
+/// The whole frame (length prefix included) of
+/// [`FromMonitor::Crashing`], built without allocating: a monitor's crash
+/// handler writes it from a signal handler, where only async-signal-safe
+/// code may run.
+pub(crate) fn crash_frame(call: u64, signal: u32) -> [u8; CRASH_FRAME_LEN] {
+    let mut frame = [0u8; CRASH_FRAME_LEN];
+    frame[..4].copy_from_slice(&((CRASH_FRAME_LEN - 4) as u32).to_le_bytes());
+    frame[4] = 6;
+    frame[5..13].copy_from_slice(&call.to_le_bytes());
+    frame[13..17].copy_from_slice(&signal.to_le_bytes());
+    frame
 }
 
 /// Writes one frame (length prefix and payload) in a single `write_all`.
@@ -701,6 +726,33 @@ mod tests {
     }
 
     #[test]
+    fn the_crash_frame_is_a_crashing_message() {
+        let frame = crash_frame(77, 11);
+        let mut buf = Vec::new();
+        read_frame(&mut &frame[..], &mut buf).unwrap();
+        assert_eq!(
+            FromMonitor::decode(&buf).unwrap(),
+            FromMonitor::Crashing {
+                call: 77,
+                signal: 11
+            }
+        );
+    }
+
+    #[test]
+    fn an_unknown_state_is_a_malformed_frame() {
+        let mut payload = FromMonitor::Reply {
+            call: 1,
+            outcome: Outcome::State(ResourceState::Online),
+        }
+        .encode();
+        let last = payload.len() - 4;
+        payload[last..].copy_from_slice(&99u32.to_le_bytes());
+        let e = FromMonitor::decode(&payload).unwrap_err().to_string();
+        assert!(e.contains("unknown resource state 99"), "{e}");
+    }
+
+    #[test]
     fn every_message_round_trips() {
         let to = vec![
             ToMonitor::Call {
@@ -759,7 +811,7 @@ mod tests {
             },
             FromMonitor::Reply {
                 call: 4,
-                outcome: Outcome::State(4),
+                outcome: Outcome::State(ResourceState::OnlinePending),
             },
             FromMonitor::Report {
                 call: 9,

@@ -1,0 +1,202 @@
+//! Operator commands: start, online/offline (with dependencies), a
+//! simulated failure, control codes, the close of a stop, shutdown.
+
+use clusterkit::{Error, ResourceState};
+
+use crate::error::HostError;
+use crate::events::{Event, EventKind};
+use crate::protocol::{Op, ToMonitor};
+use crate::state_file::Desired;
+
+use super::calls::CallKind;
+use super::core::{Action, Closing, Command, Core};
+use super::ids::{CallId, RequestId, ResourceId};
+use super::lifecycle::{AfterTerminate, Phase, Then};
+
+impl Core {
+    pub(crate) fn on_command(&mut self, request: RequestId, command: Command) {
+        match command {
+            Command::Start => {
+                self.emit(Event::of(EventKind::HostStarted, None).with("pid", self.host_pid));
+                self.start_request = Some(request);
+                for i in 0..self.resources.len() {
+                    self.ensure_library(ResourceId(i));
+                }
+                self.check_validation();
+            }
+            Command::Online(i) => {
+                let mut chain = Vec::new();
+                self.collect_dependencies(i, &mut chain);
+                for r in chain {
+                    self.set_desired(r, Desired::Online);
+                    if let Phase::Held { open, next, .. } = self.res(r).phase {
+                        // An operator online clears a failed resource's history.
+                        self.res_mut(r).restarts.reset();
+                        if open && next.then == Then::Restart {
+                            // Its workload may still run: stop it first.
+                            self.set_phase(r, Phase::Offline);
+                            self.send_terminate(r, AfterTerminate::Restart, ResourceState::Failed);
+                        } else if open {
+                            self.set_phase(r, Phase::Offline);
+                        } else {
+                            let shown = ResourceState::Unknown;
+                            self.set_phase(r, Phase::Closed { next, shown });
+                        }
+                    }
+                    self.mark_dirty(r);
+                }
+                self.persist();
+                self.reply(request, Ok(Vec::new()));
+            }
+            Command::Offline(i) => {
+                let mut chain = Vec::new();
+                self.collect_dependents(i, &mut chain);
+                for r in chain {
+                    self.set_desired(r, Desired::Offline);
+                    self.mark_dirty(r);
+                }
+                self.persist();
+                self.reply(request, Ok(Vec::new()));
+            }
+            Command::Fail(i) => {
+                let state = self.res(i).phase.state();
+                let answer = if state == ResourceState::Online {
+                    self.fail_resource(i, "failure simulated by the operator".into());
+                    Ok(Vec::new())
+                } else {
+                    Err(HostError::InvalidState {
+                        resource: self.name(i).to_owned(),
+                        state,
+                    })
+                };
+                self.reply(request, answer);
+            }
+            Command::Control(i, code, input) => {
+                let r = self.res(i);
+                match (r.phase.is_open() && r.is_idle(), r.monitor) {
+                    (true, Some(m)) => {
+                        let op = Op::Control {
+                            code: code.0,
+                            input,
+                        };
+                        let call = self.send_call(m, Some(i), op, CallKind::Control(request));
+                        self.res_mut(i).control = call;
+                    }
+                    _ => {
+                        let answer = Err(HostError::InvalidState {
+                            resource: r.spec.name.clone(),
+                            state: r.phase.state(),
+                        });
+                        self.reply(request, answer);
+                    }
+                }
+            }
+            Command::CloseAll => {
+                let mut calls = Vec::new();
+                let mut errors = Vec::new();
+                for i in (0..self.resources.len()).map(ResourceId) {
+                    let r = self.res(i);
+                    if !r.phase.is_open() {
+                        continue;
+                    }
+                    match (r.is_idle(), r.monitor) {
+                        (true, Some(m)) => {
+                            let shown = r.phase.state();
+                            if let Some(call) =
+                                self.send_call(m, Some(i), Op::Close, CallKind::Close)
+                            {
+                                self.set_phase(i, Phase::Closing { call, shown });
+                                calls.push(call);
+                            }
+                        }
+                        // A call still runs: it cannot be closed under it.
+                        (false, _) => errors.push(format!("`{}`: busy, not closed", r.spec.name)),
+                        _ => {}
+                    }
+                }
+                self.stopping = true;
+                self.closing = Some(Closing {
+                    request,
+                    calls,
+                    errors,
+                });
+                self.finish_closing(None, None);
+            }
+            Command::Shutdown => {
+                let monitors: Vec<_> = self.monitors.keys().copied().collect();
+                for monitor in monitors {
+                    self.actions.push_back(Action::Send {
+                        monitor,
+                        message: ToMonitor::Shutdown,
+                    });
+                }
+                self.shutdown = Some((Some(request), self.now));
+            }
+        }
+    }
+
+    /// Notes the end of one `close` of a stop; answers once all have ended.
+    pub(crate) fn finish_closing(&mut self, call: Option<CallId>, error: Option<String>) {
+        let Some(closing) = &mut self.closing else {
+            return;
+        };
+        if let Some(call) = call {
+            closing.calls.retain(|c| *c != call);
+        }
+        closing.errors.extend(error);
+        if closing.calls.is_empty() {
+            let closing = self.closing.take().expect("checked");
+            let answer = if closing.errors.is_empty() {
+                Ok(Vec::new())
+            } else {
+                Err(HostError::Call(Error::Failed(format!(
+                    "close failed: {}",
+                    closing.errors.join("; ")
+                ))))
+            };
+            self.reply(closing.request, answer);
+        }
+    }
+
+    /// Ends the start with an error and shuts down.
+    pub(crate) fn fail_start(&mut self, error: HostError) {
+        if let Some(request) = self.start_request.take() {
+            self.reply(request, Err(error));
+        }
+        if self.shutdown.is_none() {
+            let monitors: Vec<_> = self.monitors.keys().copied().collect();
+            for monitor in monitors {
+                self.actions.push_back(Action::Send {
+                    monitor,
+                    message: ToMonitor::Shutdown,
+                });
+            }
+            self.shutdown = Some((None, self.now));
+        }
+    }
+
+    fn collect_dependencies(&self, i: ResourceId, out: &mut Vec<ResourceId>) {
+        if out.contains(&i) {
+            return;
+        }
+        for &d in &self.res(i).spec.depends_on {
+            self.collect_dependencies(ResourceId(d), out);
+        }
+        out.push(i);
+    }
+
+    fn collect_dependents(&self, i: ResourceId, out: &mut Vec<ResourceId>) {
+        if out.contains(&i) {
+            return;
+        }
+        out.push(i);
+        for &d in &self.res(i).dependents {
+            self.collect_dependents(d, out);
+        }
+    }
+
+    fn set_desired(&mut self, i: ResourceId, desired: Desired) {
+        self.res_mut(i).desired = desired;
+        self.touch(i);
+    }
+}

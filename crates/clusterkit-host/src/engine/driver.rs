@@ -1,0 +1,338 @@
+//! The driver: the thin layer that carries out the core's actions. It owns
+//! everything the core must not touch: the clock, the monitor processes and
+//! their sockets (a reader and a waiter thread per monitor feed the input
+//! queue), `/proc`, the state file, the event log, the published statuses
+//! and the channels of waiting callers.
+
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::HostError;
+use crate::escalation::{ESCALATION_EXIT_CODE, Escalation};
+use crate::events::{Event, EventSink};
+use crate::process::{self, MonitorProgram, ProcessControl};
+use crate::protocol::{self, FromMonitor};
+use crate::state_file::StateFile;
+use crate::status::{ResourceStatus, StatusBoard};
+
+use super::core::{Action, Command, Core, CoreConfig, Input};
+use super::ids::{MonitorId, RequestId, ResourceId};
+
+/// A host's socket write that blocks this long means the monitor is stuck.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the engine sleeps with nothing scheduled.
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
+
+/// What reaches the engine thread.
+pub(crate) enum Message {
+    /// From a monitor's reader or waiter thread.
+    Monitor(Input),
+    /// An operator's request and where its answer goes.
+    Request(Command, SyncSender<Result<Vec<u8>, HostError>>),
+    /// A new event subscriber; answered once registered.
+    Subscribe(Sender<Event>, SyncSender<()>),
+    /// Is the engine thread responsive?
+    Ping(SyncSender<()>),
+}
+
+/// Everything the driver needs besides the core.
+pub(crate) struct DriverConfig {
+    pub(crate) state_dir: PathBuf,
+    pub(crate) program: MonitorProgram,
+    pub(crate) process: Arc<dyn ProcessControl>,
+    pub(crate) escalation: Escalation,
+    pub(crate) subscribers: Vec<Sender<Event>>,
+}
+
+/// The engine thread: the core plus the I/O it asks for.
+pub(crate) struct Driver {
+    core: Core,
+    inputs: Receiver<Message>,
+    sender: SyncSender<Message>,
+    program: MonitorProgram,
+    process: Arc<dyn ProcessControl>,
+    escalation: Escalation,
+    board: Arc<StatusBoard>,
+    events: EventSink,
+    state_file: StateFile,
+    writers: HashMap<MonitorId, UnixStream>,
+    requests: HashMap<RequestId, SyncSender<Result<Vec<u8>, HostError>>>,
+    next_request: u64,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        config: DriverConfig,
+        core_config: CoreConfig,
+        board: Arc<StatusBoard>,
+        inputs: Receiver<Message>,
+        sender: SyncSender<Message>,
+    ) -> Result<Driver, HostError> {
+        let state_file = StateFile::new(&config.state_dir);
+        let persisted = state_file
+            .load()
+            .map_err(|problem| HostError::StateFile { problem })?;
+        let mut events = EventSink::open(&config.state_dir).map_err(|e| HostError::StateFile {
+            problem: format!("{}: {e}", config.state_dir.join("events.jsonl").display()),
+        })?;
+        for subscriber in config.subscribers {
+            events.subscribe(subscriber);
+        }
+        let core = Core::new(core_config, &persisted, Instant::now(), unix_ms_now());
+        Ok(Driver {
+            core,
+            inputs,
+            sender,
+            program: config.program,
+            process: config.process,
+            escalation: config.escalation,
+            board,
+            events,
+            state_file,
+            writers: HashMap::new(),
+            requests: HashMap::new(),
+            next_request: 0,
+        })
+    }
+
+    /// Runs until the host has stopped.
+    pub(crate) fn run(mut self) {
+        loop {
+            self.core.handle_timeout(Instant::now());
+            self.carry_out();
+            self.publish();
+            if self.core.is_stopped() {
+                break;
+            }
+            let wait = self
+                .core
+                .next_deadline()
+                .map_or(IDLE_WAIT, |at| at.saturating_duration_since(Instant::now()));
+            match self.inputs.recv_timeout(wait) {
+                Ok(message) => {
+                    self.receive(message);
+                    // Take what else is queued before the timers and the
+                    // reconciling above: work per batch, not per frame.
+                    while let Ok(message) = self.inputs.try_recv() {
+                        self.receive(message);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.events.sync();
+    }
+
+    fn receive(&mut self, message: Message) {
+        match message {
+            Message::Monitor(input) => self.core.handle(input, Instant::now()),
+            Message::Request(command, reply) => {
+                self.next_request += 1;
+                let request = RequestId(self.next_request);
+                self.requests.insert(request, reply);
+                self.core
+                    .handle(Input::Command(request, command), Instant::now());
+            }
+            Message::Subscribe(subscriber, registered) => {
+                self.events.subscribe(subscriber);
+                let _ = registered.send(());
+            }
+            Message::Ping(reply) => {
+                let _ = reply.send(());
+            }
+        }
+        self.carry_out();
+    }
+
+    /// Carries out the core's actions in order; what they cause goes back
+    /// into the core at once.
+    fn carry_out(&mut self) {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Spawn { monitor } => self.spawn(monitor),
+                Action::Send { monitor, message } => {
+                    let Some(writer) = self.writers.get_mut(&monitor) else {
+                        continue;
+                    };
+                    match protocol::write_frame(writer, &message.encode()) {
+                        Ok(()) => {}
+                        // The monitor closed its end: it is exiting. Its exit
+                        // (and the crash report it may have sent) drives recovery.
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::BrokenPipe
+                                    | std::io::ErrorKind::ConnectionReset
+                            ) => {}
+                        Err(e) => self.core.handle(
+                            Input::WriteFailed {
+                                monitor,
+                                error: e.to_string(),
+                            },
+                            Instant::now(),
+                        ),
+                    }
+                }
+                Action::Release { monitor } => {
+                    self.writers.remove(&monitor);
+                }
+                Action::EmitDiagnosed { pid, event } => {
+                    let event = event.with("threads", process::thread_diagnostics(pid));
+                    self.emit(event);
+                }
+                Action::Kill { pid, mut event } => {
+                    if let Err(e) = self.process.kill(pid) {
+                        event = event.with("kill_error", e.to_string());
+                    }
+                    self.emit(event);
+                }
+                Action::Emit(event) => self.emit(event),
+                Action::Publish(statuses) => self.show(statuses),
+                Action::Persist(state) => {
+                    if let Err(e) = self.state_file.save(&state) {
+                        let path = self.state_file.path().display().to_string();
+                        tracing::error!(target: "clusterkit::host", "cannot write {path}: {e}");
+                    }
+                }
+                Action::Reply { request, answer } => {
+                    if let Some(reply) = self.requests.remove(&request) {
+                        let _ = reply.send(answer);
+                    }
+                }
+                Action::Escalate(event) => {
+                    let action = match self.escalation {
+                        Escalation::ExitProcess => "exit",
+                        Escalation::Hook(_) => "hook",
+                    };
+                    let event = event.with("action", action);
+                    self.emit(event.clone());
+                    match &self.escalation {
+                        Escalation::ExitProcess => {
+                            self.events.sync();
+                            std::process::exit(ESCALATION_EXIT_CODE);
+                        }
+                        Escalation::Hook(hook) => hook(&event),
+                    }
+                }
+                Action::Stopped { request } => {
+                    self.events.sync();
+                    if let Some(reply) = request.and_then(|r| self.requests.remove(&r)) {
+                        let _ = reply.send(Ok(Vec::new()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.events.emit(event);
+    }
+
+    fn spawn(&mut self, monitor: MonitorId) {
+        let now = Instant::now();
+        let spawned = match process::spawn_monitor(&self.program, self.process.as_ref()) {
+            Ok(s) => s,
+            Err(e) => {
+                let error = e.to_string();
+                self.core.handle(Input::SpawnFailed { monitor, error }, now);
+                return;
+            }
+        };
+        let pid = spawned.child.id();
+        let _ = spawned.socket.set_write_timeout(Some(WRITE_TIMEOUT));
+        let reader = match spawned.socket.try_clone() {
+            Ok(r) => r,
+            Err(e) => {
+                let error = format!("cloning the monitor's socket: {e}");
+                self.core.handle(Input::SpawnFailed { monitor, error }, now);
+                return;
+            }
+        };
+        let tx = self.sender.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("ck-monitor-{monitor}-reader"))
+            .spawn(move || read_monitor(monitor, reader, tx));
+        let tx = self.sender.clone();
+        let mut child = spawned.child;
+        let _ = std::thread::Builder::new()
+            .name(format!("ck-monitor-{monitor}-waiter"))
+            .spawn(move || {
+                use std::os::unix::process::ExitStatusExt;
+                let (status, signal) = match child.wait() {
+                    Ok(s) => (s.to_string(), s.signal()),
+                    Err(e) => (format!("wait failed: {e}"), None),
+                };
+                let _ = tx.send(Message::Monitor(Input::Exited {
+                    monitor,
+                    status,
+                    signal,
+                }));
+            });
+        self.writers.insert(monitor, spawned.socket);
+        self.core.handle(Input::Spawned { monitor, pid }, now);
+    }
+
+    /// Copies the statuses that changed since the last event to the board.
+    fn publish(&mut self) {
+        let changed = self.core.take_changed();
+        if !changed.is_empty() {
+            let statuses = changed
+                .into_iter()
+                .map(|i| (i, self.core.status(i)))
+                .collect();
+            self.show(statuses);
+        }
+    }
+
+    /// Puts statuses on the board and wakes its waiters.
+    fn show(&self, changed: Vec<(ResourceId, ResourceStatus)>) {
+        let mut statuses = self
+            .board
+            .statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (i, status) in changed {
+            statuses[i.0] = status;
+        }
+        drop(statuses);
+        self.board.changed.notify_all();
+    }
+}
+
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The reader thread of one monitor: frames in, inputs out.
+fn read_monitor(monitor: MonitorId, socket: UnixStream, tx: SyncSender<Message>) {
+    let mut reader = BufReader::with_capacity(64 << 10, socket);
+    let mut buf = Vec::new();
+    loop {
+        let error = match protocol::read_frame(&mut reader, &mut buf) {
+            Ok(()) => match FromMonitor::decode(&buf) {
+                Ok(message) => {
+                    let input = Input::Frame { monitor, message };
+                    if tx.send(Message::Monitor(input)).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) => Some(e.to_string()),
+            },
+            // The peer vanishing (end of file, a reset) is a disconnect; only
+            // bytes that are not a valid frame are a protocol error.
+            Err(protocol::FrameError::Closed | protocol::FrameError::Io(_)) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        let _ = tx.send(Message::Monitor(Input::Disconnected { monitor, error }));
+        return;
+    }
+}

@@ -1,0 +1,117 @@
+//! Health polling: `looks_alive` every `looks_alive_interval`, `is_alive`
+//! every `is_alive_interval` and at once after a failed `looks_alive`; a
+//! failed `is_alive` fails the resource. Checks run at a fixed rate
+//! ([`decide::next_check_due`]) and one kind never overlaps itself.
+
+use std::time::Duration;
+
+use clusterkit::Health;
+
+use crate::events::{Event, EventKind};
+use crate::protocol::Op;
+
+use super::calls::CallKind;
+use super::core::Core;
+use super::decide;
+use super::ids::{CallId, ResourceId};
+use super::lifecycle::{CheckPlan, Phase};
+use super::timers::Timer;
+
+impl Core {
+    fn plan_mut(&mut self, i: ResourceId, looks: bool) -> Option<&mut CheckPlan> {
+        match &mut self.res_mut(i).phase {
+            Phase::Online { looks: l, is, .. } => Some(if looks { l } else { is }),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn on_health_timer(&mut self, i: ResourceId, looks: bool) {
+        let timing = self.res(i).spec.timing;
+        let interval = if looks {
+            timing.looks_alive_interval
+        } else {
+            timing.is_alive_interval
+        };
+        let now = self.now;
+        let Some(plan) = self.plan_mut(i, looks) else {
+            return;
+        };
+        plan.due = decide::next_check_due(plan.due, interval, now);
+        let (due, idle) = (plan.due, plan.in_flight.is_none());
+        self.timers.set(Timer::Health { resource: i, looks }, due);
+        if idle {
+            self.send_health_check(i, looks);
+        }
+    }
+
+    fn send_health_check(&mut self, i: ResourceId, looks: bool) {
+        let Some(m) = self.res(i).monitor else {
+            return;
+        };
+        let (op, kind) = if looks {
+            (Op::LooksAlive, CallKind::LooksAlive)
+        } else {
+            (Op::IsAlive, CallKind::IsAlive)
+        };
+        if let Some(call) = self.send_call(m, Some(i), op, kind)
+            && let Some(plan) = self.plan_mut(i, looks)
+        {
+            plan.in_flight = Some(call);
+        }
+    }
+
+    pub(crate) fn on_health(
+        &mut self,
+        i: ResourceId,
+        looks: bool,
+        call: CallId,
+        health: Health,
+        latency: Duration,
+    ) {
+        let now = self.now;
+        if let Some(plan) = self.plan_mut(i, looks)
+            && plan.in_flight == Some(call)
+        {
+            plan.in_flight = None;
+        }
+        let r = self.res_mut(i);
+        r.last_latency = Some(latency);
+        r.checks += 1;
+        r.last_health = Some(health.clone());
+        let Phase::Online { since, is, .. } = r.phase else {
+            self.touch(i);
+            return;
+        };
+        let check = if looks { "looks_alive" } else { "is_alive" };
+        match health {
+            Health::Healthy => {
+                let policy = r.spec.timing.restart;
+                r.restarts
+                    .note_stable(&policy, now.saturating_duration_since(since));
+            }
+            Health::Degraded(reason) => {
+                r.degraded += 1;
+                let event = Event::of(EventKind::HealthDegraded, Some(&r.spec.name))
+                    .with("check", check)
+                    .with("reason", reason)
+                    .with("count", r.degraded);
+                self.emit(event);
+            }
+            Health::Failed(reason) => {
+                let event = Event::of(EventKind::HealthFailed, Some(&r.spec.name))
+                    .with("check", check)
+                    .with("reason", reason.clone());
+                self.emit(event);
+                if looks {
+                    // A failed cheap check asks for the thorough one at once.
+                    if is.in_flight.is_none() {
+                        self.send_health_check(i, false);
+                    }
+                } else {
+                    self.fail_resource(i, format!("is_alive failed: {reason}"));
+                }
+            }
+        }
+        self.touch(i);
+    }
+}

@@ -1,0 +1,715 @@
+//! The simulated world: a clock, monitors that answer calls the way real
+//! ones do (or hang, fail, crash, stop or lie when told to), workloads that
+//! run or not, and an operator. One seed decides everything.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use clusterkit::{Characteristics, Error, Health, ResourceState, TypeDescription};
+
+use crate::config::{Placement, RestartPolicy, Timing};
+use crate::engine::core::{Action, Command, Core, CoreConfig, Input, ResourceSpec};
+use crate::engine::ids::{MonitorId, RequestId, ResourceId};
+use crate::engine::lifecycle::{AfterTerminate, Phase};
+use crate::events::{Event, EventKind};
+use crate::protocol::{FromMonitor, Op, Outcome, PROTOCOL_VERSION, ToMonitor};
+use crate::state_file::PersistedState;
+
+use super::invariants::Checker;
+
+/// A small, fast, seedable generator (xorshift64*): the simulation needs
+/// no statistical quality, only the same numbers for the same seed.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// True with probability `percent` %.
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// What a resource is told to do on its next call of one entry point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// Never return.
+    Hang,
+    /// Return after this long.
+    Slow(Duration),
+    /// Return an error.
+    Fail,
+    /// Panic (an error the monitor reports as such).
+    Panic,
+    /// Abort the whole monitor.
+    Abort,
+    /// Write bytes that are not a frame, then carry on.
+    Garbage,
+}
+
+/// A workload, as the machine sees it: running or not.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Workload {
+    pub(crate) running: bool,
+    /// It was stopped by force (a failure, a crash, a terminate): its next
+    /// start is a restart and must be announced.
+    pub(crate) restart_owed: bool,
+    pub(crate) starts: u64,
+    /// Since it last started, something went wrong with this resource
+    /// itself (a fault in its calls, its workload died, it was blamed or
+    /// failed, a transition of its own was cut short).
+    pub(crate) own_trouble: bool,
+}
+
+/// A simulated monitor process.
+#[derive(Debug, Default)]
+pub(crate) struct SimMonitor {
+    pub(crate) pid: u32,
+    /// SIGSTOPped: it answers nothing until it is killed.
+    pub(crate) stopped: bool,
+    /// Its exit is on the way.
+    pub(crate) dying: bool,
+    pub(crate) open: BTreeSet<ResourceId>,
+    pub(crate) online: BTreeSet<ResourceId>,
+}
+
+/// Bugs the project once had (see CHANGELOG.md), switched back on to show
+/// that the simulation finds them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Reintroduced {
+    /// A culprit is isolated without going through its restart policy.
+    pub(crate) culprit_skips_policy: bool,
+    /// Resources waiting for a monitor that dies before it is ready are
+    /// not placed again.
+    pub(crate) forget_waiting_resources: bool,
+    /// A monitor that dies while its resources are re-attached makes them
+    /// forget they were online (they are started again, unannounced).
+    pub(crate) reattach_forgotten_on_death: bool,
+}
+
+/// One simulated run.
+pub(crate) struct World {
+    pub(crate) core: Core,
+    pub(crate) now: Instant,
+    pub(crate) rng: Rng,
+    pub(crate) specs: Vec<ResourceSpec>,
+    pub(crate) reattach: Vec<bool>,
+    pub(crate) monitors: BTreeMap<MonitorId, SimMonitor>,
+    next_pid: u32,
+    queue: BTreeMap<(Instant, u64), (MonitorId, Delivery)>,
+    seq: u64,
+    pub(crate) workloads: Vec<Workload>,
+    pub(crate) faults: BTreeMap<(ResourceId, &'static str), Fault>,
+    pub(crate) persisted: PersistedState,
+    pub(crate) history: Vec<String>,
+    pub(crate) checker: Checker,
+    next_request: u64,
+    pub(crate) bugs: Reintroduced,
+    start: Instant,
+    /// The host generation: a host restart starts a new core.
+    pub(crate) generation: u32,
+    violations_noted: usize,
+    /// The next this many monitors exit before saying hello.
+    pub(crate) broken_spawns: u32,
+    /// The host stopped (it could not start): it is started again.
+    host_stopped: bool,
+}
+
+/// What the simulated kernel delivers to the core later.
+#[derive(Debug)]
+enum Delivery {
+    Frame(FromMonitor),
+    Disconnected(Option<String>),
+    Exited(Option<i32>),
+}
+
+/// The fixed instant simulated time counts from.
+const UNIX_MS: u64 = 1_800_000_000_000;
+
+pub(crate) const TYPE_REATTACH: &str = "sim-reattach";
+pub(crate) const TYPE_PLAIN: &str = "sim-plain";
+
+fn timing() -> Timing {
+    Timing {
+        looks_alive_interval: Duration::from_millis(500),
+        is_alive_interval: Duration::from_millis(2_000),
+        deadlock_timeout: Duration::from_millis(1_000),
+        pending_timeout: Duration::from_millis(1_500),
+        restart: RestartPolicy {
+            threshold: 3,
+            period: Duration::from_secs(30),
+            delay: Duration::from_millis(100),
+            retry_period_on_failure: Duration::from_secs(20),
+            ..RestartPolicy::default()
+        },
+    }
+}
+
+impl World {
+    /// A world of 3–8 resources of random types, placements and
+    /// dependencies, decided by `seed`.
+    pub(crate) fn new(seed: u64, bugs: Reintroduced) -> World {
+        let mut rng = Rng::new(seed);
+        let count = 3 + rng.below(6) as usize;
+        let mut specs = Vec::new();
+        let mut reattach = Vec::new();
+        for i in 0..count {
+            let can = rng.chance(70);
+            let placement =
+                [Placement::Core, Placement::Storage, Placement::Default][rng.below(3) as usize];
+            let depends_on = if i > 0 && rng.chance(30) {
+                vec![rng.below(i as u64) as usize]
+            } else {
+                Vec::new()
+            };
+            specs.push(ResourceSpec {
+                name: format!("r{i}"),
+                library: "/sim/libsim.so".into(),
+                type_name: if can { TYPE_REATTACH } else { TYPE_PLAIN }.into(),
+                properties: clusterkit::Properties::new(),
+                group: "g".into(),
+                depends_on,
+                timing: timing(),
+                placement,
+                separate_monitor: rng.chance(15),
+            });
+            reattach.push(can);
+        }
+        let start = Instant::now();
+        let persisted = PersistedState::default();
+        let core = new_core(&specs, &persisted, start, bugs);
+        let mut world = World {
+            core,
+            now: start,
+            rng,
+            specs,
+            reattach,
+            monitors: BTreeMap::new(),
+            next_pid: 1000,
+            queue: BTreeMap::new(),
+            seq: 0,
+            workloads: vec![Workload::default(); count],
+            faults: BTreeMap::new(),
+            persisted,
+            history: Vec::new(),
+            checker: Checker::new(count),
+            next_request: 0,
+            bugs,
+            start,
+            generation: 0,
+            violations_noted: 0,
+            broken_spawns: 0,
+            host_stopped: false,
+        };
+        world.command(Command::Start);
+        for i in 0..count {
+            if world.rng.chance(80) {
+                world.command(Command::Online(ResourceId(i)));
+            }
+        }
+        world
+    }
+
+    fn ms(&self) -> u128 {
+        self.now.saturating_duration_since(self.start).as_millis()
+    }
+
+    pub(crate) fn note(&mut self, line: impl AsRef<str>) {
+        let seen = self.checker.violations.len();
+        if seen > self.violations_noted {
+            let ms = self.ms();
+            for v in &self.checker.violations[self.violations_noted..] {
+                self.history.push(format!("{ms:>7} ms  VIOLATION: {v}"));
+            }
+            self.violations_noted = seen;
+        }
+        let line = format!("{:>7} ms  {}", self.ms(), line.as_ref());
+        if std::env::var_os("SIM_DEBUG").is_some() {
+            eprintln!("{line}");
+        }
+        self.history.push(line);
+    }
+
+    /// An operator's command.
+    pub(crate) fn command(&mut self, command: Command) {
+        self.next_request += 1;
+        self.note(format!("operator: {command:?}"));
+        if let Command::Online(_) = command {
+            // An operator online clears a failed resource's history.
+            for w in &mut self.workloads {
+                w.restart_owed = false;
+            }
+        }
+        let input = Input::Command(RequestId(self.next_request), command);
+        self.core.handle(input, self.now);
+        self.settle();
+    }
+
+    fn deliver_later(&mut self, after: Duration, monitor: MonitorId, delivery: Delivery) {
+        self.seq += 1;
+        self.queue
+            .insert((self.now + after, self.seq), (monitor, delivery));
+    }
+
+    fn latency(&mut self) -> Duration {
+        Duration::from_micros(50 + self.rng.below(5_000))
+    }
+
+    /// Advances to the next moment anything happens (at most `limit`), and
+    /// lets it happen. Returns false when nothing is left to happen.
+    pub(crate) fn advance(&mut self, limit: Instant) -> bool {
+        if std::mem::take(&mut self.host_stopped) {
+            self.restart_host();
+        }
+        let next_delivery = self.queue.keys().next().map(|(at, _)| *at);
+        let next = [next_delivery, self.core.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(at) = next else {
+            self.now = self.now.max(limit);
+            return false;
+        };
+        if at > limit {
+            self.now = self.now.max(limit);
+            return true;
+        }
+        self.now = self.now.max(at);
+        self.checker.before_inputs(&self.core, self.now);
+        while let Some((&key, _)) = self.queue.iter().next() {
+            if key.0 > self.now {
+                break;
+            }
+            let (monitor, delivery) = self.queue.remove(&key).expect("present");
+            if !matches!(delivery, Delivery::Frame(_)) {
+                self.note_cut_short(monitor);
+            }
+            let input = match delivery {
+                Delivery::Frame(message) => Input::Frame { monitor, message },
+                Delivery::Disconnected(error) => Input::Disconnected { monitor, error },
+                Delivery::Exited(signal) => {
+                    self.monitors.remove(&monitor);
+                    let status = match signal {
+                        Some(s) => format!("signal: {s}"),
+                        None => "exit status: 0".into(),
+                    };
+                    Input::Exited {
+                        monitor,
+                        status,
+                        signal,
+                    }
+                }
+            };
+            self.core.handle(input, self.now);
+            self.carry_out();
+        }
+        self.settle();
+        true
+    }
+
+    /// A monitor is going: a transition under way in it is its resource's
+    /// own trouble (it cannot be adopted half done).
+    fn note_cut_short(&mut self, monitor: MonitorId) {
+        for (index, r) in self.core.resources.iter().enumerate() {
+            let cut = r.monitor == Some(monitor)
+                && matches!(
+                    r.phase,
+                    Phase::GoingOnline { .. }
+                        | Phase::GoingOffline { .. }
+                        | Phase::Pending { .. }
+                        | Phase::Terminating { .. }
+                );
+            if cut {
+                self.workloads[index].own_trouble = true;
+            }
+        }
+    }
+
+    /// Lets the core act on time, then carries out what it asks for.
+    pub(crate) fn settle(&mut self) {
+        self.core.handle_timeout(self.now);
+        self.carry_out();
+        Checker::after_step(self);
+        self.note("");
+        self.history.pop();
+    }
+
+    fn carry_out(&mut self) {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Spawn { monitor } => {
+                    self.next_pid += 1;
+                    let pid = self.next_pid;
+                    self.monitors.insert(
+                        monitor,
+                        SimMonitor {
+                            pid,
+                            ..SimMonitor::default()
+                        },
+                    );
+                    self.note(format!("spawn monitor {monitor} pid {pid}"));
+                    self.core.handle(Input::Spawned { monitor, pid }, self.now);
+                    if self.broken_spawns > 0 {
+                        // A broken monitor binary: it exits before its hello.
+                        self.broken_spawns -= 1;
+                        self.note(format!("monitor {monitor} exits at once"));
+                        self.die(monitor, None);
+                        continue;
+                    }
+                    let latency = self.latency();
+                    let hello = FromMonitor::Hello {
+                        pid,
+                        protocol: PROTOCOL_VERSION,
+                    };
+                    self.deliver_later(latency, monitor, Delivery::Frame(hello));
+                }
+                Action::Send { monitor, message } => self.receive(monitor, message),
+                Action::Release { .. } | Action::Publish(_) => {}
+                Action::EmitDiagnosed { event, .. } => self.record(event),
+                Action::Kill { pid, event } => {
+                    self.record(event);
+                    let found = self
+                        .monitors
+                        .iter_mut()
+                        .find(|(_, m)| m.pid == pid && !m.dying)
+                        .map(|(id, m)| {
+                            m.dying = true;
+                            *id
+                        });
+                    if let Some(monitor) = found {
+                        self.die(monitor, Some(libc::SIGKILL));
+                    }
+                }
+                Action::Emit(event) => self.record(event),
+                Action::Persist(state) => self.persisted = state,
+                Action::Reply { request, answer } => {
+                    let answer = answer.map(drop).map_err(|e| e.to_string());
+                    self.note(format!("reply {}: {answer:?}", request.0));
+                }
+                Action::Escalate(event) => self.record(event),
+                Action::Stopped { .. } => {
+                    // As a service manager would: start it again.
+                    self.note("host stopped");
+                    self.host_stopped = true;
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, event: Event) {
+        let mut line = format!("event {}", event.kind.name());
+        if let Some(r) = &event.resource {
+            let _ = write!(line, " {r}");
+        }
+        for (k, v) in &event.fields {
+            let _ = write!(line, " {k}={v}");
+        }
+        self.note(line);
+        if event.kind == EventKind::ResourceRestarted
+            && let Some(i) = self.resource_named(event.resource.as_deref())
+        {
+            self.workloads[i.0].restart_owed = false;
+        }
+        if matches!(
+            event.kind,
+            EventKind::ResourceFailed | EventKind::HealthFailed | EventKind::ResourceIsolated
+        ) && let Some(i) = self.resource_named(event.resource.as_deref())
+        {
+            self.workloads[i.0].own_trouble = true;
+        }
+        let suspects = event.field("suspects").and_then(|v| v.as_array());
+        for name in suspects.into_iter().flatten() {
+            if let Some(i) = self.resource_named(name.as_str()) {
+                self.workloads[i.0].own_trouble = true;
+            }
+        }
+        self.checker.on_event(&event, &self.core);
+    }
+
+    pub(crate) fn resource_named(&self, name: Option<&str>) -> Option<ResourceId> {
+        let name = name?;
+        self.specs
+            .iter()
+            .position(|s| s.name == name)
+            .map(ResourceId)
+    }
+
+    /// The monitor exits (killed, crashed, shut down): the kernel reports
+    /// its exit and the end of its socket, in either order.
+    pub(crate) fn die(&mut self, monitor: MonitorId, signal: Option<i32>) {
+        if let Some(m) = self.monitors.get_mut(&monitor) {
+            m.dying = true;
+        }
+        let (a, b) = (self.latency(), self.latency());
+        self.deliver_later(a, monitor, Delivery::Exited(signal));
+        self.deliver_later(b, monitor, Delivery::Disconnected(None));
+    }
+
+    /// A monitor receives a message.
+    fn receive(&mut self, monitor: MonitorId, message: ToMonitor) {
+        let Some(m) = self.monitors.get(&monitor) else {
+            return;
+        };
+        if m.stopped || m.dying {
+            return;
+        }
+        let ToMonitor::Call { call, resource, op } = message else {
+            self.note(format!("monitor {monitor} shuts down"));
+            self.die(monitor, None);
+            return;
+        };
+        let name = op.name();
+        let i = ResourceId::from_wire(resource);
+        if let Some(i) = i {
+            self.note(format!("monitor {monitor}: {name} r{} (call {call})", i.0));
+        }
+        let fault = i.and_then(|i| self.faults.remove(&(i, name)));
+        if let Some(f) = fault {
+            self.note(format!("fault {f:?} in {name} of {:?}", i.map(|i| i.0)));
+            if let Some(i) = i {
+                self.workloads[i.0].own_trouble = true;
+            }
+        }
+        let mut latency = self.latency();
+        match fault {
+            Some(Fault::Hang) => return,
+            Some(Fault::Slow(d)) => latency = d,
+            Some(Fault::Abort) => {
+                let crash = FromMonitor::Crashing {
+                    call,
+                    signal: libc::SIGABRT as u32,
+                };
+                self.deliver_later(Duration::ZERO, monitor, Delivery::Frame(crash));
+                self.die(monitor, Some(libc::SIGABRT));
+                return;
+            }
+            Some(Fault::Garbage) => {
+                let error = "frame of 2147483647 bytes exceeds the limit".to_owned();
+                self.deliver_later(latency, monitor, Delivery::Disconnected(Some(error)));
+                return;
+            }
+            _ => {}
+        }
+        let failed = match fault {
+            Some(Fault::Fail) => Some(Error::Failed(format!("{name} failed (simulated)"))),
+            Some(Fault::Panic) => Some(Error::Panicked(format!("{name} panicked (simulated)"))),
+            _ => None,
+        };
+        let outcome = match (failed, i) {
+            (Some(e), _) => Outcome::Failed(e),
+            (None, None) => self.library_call(&op),
+            (None, Some(i)) => self.resource_call(monitor, i, call, &op),
+        };
+        let reply = FromMonitor::Reply { call, outcome };
+        self.deliver_later(latency, monitor, Delivery::Frame(reply));
+    }
+
+    fn library_call(&mut self, op: &Op) -> Outcome {
+        match op {
+            Op::LoadLibrary { .. } => {
+                let mut reattach = TypeDescription::new(TYPE_REATTACH);
+                reattach.characteristics = Characteristics::REATTACH;
+                Outcome::Types(vec![reattach, TypeDescription::new(TYPE_PLAIN)])
+            }
+            _ => Outcome::Failed(Error::InvalidState("no resource".into())),
+        }
+    }
+
+    fn resource_call(&mut self, monitor: MonitorId, i: ResourceId, call: u64, op: &Op) -> Outcome {
+        let is_open = self.monitors[&monitor].open.contains(&i);
+        if !is_open && !matches!(op, Op::Open { .. }) {
+            return Outcome::Failed(Error::InvalidState(format!("{} is not open", i.0)));
+        }
+        match op {
+            Op::Open { .. } => {
+                self.monitors
+                    .get_mut(&monitor)
+                    .expect("live")
+                    .open
+                    .insert(i);
+                Outcome::Done
+            }
+            Op::Online => {
+                self.start_workload(monitor, i);
+                if self.rng.chance(25) {
+                    self.finish_later(monitor, i, call, ResourceState::Online);
+                    Outcome::State(ResourceState::OnlinePending)
+                } else {
+                    Outcome::State(ResourceState::Online)
+                }
+            }
+            Op::Offline => {
+                self.stop_workload(monitor, i, false);
+                if self.rng.chance(25) {
+                    self.finish_later(monitor, i, call, ResourceState::Offline);
+                    Outcome::State(ResourceState::OfflinePending)
+                } else {
+                    Outcome::State(ResourceState::Offline)
+                }
+            }
+            Op::Terminate => {
+                // A terminate that finishes an offline is no failure.
+                let forced = !matches!(
+                    self.core.res(i).phase,
+                    Phase::Terminating {
+                        then: AfterTerminate::MarkOffline,
+                        ..
+                    }
+                );
+                let w = &self.workloads[i.0];
+                if forced && w.running && self.reattach[i.0] && !w.own_trouble {
+                    self.checker.violation(format!(
+                        "r{} (re-attachable) is terminated for another resource's fault",
+                        i.0
+                    ));
+                }
+                self.stop_workload(monitor, i, forced);
+                Outcome::Done
+            }
+            Op::LooksAlive | Op::IsAlive => {
+                if self.workloads[i.0].running {
+                    Outcome::Health(Health::Healthy)
+                } else {
+                    Outcome::Health(Health::Failed("not running".into()))
+                }
+            }
+            Op::Close => {
+                self.monitors
+                    .get_mut(&monitor)
+                    .expect("live")
+                    .open
+                    .remove(&i);
+                Outcome::Done
+            }
+            Op::Control { input, .. } => Outcome::Bytes(input.clone()),
+            Op::LoadLibrary { .. } => Outcome::Failed(Error::InvalidState("not a library".into())),
+        }
+    }
+
+    /// A pending transition's worker: a few progress reports, then the end.
+    fn finish_later(&mut self, monitor: MonitorId, i: ResourceId, call: u64, state: ResourceState) {
+        let reports = self.rng.below(3);
+        let mut at = Duration::ZERO;
+        for checkpoint in 0..reports {
+            at += Duration::from_millis(100 + self.rng.below(600));
+            let report = FromMonitor::Report {
+                call,
+                resource: i.wire(),
+                checkpoint: checkpoint as u32,
+                wait_hint_ms: 500,
+            };
+            self.deliver_at(at, monitor, report);
+        }
+        at += Duration::from_millis(100 + self.rng.below(600));
+        let complete = FromMonitor::Complete {
+            call,
+            resource: i.wire(),
+            outcome: Ok(state),
+        };
+        self.deliver_at(at, monitor, complete);
+    }
+
+    fn deliver_at(&mut self, after: Duration, monitor: MonitorId, frame: FromMonitor) {
+        self.deliver_later(after, monitor, Delivery::Frame(frame));
+    }
+
+    fn start_workload(&mut self, monitor: MonitorId, i: ResourceId) {
+        let elsewhere = self
+            .monitors
+            .iter()
+            .any(|(id, m)| *id != monitor && m.online.contains(&i));
+        if elsewhere {
+            self.checker
+                .violation(format!("r{} is brought online in two monitors", i.0));
+        }
+        self.monitors
+            .get_mut(&monitor)
+            .expect("live")
+            .online
+            .insert(i);
+        let w = &mut self.workloads[i.0];
+        if w.running {
+            self.checker.violation(format!(
+                "r{} is started while its workload runs: an unannounced restart",
+                i.0
+            ));
+        } else if w.restart_owed {
+            self.checker.violation(format!(
+                "r{} is restarted without a resource_restarted event",
+                i.0
+            ));
+        }
+        let w = &mut self.workloads[i.0];
+        w.running = true;
+        w.own_trouble = false;
+        w.starts += 1;
+        let starts = w.starts;
+        self.note(format!("workload r{} starts (start {starts})", i.0));
+    }
+
+    fn stop_workload(&mut self, monitor: MonitorId, i: ResourceId, forced: bool) {
+        if let Some(m) = self.monitors.get_mut(&monitor) {
+            m.online.remove(&i);
+        }
+        let w = &mut self.workloads[i.0];
+        if !forced {
+            // Taken offline on purpose: the next start is no restart.
+            w.restart_owed = false;
+        }
+        if w.running {
+            w.restart_owed |= forced;
+            w.running = false;
+            self.note(format!("workload r{} stops (forced: {forced})", i.0));
+        }
+    }
+
+    /// The host process is killed and started again on the same state:
+    /// its monitors die with it (parent-death signal), workloads go on.
+    pub(crate) fn restart_host(&mut self) {
+        self.note("host killed and started again");
+        // A killed host's monitors die with it; their workloads run on.
+        self.monitors.clear();
+        self.queue.clear();
+        self.generation += 1;
+        self.core = new_core(&self.specs, &self.persisted, self.now, self.bugs);
+        self.checker.on_host_restart(&self.core, &self.persisted);
+        self.command(Command::Start);
+    }
+}
+
+fn new_core(
+    specs: &[ResourceSpec],
+    persisted: &PersistedState,
+    now: Instant,
+    bugs: Reintroduced,
+) -> Core {
+    let mut core = Core::new(
+        CoreConfig {
+            resources: specs.to_vec(),
+            default_timing: timing(),
+            host_pid: 1,
+        },
+        persisted,
+        now,
+        UNIX_MS,
+    );
+    core.reintroduced = bugs;
+    core
+}

@@ -1,0 +1,119 @@
+//! The timer table: at most one timer per key, ordered by due time. Setting
+//! a key's timer replaces the previous one and cancelling removes it, so a
+//! phase that ends takes its timers with it and nothing stale ever fires.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use super::ids::{MonitorId, ResourceId};
+use super::monitors::MonitorKey;
+
+/// What a timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    /// A health check is due (`looks_alive` when `looks`, else `is_alive`).
+    Health {
+        /// The resource.
+        resource: ResourceId,
+        /// Which check.
+        looks: bool,
+    },
+    /// A pending operation's progress deadline.
+    Pending(ResourceId),
+    /// A held resource's restart.
+    Restart(ResourceId),
+    /// A killed monitor must have exited by now.
+    Watchdog(MonitorId),
+    /// A new monitor must have said hello by now.
+    Hello(MonitorId),
+    /// An exited monitor's socket is given up on.
+    ReaderGrace(MonitorId),
+    /// Try starting a monitor again.
+    Respawn(MonitorKey),
+}
+
+/// Timers by due time, at most one per [`Timer`].
+#[derive(Default)]
+pub(crate) struct TimerTable {
+    by_time: BTreeMap<(Instant, u64), Timer>,
+    by_key: HashMap<Timer, (Instant, u64)>,
+    seq: u64,
+}
+
+impl TimerTable {
+    /// Sets `timer` to fire at `at`, replacing an earlier setting.
+    pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
+        self.cancel(timer);
+        self.seq += 1;
+        self.by_time.insert((at, self.seq), timer);
+        self.by_key.insert(timer, (at, self.seq));
+    }
+
+    /// Removes `timer`, if set.
+    pub(crate) fn cancel(&mut self, timer: Timer) {
+        if let Some(slot) = self.by_key.remove(&timer) {
+            self.by_time.remove(&slot);
+        }
+    }
+
+    /// When the earliest timer is due.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.by_time.keys().next().map(|(at, _)| *at)
+    }
+
+    /// Takes the earliest timer due at or before `now`.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+        let (&(at, seq), _) = self.by_time.iter().next()?;
+        if at > now {
+            return None;
+        }
+        let timer = self.by_time.remove(&(at, seq)).expect("present");
+        self.by_key.remove(&timer);
+        Some(timer)
+    }
+
+    /// Whether `timer` is set.
+    #[cfg(test)]
+    pub(crate) fn is_set(&self, timer: Timer) -> bool {
+        self.by_key.contains_key(&timer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_timer_set_again_fires_once_at_its_new_time() {
+        let t0 = Instant::now();
+        let mut timers = TimerTable::default();
+        let t = Timer::Pending(ResourceId(0));
+        timers.set(t, t0 + Duration::from_secs(1));
+        timers.set(t, t0 + Duration::from_secs(2));
+        assert_eq!(timers.pop_due(t0 + Duration::from_secs(1)), None);
+        assert_eq!(timers.pop_due(t0 + Duration::from_secs(2)), Some(t));
+        assert_eq!(timers.pop_due(t0 + Duration::from_secs(9)), None);
+    }
+
+    #[test]
+    fn cancelled_timers_never_fire_and_order_is_by_time() {
+        let t0 = Instant::now();
+        let mut timers = TimerTable::default();
+        let (a, b, c) = (
+            Timer::Restart(ResourceId(0)),
+            Timer::Restart(ResourceId(1)),
+            Timer::Restart(ResourceId(2)),
+        );
+        timers.set(a, t0 + Duration::from_millis(30));
+        timers.set(b, t0 + Duration::from_millis(10));
+        timers.set(c, t0 + Duration::from_millis(20));
+        timers.cancel(c);
+        assert!(!timers.is_set(c));
+        assert_eq!(timers.next_due(), Some(t0 + Duration::from_millis(10)));
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(timers.pop_due(later), Some(b));
+        assert_eq!(timers.pop_due(later), Some(a));
+        assert_eq!(timers.pop_due(later), None);
+    }
+}
