@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn death_keeps_what_an_online_resource_needs() {
-        let now = Instant::now();
+        let now = crate::engine::simulation::epoch();
         let plan = CheckPlan {
             due: now,
             in_flight: None,
@@ -332,7 +332,7 @@ mod tests {
 
     #[test]
     fn checks_keep_a_fixed_rate_and_never_pile_up() {
-        let t0 = Instant::now();
+        let t0 = crate::engine::simulation::epoch();
         let s = Duration::from_secs(1);
         // On time: one interval after the previous due time.
         assert_eq!(next_check_due(t0, s, t0 + s / 2), t0 + s);

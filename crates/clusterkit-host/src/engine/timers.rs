@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn a_timer_set_again_fires_once_at_its_new_time() {
-        let t0 = Instant::now();
+        let t0 = crate::engine::simulation::epoch();
         let mut timers = TimerTable::default();
         let t = Timer::Pending(ResourceId(0));
         timers.set(t, t0 + Duration::from_secs(1));
@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn cancelled_timers_never_fire_and_order_is_by_time() {
-        let t0 = Instant::now();
+        let t0 = crate::engine::simulation::epoch();
         let mut timers = TimerTable::default();
         let (a, b, c) = (
             Timer::Restart(ResourceId(0)),

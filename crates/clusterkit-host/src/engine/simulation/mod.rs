@@ -13,6 +13,8 @@
 //! [`Core`]: crate::engine::core::Core
 
 mod invariants;
+mod matrix;
+mod monitor;
 mod world;
 
 use std::time::Duration;
@@ -31,6 +33,12 @@ const MAX_STEPS: u64 = 100_000;
 /// Simulated time with faults, then without.
 const CHAOS: Duration = Duration::from_secs(60);
 const QUIET: Duration = Duration::from_secs(90);
+
+/// The instant simulated time (and the core's unit tests) count from: the
+/// one place test code of the engine reads the clock.
+pub(crate) fn epoch() -> std::time::Instant {
+    std::time::Instant::now()
+}
 
 /// What one seed did.
 pub(crate) struct Run {
@@ -138,8 +146,12 @@ fn chaos(world: &mut World) {
             w.restart_owed = true;
             w.own_trouble = true;
         }
-        55..=69 => world.command(Command::Online(i)),
-        70..=79 => world.command(Command::Offline(i)),
+        55..=69 => {
+            world.command(Command::Online(i));
+        }
+        70..=79 => {
+            world.command(Command::Offline(i));
+        }
         80..=84 => {
             world.workloads[i.0].own_trouble = true;
             world.command(Command::Fail(i));

@@ -6,14 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use clusterkit::{Characteristics, Error, Health, ResourceState, TypeDescription};
-
 use crate::config::{Placement, RestartPolicy, Timing};
 use crate::engine::core::{Action, Command, Core, CoreConfig, Input, ResourceSpec};
 use crate::engine::ids::{MonitorId, RequestId, ResourceId};
-use crate::engine::lifecycle::{AfterTerminate, Phase};
+use crate::engine::lifecycle::Phase;
 use crate::events::{Event, EventKind};
-use crate::protocol::{FromMonitor, Op, Outcome, PROTOCOL_VERSION, ToMonitor};
+use crate::protocol::{FromMonitor, PROTOCOL_VERSION};
 use crate::state_file::PersistedState;
 
 use super::invariants::Checker;
@@ -130,11 +128,13 @@ pub(crate) struct World {
     pub(crate) broken_spawns: u32,
     /// The host stopped (it could not start): it is started again.
     host_stopped: bool,
+    /// The operator's answers.
+    pub(crate) replies: BTreeMap<RequestId, Result<(), String>>,
 }
 
 /// What the simulated kernel delivers to the core later.
 #[derive(Debug)]
-enum Delivery {
+pub(crate) enum Delivery {
     Frame(FromMonitor),
     Disconnected(Option<String>),
     Exited(Option<i32>),
@@ -192,7 +192,7 @@ impl World {
             });
             reattach.push(can);
         }
-        let start = Instant::now();
+        let start = super::epoch();
         let persisted = PersistedState::default();
         let core = new_core(&specs, &persisted, start, bugs);
         let mut world = World {
@@ -217,6 +217,7 @@ impl World {
             violations_noted: 0,
             broken_spawns: 0,
             host_stopped: false,
+            replies: BTreeMap::new(),
         };
         world.command(Command::Start);
         for i in 0..count {
@@ -225,6 +226,70 @@ impl World {
             }
         }
         world
+    }
+
+    /// A world of named resources in one shared monitor, none yet wanted
+    /// online: for scenarios such as the recovery matrix.
+    pub(crate) fn scenario(names: &[&str], reattach: bool) -> World {
+        let specs = names
+            .iter()
+            .map(|name| ResourceSpec {
+                name: (*name).into(),
+                library: "/sim/libsim.so".into(),
+                type_name: if reattach { TYPE_REATTACH } else { TYPE_PLAIN }.into(),
+                properties: clusterkit::Properties::new(),
+                group: "g".into(),
+                depends_on: Vec::new(),
+                timing: timing(),
+                placement: Placement::Default,
+                separate_monitor: false,
+            })
+            .collect::<Vec<_>>();
+        let start = super::epoch();
+        let persisted = PersistedState::default();
+        let bugs = Reintroduced::default();
+        let count = specs.len();
+        World {
+            core: new_core(&specs, &persisted, start, bugs),
+            now: start,
+            rng: Rng::new(1),
+            reattach: vec![reattach; count],
+            specs,
+            monitors: BTreeMap::new(),
+            next_pid: 1000,
+            queue: BTreeMap::new(),
+            seq: 0,
+            workloads: vec![Workload::default(); count],
+            faults: BTreeMap::new(),
+            persisted,
+            history: Vec::new(),
+            checker: Checker::new(count),
+            next_request: 0,
+            bugs,
+            start,
+            generation: 0,
+            violations_noted: 0,
+            broken_spawns: 0,
+            host_stopped: false,
+            replies: BTreeMap::new(),
+        }
+    }
+
+    /// Runs for `span` of simulated time.
+    pub(crate) fn run_for(&mut self, span: Duration) {
+        let end = self.now + span;
+        while self.now < end && self.advance(end) {}
+    }
+
+    /// Runs until `condition` holds, for at most `span`; whether it held.
+    pub(crate) fn run_until(&mut self, span: Duration, condition: impl Fn(&World) -> bool) -> bool {
+        let end = self.now + span;
+        while !condition(self) {
+            if self.now >= end || !self.advance(end) {
+                return condition(self);
+            }
+        }
+        true
     }
 
     fn ms(&self) -> u128 {
@@ -247,8 +312,8 @@ impl World {
         self.history.push(line);
     }
 
-    /// An operator's command.
-    pub(crate) fn command(&mut self, command: Command) {
+    /// An operator's command; its answer lands in `replies`.
+    pub(crate) fn command(&mut self, command: Command) -> RequestId {
         self.next_request += 1;
         self.note(format!("operator: {command:?}"));
         if let Command::Online(_) = command {
@@ -257,18 +322,24 @@ impl World {
                 w.restart_owed = false;
             }
         }
-        let input = Input::Command(RequestId(self.next_request), command);
-        self.core.handle(input, self.now);
+        let request = RequestId(self.next_request);
+        self.core.handle(Input::Command(request, command), self.now);
         self.settle();
+        request
     }
 
-    fn deliver_later(&mut self, after: Duration, monitor: MonitorId, delivery: Delivery) {
+    pub(crate) fn deliver_later(
+        &mut self,
+        after: Duration,
+        monitor: MonitorId,
+        delivery: Delivery,
+    ) {
         self.seq += 1;
         self.queue
             .insert((self.now + after, self.seq), (monitor, delivery));
     }
 
-    fn latency(&mut self) -> Duration {
+    pub(crate) fn latency(&mut self) -> Duration {
         Duration::from_micros(50 + self.rng.below(5_000))
     }
 
@@ -402,6 +473,7 @@ impl World {
                 Action::Reply { request, answer } => {
                     let answer = answer.map(drop).map_err(|e| e.to_string());
                     self.note(format!("reply {}: {answer:?}", request.0));
+                    self.replies.insert(request, answer);
                 }
                 Action::Escalate(event) => self.record(event),
                 Action::Stopped { .. } => {
@@ -460,224 +532,6 @@ impl World {
         let (a, b) = (self.latency(), self.latency());
         self.deliver_later(a, monitor, Delivery::Exited(signal));
         self.deliver_later(b, monitor, Delivery::Disconnected(None));
-    }
-
-    /// A monitor receives a message.
-    fn receive(&mut self, monitor: MonitorId, message: ToMonitor) {
-        let Some(m) = self.monitors.get(&monitor) else {
-            return;
-        };
-        if m.stopped || m.dying {
-            return;
-        }
-        let ToMonitor::Call { call, resource, op } = message else {
-            self.note(format!("monitor {monitor} shuts down"));
-            self.die(monitor, None);
-            return;
-        };
-        let name = op.name();
-        let i = ResourceId::from_wire(resource);
-        if let Some(i) = i {
-            self.note(format!("monitor {monitor}: {name} r{} (call {call})", i.0));
-        }
-        let fault = i.and_then(|i| self.faults.remove(&(i, name)));
-        if let Some(f) = fault {
-            self.note(format!("fault {f:?} in {name} of {:?}", i.map(|i| i.0)));
-            if let Some(i) = i {
-                self.workloads[i.0].own_trouble = true;
-            }
-        }
-        let mut latency = self.latency();
-        match fault {
-            Some(Fault::Hang) => return,
-            Some(Fault::Slow(d)) => latency = d,
-            Some(Fault::Abort) => {
-                let crash = FromMonitor::Crashing {
-                    call,
-                    signal: libc::SIGABRT as u32,
-                };
-                self.deliver_later(Duration::ZERO, monitor, Delivery::Frame(crash));
-                self.die(monitor, Some(libc::SIGABRT));
-                return;
-            }
-            Some(Fault::Garbage) => {
-                let error = "frame of 2147483647 bytes exceeds the limit".to_owned();
-                self.deliver_later(latency, monitor, Delivery::Disconnected(Some(error)));
-                return;
-            }
-            _ => {}
-        }
-        let failed = match fault {
-            Some(Fault::Fail) => Some(Error::Failed(format!("{name} failed (simulated)"))),
-            Some(Fault::Panic) => Some(Error::Panicked(format!("{name} panicked (simulated)"))),
-            _ => None,
-        };
-        let outcome = match (failed, i) {
-            (Some(e), _) => Outcome::Failed(e),
-            (None, None) => self.library_call(&op),
-            (None, Some(i)) => self.resource_call(monitor, i, call, &op),
-        };
-        let reply = FromMonitor::Reply { call, outcome };
-        self.deliver_later(latency, monitor, Delivery::Frame(reply));
-    }
-
-    fn library_call(&mut self, op: &Op) -> Outcome {
-        match op {
-            Op::LoadLibrary { .. } => {
-                let mut reattach = TypeDescription::new(TYPE_REATTACH);
-                reattach.characteristics = Characteristics::REATTACH;
-                Outcome::Types(vec![reattach, TypeDescription::new(TYPE_PLAIN)])
-            }
-            _ => Outcome::Failed(Error::InvalidState("no resource".into())),
-        }
-    }
-
-    fn resource_call(&mut self, monitor: MonitorId, i: ResourceId, call: u64, op: &Op) -> Outcome {
-        let is_open = self.monitors[&monitor].open.contains(&i);
-        if !is_open && !matches!(op, Op::Open { .. }) {
-            return Outcome::Failed(Error::InvalidState(format!("{} is not open", i.0)));
-        }
-        match op {
-            Op::Open { .. } => {
-                self.monitors
-                    .get_mut(&monitor)
-                    .expect("live")
-                    .open
-                    .insert(i);
-                Outcome::Done
-            }
-            Op::Online => {
-                self.start_workload(monitor, i);
-                if self.rng.chance(25) {
-                    self.finish_later(monitor, i, call, ResourceState::Online);
-                    Outcome::State(ResourceState::OnlinePending)
-                } else {
-                    Outcome::State(ResourceState::Online)
-                }
-            }
-            Op::Offline => {
-                self.stop_workload(monitor, i, false);
-                if self.rng.chance(25) {
-                    self.finish_later(monitor, i, call, ResourceState::Offline);
-                    Outcome::State(ResourceState::OfflinePending)
-                } else {
-                    Outcome::State(ResourceState::Offline)
-                }
-            }
-            Op::Terminate => {
-                // A terminate that finishes an offline is no failure.
-                let forced = !matches!(
-                    self.core.res(i).phase,
-                    Phase::Terminating {
-                        then: AfterTerminate::MarkOffline,
-                        ..
-                    }
-                );
-                let w = &self.workloads[i.0];
-                if forced && w.running && self.reattach[i.0] && !w.own_trouble {
-                    self.checker.violation(format!(
-                        "r{} (re-attachable) is terminated for another resource's fault",
-                        i.0
-                    ));
-                }
-                self.stop_workload(monitor, i, forced);
-                Outcome::Done
-            }
-            Op::LooksAlive | Op::IsAlive => {
-                if self.workloads[i.0].running {
-                    Outcome::Health(Health::Healthy)
-                } else {
-                    Outcome::Health(Health::Failed("not running".into()))
-                }
-            }
-            Op::Close => {
-                self.monitors
-                    .get_mut(&monitor)
-                    .expect("live")
-                    .open
-                    .remove(&i);
-                Outcome::Done
-            }
-            Op::Control { input, .. } => Outcome::Bytes(input.clone()),
-            Op::LoadLibrary { .. } => Outcome::Failed(Error::InvalidState("not a library".into())),
-        }
-    }
-
-    /// A pending transition's worker: a few progress reports, then the end.
-    fn finish_later(&mut self, monitor: MonitorId, i: ResourceId, call: u64, state: ResourceState) {
-        let reports = self.rng.below(3);
-        let mut at = Duration::ZERO;
-        for checkpoint in 0..reports {
-            at += Duration::from_millis(100 + self.rng.below(600));
-            let report = FromMonitor::Report {
-                call,
-                resource: i.wire(),
-                checkpoint: checkpoint as u32,
-                wait_hint_ms: 500,
-            };
-            self.deliver_at(at, monitor, report);
-        }
-        at += Duration::from_millis(100 + self.rng.below(600));
-        let complete = FromMonitor::Complete {
-            call,
-            resource: i.wire(),
-            outcome: Ok(state),
-        };
-        self.deliver_at(at, monitor, complete);
-    }
-
-    fn deliver_at(&mut self, after: Duration, monitor: MonitorId, frame: FromMonitor) {
-        self.deliver_later(after, monitor, Delivery::Frame(frame));
-    }
-
-    fn start_workload(&mut self, monitor: MonitorId, i: ResourceId) {
-        let elsewhere = self
-            .monitors
-            .iter()
-            .any(|(id, m)| *id != monitor && m.online.contains(&i));
-        if elsewhere {
-            self.checker
-                .violation(format!("r{} is brought online in two monitors", i.0));
-        }
-        self.monitors
-            .get_mut(&monitor)
-            .expect("live")
-            .online
-            .insert(i);
-        let w = &mut self.workloads[i.0];
-        if w.running {
-            self.checker.violation(format!(
-                "r{} is started while its workload runs: an unannounced restart",
-                i.0
-            ));
-        } else if w.restart_owed {
-            self.checker.violation(format!(
-                "r{} is restarted without a resource_restarted event",
-                i.0
-            ));
-        }
-        let w = &mut self.workloads[i.0];
-        w.running = true;
-        w.own_trouble = false;
-        w.starts += 1;
-        let starts = w.starts;
-        self.note(format!("workload r{} starts (start {starts})", i.0));
-    }
-
-    fn stop_workload(&mut self, monitor: MonitorId, i: ResourceId, forced: bool) {
-        if let Some(m) = self.monitors.get_mut(&monitor) {
-            m.online.remove(&i);
-        }
-        let w = &mut self.workloads[i.0];
-        if !forced {
-            // Taken offline on purpose: the next start is no restart.
-            w.restart_owed = false;
-        }
-        if w.running {
-            w.restart_owed |= forced;
-            w.running = false;
-            self.note(format!("workload r{} stops (forced: {forced})", i.0));
-        }
     }
 
     /// The host process is killed and started again on the same state:
