@@ -106,7 +106,7 @@ fn meta_data_is_valid_and_exit_codes_follow_ocf() {
         "{xml}"
     );
     assert!(
-        xml.contains("<content type=\"string\" default=\"0\"/>"),
+        xml.contains("<content type=\"time\" default=\"0s\"/>"),
         "online_delay's default: {xml}"
     );
     let xmllint = require_tool("xmllint", "libxml2-utils");

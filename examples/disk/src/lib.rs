@@ -281,6 +281,7 @@ impl ResourceType for DiskType {
                          formatted with the FORMAT control code)",
                     )
                     .required()
+                    .unique()
                     .min(1),
                 PropertySpec::string("owner")
                     .describe(
@@ -355,8 +356,15 @@ impl ResourceType for DiskType {
                 if let Err(Error::InvalidProperties(e)) = Config::from_properties(&valid, "x") {
                     errors.extend(e.0);
                 }
-                if let Err(e) = device::check_path(Path::new(valid.str("path")?)) {
-                    errors.push(e.into_property_error());
+                let path = Path::new(valid.str("path")?);
+                match device::check_path(path) {
+                    Err(e) => errors.push(e.into_property_error()),
+                    // An unformatted or corrupt disk would fail every start.
+                    Ok(()) => {
+                        if let Err(e) = read_record(path) {
+                            errors.push(PropertyError::invalid("path", e.message()));
+                        }
+                    }
                 }
                 if errors.is_empty() {
                     Ok(Vec::new())

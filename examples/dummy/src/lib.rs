@@ -8,14 +8,14 @@
 
 use std::fs;
 use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clusterkit::{
-    Characteristics, Error, Health, Properties, PropertySpec, Reply, Resource, ResourceContext,
-    ResourceType, Result, Schema, StartupContext, StatusReporter, Transition, TypeDescription,
-    Worker,
+    Characteristics, ControlCode, Error, Health, Properties, PropertyError, PropertySpec, Reply,
+    Resource, ResourceContext, ResourceType, Result, Schema, StartupContext, StatusReporter,
+    Transition, TypeDescription, Worker,
 };
 
 /// How often a pending online reports progress.
@@ -60,18 +60,35 @@ impl ResourceType for DummyType {
         Ok(DummyType)
     }
 
-    fn open(&self, ctx: ResourceContext, properties: &Properties, recover: bool) -> Result<Dummy> {
-        let state_dir = PathBuf::from(properties.str("state_dir")?);
-        if !state_dir.is_dir() {
-            return Err(Error::NotFound(format!(
-                "property `state_dir`: {} is not a directory",
-                state_dir.display()
-            )));
+    /// `VALIDATE_PROPERTIES`: the schema, then what `open` checks
+    /// (`state_dir` is a directory), without opening anything.
+    fn control(&self, code: ControlCode, input: &[u8]) -> Result<Vec<u8>> {
+        match code {
+            ControlCode::VALIDATE_PROPERTIES => {
+                let valid = Self::describe()
+                    .schema
+                    .validate(&Properties::decode(input)?)?;
+                let dir = Path::new(valid.str("state_dir")?);
+                if !dir.is_dir() {
+                    return Err(PropertyError::invalid(
+                        "state_dir",
+                        format!("{} is not a directory", dir.display()),
+                    )
+                    .into());
+                }
+                Ok(Vec::new())
+            }
+            _ => Err(Error::unsupported(code)),
         }
+    }
+
+    fn open(&self, ctx: ResourceContext, properties: &Properties, recover: bool) -> Result<Dummy> {
+        let state_dir = state_dir(properties)?;
         let state_file = state_dir.join(format!("{}.state", ctx.name()));
         if recover && state_file.exists() {
+            // Debug: a one-shot host (an OCF agent) re-attaches at every action.
             ctx.log()
-                .info(format_args!("re-attached to {}", state_file.display()));
+                .debug(format_args!("re-attached to {}", state_file.display()));
         }
         Ok(Dummy {
             online_delay: properties.duration("online_delay")?,
@@ -80,6 +97,19 @@ impl ResourceType for DummyType {
             ctx,
         })
     }
+}
+
+/// `state_dir`, which must be an existing directory: `NotFound` otherwise,
+/// since a directory that vanished means the workload is gone.
+fn state_dir(properties: &Properties) -> Result<PathBuf> {
+    let state_dir = PathBuf::from(properties.str("state_dir")?);
+    if !state_dir.is_dir() {
+        return Err(Error::NotFound(format!(
+            "property `state_dir`: {} is not a directory",
+            state_dir.display()
+        )));
+    }
+    Ok(state_dir)
 }
 
 impl Dummy {
