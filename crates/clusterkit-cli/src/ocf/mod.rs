@@ -114,7 +114,8 @@ fn exit_code(e: &Error) -> u8 {
     }
 }
 
-/// One action's outcome: the exit code and, when it is not 0, why.
+/// One action's outcome: the exit code and, when it is not 0, why. The
+/// only code without a reason is 7 for an instance never started here.
 struct Outcome {
     code: u8,
     reason: String,
@@ -182,7 +183,11 @@ fn marker_path(type_name: &str) -> PathBuf {
 fn agent(library: &Path, type_name: &str, action: &str) -> u8 {
     let log = AgentLog::from_env(type_name);
     let outcome = run_action(library, type_name, action, &log);
-    if outcome.code != OCF_SUCCESS {
+    if outcome.code == OCF_NOT_RUNNING && outcome.reason.is_empty() {
+        // A probe of an instance never started here: the expected answer,
+        // given silently (Pacemaker logs any output of every probe).
+        log.write(Level::Debug, &format!("{action}: not running"));
+    } else if outcome.code != OCF_SUCCESS {
         let reason = if outcome.reason.is_empty() {
             format!("{action} failed")
         } else {
@@ -266,7 +271,7 @@ fn unusable(type_name: &str, action: &str, code: u8, reason: String) -> Outcome 
     let started = marker_path(type_name).exists();
     match action {
         "stop" if !started => Outcome::success(),
-        "monitor" if !started => Outcome::fail(OCF_NOT_RUNNING, "not running"),
+        "monitor" if !started => Outcome::fail(OCF_NOT_RUNNING, ""),
         _ => Outcome::fail(code, reason),
     }
 }
@@ -489,7 +494,7 @@ impl<'a> Instance<'a> {
 
     fn monitor(self) -> Outcome {
         if !self.marker.exists() {
-            return self.finish(Outcome::fail(OCF_NOT_RUNNING, "not running"));
+            return self.finish(Outcome::fail(OCF_NOT_RUNNING, ""));
         }
         let health = if check_level() >= 10 {
             self.resource.is_alive()
