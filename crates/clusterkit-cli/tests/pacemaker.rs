@@ -110,8 +110,13 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         // SIGKILL of a PID namespace's init kills everything inside it;
         // the mounts go with the mount namespace.
-        // SAFETY: kill(2) on a pid this test started.
-        unsafe { libc::kill(self.init as i32, libc::SIGKILL) };
+        // 0 (or a pid that does not fit) would signal far more than ours.
+        if let Ok(init) = i32::try_from(self.init)
+            && init > 1
+        {
+            // SAFETY: kill(2) on the namespace's init, which this test started.
+            unsafe { libc::kill(init, libc::SIGKILL) };
+        }
         let _ = self.unshare.kill();
         let _ = self.unshare.wait();
     }
