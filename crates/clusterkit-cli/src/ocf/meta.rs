@@ -14,7 +14,21 @@ use clusterkit::{Apply, OperationTimeouts, PropertyKind, PropertySpec, TypeDescr
 pub(crate) fn meta_data(d: &TypeDescription, timeouts: &OperationTimeouts) -> String {
     let mut x = String::new();
     let _ = writeln!(x, "<?xml version=\"1.0\"?>");
-    let _ = writeln!(x, "<!DOCTYPE resource-agent SYSTEM \"ra-api-1.dtd\">");
+    if reloadable(d) {
+        // OCF 1.1's additions, declared in the internal subset (which takes
+        // precedence over ra-api-1.dtd), so validators of the OCF 1.0 DTD
+        // such as ocf-tester still accept the document.
+        let _ = writeln!(
+            x,
+            "<!DOCTYPE resource-agent SYSTEM \"ra-api-1.dtd\" [\n\
+             <!ATTLIST parameter reloadable (1|0) \"0\">\n\
+             <!ATTLIST action name (start|stop|recover|monitor|restart|migrate_to|migrate_from|\
+             promote|demote|notify|status|reload|reload-agent|meta-data|usage|methods|validate-all) \
+             #REQUIRED>\n]>"
+        );
+    } else {
+        let _ = writeln!(x, "<!DOCTYPE resource-agent SYSTEM \"ra-api-1.dtd\">");
+    }
     let _ = writeln!(
         x,
         "<resource-agent name=\"{}\" version=\"{}\">",

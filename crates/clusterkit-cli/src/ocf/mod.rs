@@ -292,7 +292,7 @@ fn cannot_open(type_name: &str, action: &str, e: &Error, log: &AgentLog) -> Outc
                 let _ = std::fs::remove_file(marker_path(type_name));
                 return Outcome::success();
             }
-            "monitor" => {
+            "monitor" if marker_path(type_name).exists() => {
                 return Outcome::fail(OCF_NOT_RUNNING, format!("not running: {e}"));
             }
             _ => {}
