@@ -612,6 +612,27 @@ fn clusterkit_and_stock_dummy_under_pacemakerd() {
         s.started(OURS) && s.started(STOCK)
     });
 
+    // A live parameter changes: Pacemaker reloads ours (reload-agent)
+    // instead of restarting it.
+    let count = |call: &str| {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.split(' ').next() == Some(call))
+            .count()
+    };
+    let (stops, starts) = (count("stop"), count("start"));
+    cluster.ok(&["crm_resource", "-r", OURS, "-p", "online_delay", "-v", "1s"]);
+    poll("reload-agent", || {
+        (count("reload-agent") == 1).then_some(())
+    });
+    cluster.wait_for("ours started after the reload", |s| s.started(OURS));
+    assert_eq!(
+        (count("stop"), count("start")),
+        (stops, starts),
+        "no restart"
+    );
+
     // The target itself vanishes (the state directory): monitor says not
     // running (7), the recovery's stop succeeds, and the start that follows
     // fails (nothing to start on), leaving both stopped, never blocked.
