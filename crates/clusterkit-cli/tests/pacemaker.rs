@@ -138,9 +138,9 @@ fn chown_hacluster(path: &Path) {
 impl Cluster {
     fn start(dir: &Path) -> Cluster {
         // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
         assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
+            euid, 0,
             "the Pacemaker test needs root (namespaces and bind mounts)"
         );
         for (tool, package) in [

@@ -58,7 +58,7 @@ pub(crate) fn meta_data(d: &TypeDescription, timeouts: &OperationTimeouts) -> St
     // Seconds, as every agent's meta-data and Pacemaker's documentation
     // write operation timeouts.
     let t = |d: Duration| {
-        if d.as_millis() % 1000 == 0 {
+        if d.as_millis().is_multiple_of(1000) {
             format!("{}s", d.as_secs())
         } else {
             format!("{}ms", d.as_millis())
@@ -279,11 +279,11 @@ pub(crate) fn ocf_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms == 0 {
         "0s".into()
-    } else if ms % 3_600_000 == 0 {
+    } else if ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
