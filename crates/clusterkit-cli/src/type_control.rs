@@ -88,7 +88,9 @@ pub(crate) fn run(args: &TypeControlArgs) -> Result<(), String> {
     let library = Library::load(
         &args.library,
         Logger::from_fn(|level, message| {
-            eprintln!("clusterkit type-control: {level}: {message}");
+            if level <= clusterkit::Level::Info {
+                eprintln!("clusterkit type-control: {level}: {message}");
+            }
         }),
     )
     .map_err(|e| e.to_string())?;
