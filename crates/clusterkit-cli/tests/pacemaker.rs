@@ -150,6 +150,7 @@ impl Cluster {
             ("crm_mon", "pacemaker-cli-utils"),
             ("cibadmin", "pacemaker-cli-utils"),
             ("crm_resource", "pacemaker-cli-utils"),
+            ("crm_failcount", "pacemaker-cli-utils"),
             ("unshare", "util-linux"),
             ("nsenter", "util-linux"),
             ("ip", "iproute2"),
@@ -401,6 +402,24 @@ impl Status {
     }
 }
 
+/// An attribute's text unescaped; crm_mon 2.1.5 escapes exit reasons
+/// twice (`&amp;quot;`), so this repeats until nothing changes.
+fn unescape(text: &str) -> String {
+    let mut text = text.to_owned();
+    loop {
+        let next = text
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&");
+        if next == text {
+            return text;
+        }
+        text = next;
+    }
+}
+
 /// Lines in which Pacemaker's executor logged output an agent wrote to
 /// stderr for `id`'s operations.
 fn stderr_lines(log: &str, id: &str) -> Vec<String> {
@@ -539,25 +558,38 @@ fn clusterkit_and_stock_dummy_under_pacemakerd() {
         "the agent logs to Pacemaker's HA_logfile"
     );
 
-    // A failure: both workloads vanish; each is detected, counted once and
-    // recovered in place; ours says why.
-    std::fs::remove_file(&ours_state).unwrap();
+    // A failure. Ours: the state file names another resource, which only
+    // the deep check (depth 10) reads, so exactly one monitor fails; the
+    // stock one: its state file is gone. Each is detected, counted once
+    // and recovered in place; ours says why.
+    std::fs::write(&ours_state, "someone-else").unwrap();
     std::fs::remove_file(&stock_state).unwrap();
     let s = cluster.wait_for("both failures recovered", |s| {
         s.fail_count(OURS) == 1 && s.fail_count(STOCK) == 1 && s.started(OURS) && s.started(STOCK)
     });
     let failures = s.failures(OURS);
     assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        attr(&failures[0], "op_key"),
+        Some(format!("{OURS}_monitor_3000").as_str()),
+        "{}",
+        failures[0]
+    );
     assert_eq!(attr(&failures[0], "exitcode"), Some("1"), "{}", failures[0]);
-    let reason = attr(&failures[0], "exitreason").unwrap_or_default();
+    let reason = unescape(attr(&failures[0], "exitreason").unwrap_or_default());
     assert!(
-        reason.contains(&format!("{} does not exist", ours_state.display())),
-        "the exit reason names the missing state file: {reason:?}"
+        reason.contains(&format!("{} names \"someone-else\"", ours_state.display())),
+        "the exit reason says what is wrong: {reason:?}"
     );
     let stock_failures = s.failures(STOCK);
     assert_eq!(stock_failures.len(), 1, "{stock_failures:?}");
     assert_eq!(attr(&stock_failures[0], "exitcode"), Some("7"));
-    assert!(ours_state.exists() && stock_state.exists(), "recovered");
+    assert_eq!(
+        std::fs::read_to_string(&ours_state).unwrap(),
+        OURS,
+        "recovered"
+    );
+    assert!(stock_state.exists(), "recovered");
     assert_eq!(
         cluster
             .ok(&["crm_failcount", "-r", OURS, "-G", "-q"])
