@@ -362,7 +362,9 @@ impl ResourceType for DiskType {
                     // An unformatted or corrupt disk would fail every start.
                     Ok(()) => {
                         if let Err(e) = read_record(path) {
-                            errors.push(PropertyError::invalid("path", e.message()));
+                            // The error already names `path`; said once is enough.
+                            let why = e.message().replace(" (property `path`)", "");
+                            errors.push(PropertyError::invalid("path", why));
                         }
                     }
                 }
