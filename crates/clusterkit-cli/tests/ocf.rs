@@ -360,6 +360,28 @@ fn the_disk_agent_passes_ocf_tester() {
         "data",
         &[format!("path={}", image.display())],
     );
+
+    // A started disk whose image vanished: not running (7, saying why),
+    // and its stop succeeds instead of leaving the resource blocked.
+    assert_eq!(
+        agent_run(&agent, "start", &[path], &rsctmp),
+        (0, String::new())
+    );
+    std::fs::remove_file(&image).unwrap();
+    let (code, err) = agent_run(&agent, "monitor", &[path], &rsctmp);
+    assert_eq!(code, 7, "{err}");
+    assert!(
+        err.starts_with("ocf-exit-reason:not running: ") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert_eq!(
+        agent_run(&agent, "stop", &[path], &rsctmp),
+        (0, String::new())
+    );
+    assert_eq!(
+        agent_run(&agent, "monitor", &[path], &rsctmp),
+        (7, String::new())
+    );
 }
 
 #[test]
