@@ -172,6 +172,9 @@ const struct ck_library *clusterkit_startup(const struct ck_host *host, struct c
 // `ck_property_spec.flags`: `max` is set.
 #define CK_PROPERTY_HAS_MAX 16
 
+// `ck_property_spec.flags`: no two resources may share the value (since 1.1).
+#define CK_PROPERTY_UNIQUE 32
+
 // The type arbitrates for quorum (`arbitrate`/`release`).
 #define CK_CHARACTERISTIC_QUORUM (1 << 0)
 
@@ -201,6 +204,10 @@ const struct ck_library *clusterkit_startup(const struct ck_host *host, struct c
 
 // Control: output a property list with a multi-string `types`.
 #define CK_CONTROL_GET_REQUIRED_DEPENDENCIES 5
+
+// Control (type-level): output the advised operation timeouts as a property
+// list of durations `start`, `stop`, `monitor`, `deep_monitor` (since 1.1).
+#define CK_CONTROL_GET_OPERATION_TIMEOUTS 6
 
 // Control: the first code available to resource types.
 #define CK_CONTROL_TYPE_SPECIFIC_BASE 2147483648

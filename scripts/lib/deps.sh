@@ -8,6 +8,7 @@ declare -A CLUSTERKIT_PACKAGES=(
     [vm]="qemu-system-x86 qemu-utils"
     [ocf]="resource-agents libxml2-utils"
     [bench]="strace valgrind linux-perf"
+    [pacemaker]="pacemaker corosync pacemaker-cli-utils"
 )
 
 # Maps a package to a command proving it is installed (empty: ask dpkg).
@@ -22,6 +23,9 @@ declare -A CLUSTERKIT_PROBE=(
     [strace]="strace"
     [valgrind]="valgrind"
     [linux-perf]="perf"
+    [pacemaker]="pacemakerd"
+    [corosync]="corosync"
+    [pacemaker-cli-utils]="crm_mon"
 )
 
 _is_installed() {

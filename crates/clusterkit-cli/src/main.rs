@@ -10,6 +10,7 @@ mod control;
 mod demo;
 mod notify;
 mod ocf;
+mod type_control;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -106,6 +107,10 @@ enum Command {
     },
     /// Reproduces the IsAlive outage on real backends and shows the recovery.
     Demo(demo::DemoArgs),
+    /// Runs a control code of a resource type (or of one resource, with
+    /// --resource) in this process, without a host: e.g. a disk's FORMAT
+    /// before the cluster sees it.
+    TypeControl(type_control::TypeControlArgs),
     /// Pacemaker OCF resource agent.
     Ocf {
         #[command(subcommand)]
@@ -130,6 +135,7 @@ fn main() -> ExitCode {
         Command::Offline { resource, target } => simple(&target, "offline", &resource),
         Command::Fail { resource, target } => simple(&target, "fail", &resource),
         Command::Demo(args) => demo::run(&args),
+        Command::TypeControl(args) => type_control::run(&args),
         Command::Ocf { command } => return ocf::main(command),
     };
     match result {

@@ -88,36 +88,21 @@ fn dummy_and_fault_injection_pass_ocf_tester() {
     );
 }
 
-#[test]
-fn meta_data_is_valid_and_exit_codes_follow_ocf() {
-    let dir = TempDir::new("ocf-codes");
-    let agents = install(
-        &dir,
-        &[cdylib("clusterkit-example-dummy", "clusterkit_dummy")],
-    );
-    let agent = agents.join("dummy");
-    let rsctmp = dir.path().join("rsctmp");
-
-    let meta = Command::new(&agent).arg("meta-data").output().unwrap();
-    assert!(meta.status.success());
-    let xml = String::from_utf8(meta.stdout).unwrap();
-    assert!(
-        xml.contains("<parameter name=\"state_dir\" unique=\"0\" required=\"1\">"),
-        "{xml}"
-    );
-    assert!(
-        xml.contains("<content type=\"string\" default=\"0\"/>"),
-        "online_delay's default: {xml}"
-    );
+/// Checks `xml` as ocf-tester does: `xmllint --valid` against the DTD it
+/// names, resource-agents' `ra-api-1.dtd` (plus, for types with live
+/// properties, the OCF 1.1 declarations in the document's internal subset).
+fn check_meta_data(xml: &str) {
     let xmllint = require_tool("xmllint", "libxml2-utils");
+    let dtd_dir = Path::new("/usr/share/resource-agents");
+    assert!(
+        dtd_dir.join("ra-api-1.dtd").exists(),
+        "ra-api-1.dtd: run `apt-get install resource-agents`"
+    );
     let check = Command::new(xmllint)
-        .args([
-            "--noout",
-            "--dtdvalid",
-            "/usr/share/resource-agents/ra-api-1.dtd",
-            "-",
-        ])
+        .args(["--noout", "--valid", "-"])
+        .current_dir(dtd_dir)
         .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
@@ -127,24 +112,114 @@ fn meta_data_is_valid_and_exit_codes_follow_ocf() {
         .unwrap();
     assert!(
         check.status.success(),
-        "{}",
+        "{}\n{xml}",
         String::from_utf8_lossy(&check.stderr)
     );
+}
 
-    // validate-all: missing, unknown and malformed parameters are "not configured" (6).
+fn meta_data(agent: &Path) -> String {
+    let meta = Command::new(agent).arg("meta-data").output().unwrap();
+    assert!(meta.status.success());
+    String::from_utf8(meta.stdout).unwrap()
+}
+
+/// The variables Pacemaker passes every agent, which ocf-tester does not.
+const PACEMAKER_ENV: [(&str, &str); 5] = [
+    ("OCF_RESKEY_crm_feature_set", "3.16.2"),
+    ("OCF_RESKEY_CRM_meta_timeout", "20000"),
+    ("OCF_RESKEY_CRM_meta_interval", "0"),
+    ("OCF_RESKEY_CRM_meta_name", "monitor"),
+    ("OCF_EXIT_REASON_PREFIX", "ocf-exit-reason:"),
+];
+
+#[test]
+fn meta_data_is_valid_and_exit_codes_follow_ocf() {
+    let dir = TempDir::new("ocf-codes");
+    let agents = install(
+        &dir,
+        &[
+            cdylib("clusterkit-example-dummy", "clusterkit_dummy"),
+            cdylib("clusterkit-example-disk", "clusterkit_disk"),
+            cdylib(
+                "clusterkit-example-virtual-machine",
+                "clusterkit_virtual_machine",
+            ),
+        ],
+    );
+    let agent = agents.join("dummy");
+    let rsctmp = dir.path().join("rsctmp");
+
+    let xml = meta_data(&agent);
+    for expected in [
+        "<version>1.1</version>",
+        "<shortdesc lang=\"en\">Online while &lt;state_dir&gt;/&lt;name&gt;.state exists</shortdesc>",
+        "<parameter name=\"state_dir\" unique=\"0\" required=\"1\">",
+        "<shortdesc lang=\"en\">Directory of the state file</shortdesc>",
+        "<parameter name=\"online_delay\" unique=\"0\" required=\"0\" reloadable=\"1\">",
+        "<content type=\"time\" default=\"0s\"/>",
+        "Maximum 1m.",
+        "<action name=\"start\" timeout=\"60s\"/>",
+        "<action name=\"reload-agent\" timeout=\"20s\"/>",
+    ] {
+        assert!(xml.contains(expected), "`{expected}` in:\n{xml}");
+    }
+    assert!(
+        !xml.contains("Characteristics("),
+        "no Rust debug text: {xml}"
+    );
+    check_meta_data(&xml);
+    // Per type: the disk's path is unique; a VM advises long start and stop timeouts.
+    let disk = meta_data(&agents.join("disk"));
+    assert!(
+        disk.contains("<parameter name=\"path\" unique=\"1\" required=\"1\">"),
+        "{disk}"
+    );
+    assert!(!disk.contains("reload-agent"), "no live property: {disk}");
+    check_meta_data(&disk);
+    let vm = meta_data(&agents.join("virtual-machine"));
+    assert!(
+        vm.contains("<action name=\"start\" timeout=\"300s\"/>"),
+        "{vm}"
+    );
+    assert!(
+        vm.contains("<action name=\"stop\" timeout=\"180s\"/>"),
+        "{vm}"
+    );
+    check_meta_data(&vm);
+
+    // validate-all: missing, unknown and malformed parameters are "not
+    // configured" (6), each with an exit reason; Pacemaker's own variables
+    // are not parameters.
     let (code, err) = agent_run(&agent, "validate-all", &[], &rsctmp);
     assert_eq!(code, 6, "{err}");
-    assert!(
-        err.contains("property `state_dir`: required but not given"),
-        "{err}"
+    assert_eq!(
+        err,
+        "ocf-exit-reason:invalid configuration: property `state_dir`: required but not given\n"
+    );
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let state_dir = ("OCF_RESKEY_state_dir", work.to_str().unwrap());
+    let mut env = PACEMAKER_ENV.to_vec();
+    env.push(state_dir);
+    let (code, err) = agent_run(&agent, "validate-all", &env, &rsctmp);
+    assert_eq!(
+        (code, err.as_str()),
+        (0, ""),
+        "Pacemaker's variables are ignored"
+    );
+    let mut misspelt = env.clone();
+    misspelt.push(("OCF_RESKEY_online_dealy", "1s"));
+    misspelt.push(("OCF_EXIT_REASON_PREFIX", "REASON>"));
+    let (code, err) = agent_run(&agent, "validate-all", &misspelt, &rsctmp);
+    assert_eq!(code, 6, "{err}");
+    assert_eq!(
+        err,
+        "REASON>invalid configuration: property `online_dealy`: unknown property\n"
     );
     let (code, err) = agent_run(
         &agent,
         "validate-all",
-        &[
-            ("OCF_RESKEY_state_dir", "/tmp"),
-            ("OCF_RESKEY_online_delay", "later"),
-        ],
+        &[state_dir, ("OCF_RESKEY_online_delay", "later")],
         &rsctmp,
     );
     assert_eq!(code, 6, "{err}");
@@ -152,42 +227,82 @@ fn meta_data_is_valid_and_exit_codes_follow_ocf() {
         err.contains("property `online_delay`: \"later\" is not a duration"),
         "{err}"
     );
-    // A state directory that does not exist fails at start as "not installed" (5).
-    let (code, err) = agent_run(
-        &agent,
-        "start",
-        &[("OCF_RESKEY_state_dir", "/nonexistent/dir")],
-        &rsctmp,
-    );
+    // The type's own check: a state directory that does not exist is
+    // refused by validate-all, before any start.
+    let missing = [("OCF_RESKEY_state_dir", "/nonexistent/dir")];
+    let (code, err) = agent_run(&agent, "validate-all", &missing, &rsctmp);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("/nonexistent/dir is not a directory"), "{err}");
+    let (code, err) = agent_run(&agent, "start", &missing, &rsctmp);
     assert_eq!(code, 5, "{err}");
-    // monitor of a never-started instance: not running (7); unknown actions: 3.
-    let (code, _) = agent_run(
-        &agent,
-        "monitor",
-        &[("OCF_RESKEY_state_dir", "/tmp")],
-        &rsctmp,
-    );
-    assert_eq!(code, 7);
-    let (code, _) = agent_run(
-        &agent,
-        "promote",
-        &[("OCF_RESKEY_state_dir", "/tmp")],
-        &rsctmp,
-    );
+    assert!(err.starts_with("ocf-exit-reason:start: "), "{err}");
+    // monitor of a never-started instance: not running (7), silently;
+    // unknown actions: 3.
+    let (code, err) = agent_run(&agent, "monitor", &[state_dir], &rsctmp);
+    assert_eq!((code, err.as_str()), (7, ""));
+    let (code, err) = agent_run(&agent, "promote", &[state_dir], &rsctmp);
     assert_eq!(code, 3);
+    assert_eq!(err, "ocf-exit-reason:action `promote` is not implemented\n");
 
-    // A started instance whose workload vanished: monitor says failed (1), at both depths.
-    let work = dir.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let env = [("OCF_RESKEY_state_dir", work.to_str().unwrap())];
-    assert_eq!(agent_run(&agent, "start", &env, &rsctmp).0, 0);
-    assert_eq!(agent_run(&agent, "monitor", &env, &rsctmp).0, 0);
+    // Quiet: a start, monitors at both depths, a reload and a stop write
+    // nothing on stderr; with HA_LOGFILE, the log goes there.
+    let logfile = dir.path().join("ha.log");
+    let logfile_env = ("HA_LOGFILE", logfile.to_str().unwrap());
+    let deep = ("OCF_CHECK_LEVEL", "10");
+    for (action, extra) in [
+        ("start", None),
+        ("monitor", None),
+        ("monitor", Some(deep)),
+        ("reload-agent", Some(("OCF_RESKEY_online_delay", "2s"))),
+        ("stop", None),
+        ("start", None),
+    ] {
+        let mut env = env.clone();
+        env.push(logfile_env);
+        env.extend(extra);
+        let (code, err) = agent_run(&agent, action, &env, &rsctmp);
+        assert_eq!((code, err.as_str()), (0, ""), "{action} {extra:?}");
+    }
+    let log = std::fs::read_to_string(&logfile).unwrap();
+    assert!(log.contains("clusterkit-dummy(probe)["), "{log}");
+    assert!(log.contains("]: info: started\n"), "{log}");
+    assert!(log.contains("]: info: stopped\n"), "{log}");
+    assert!(!log.contains("debug"), "debug only with HA_debug: {log}");
+    let (code, err) = agent_run(&agent, "monitor", &[state_dir, ("HA_debug", "1")], &rsctmp);
+    assert_eq!(code, 0);
+    assert!(err.contains("debug: monitor: ok"), "HA_debug: {err}");
+
+    // A started instance whose workload vanished: monitor says failed (1),
+    // at both depths, and says why.
     std::fs::remove_file(work.join("probe.state")).unwrap();
-    assert_eq!(agent_run(&agent, "monitor", &env, &rsctmp).0, 1);
-    let deep = [env[0], ("OCF_CHECK_LEVEL", "10")];
-    assert_eq!(agent_run(&agent, "monitor", &deep, &rsctmp).0, 1);
-    assert_eq!(agent_run(&agent, "stop", &env, &rsctmp).0, 0);
-    assert_eq!(agent_run(&agent, "monitor", &env, &rsctmp).0, 7);
+    let (code, err) = agent_run(&agent, "monitor", &[state_dir], &rsctmp);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!(
+            "ocf-exit-reason:failed: {} does not exist\n",
+            work.join("probe.state").display()
+        )
+    );
+    assert_eq!(
+        agent_run(&agent, "monitor", &[state_dir, deep], &rsctmp).0,
+        1
+    );
+    assert_eq!(agent_run(&agent, "stop", &[state_dir], &rsctmp).0, 0);
+    assert_eq!(agent_run(&agent, "monitor", &[state_dir], &rsctmp).0, 7);
+
+    // A started instance whose target vanished (the state directory): not
+    // running (7, with a reason), and its stop succeeds; then it is simply
+    // stopped.
+    assert_eq!(agent_run(&agent, "start", &[state_dir], &rsctmp).0, 0);
+    std::fs::remove_dir_all(&work).unwrap();
+    let (code, err) = agent_run(&agent, "monitor", &[state_dir], &rsctmp);
+    assert_eq!(code, 7, "{err}");
+    assert!(err.starts_with("ocf-exit-reason:not running: "), "{err}");
+    let (code, err) = agent_run(&agent, "stop", &[state_dir], &rsctmp);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let (code, err) = agent_run(&agent, "monitor", &[state_dir], &rsctmp);
+    assert_eq!((code, err.as_str()), (7, ""));
 }
 
 #[test]
@@ -200,20 +315,72 @@ fn the_disk_agent_passes_ocf_tester() {
         .unwrap()
         .set_len(8 << 20)
         .unwrap();
-    // FORMAT, a type-level control code of the disk type, before any start.
-    let loaded = clusterkit_loader::Library::load(&library, clusterkit::Logger::discard()).unwrap();
-    let mut input = clusterkit::Properties::new();
-    input.insert("path", image.to_str().unwrap());
-    loaded
-        .resource_type("disk")
-        .unwrap()
-        .control(clusterkit::ControlCode::type_specific(1), &input.encode())
+    let rsctmp = dir.path().join("rsctmp");
+    let path = ("OCF_RESKEY_path", image.to_str().unwrap());
+    let agent = agents.join("disk");
+    // An unformatted disk fails validate-all, saying what to run.
+    let (code, err) = agent_run(&agent, "validate-all", &[path], &rsctmp);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("run the FORMAT control code"), "{err}");
+    // FORMAT, a type-level control code, from the command line, before
+    // any start.
+    let out = Command::new(env!("CARGO_BIN_EXE_clusterkit"))
+        .arg("type-control")
+        .arg(&library)
+        .args(["disk", "type_specific(1)"])
+        .arg(format!("path={}", image.display()))
+        .output()
         .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, err) = agent_run(&agent, "validate-all", &[path], &rsctmp);
+    assert_eq!((code, err.as_str()), (0, ""));
+    // The disk's own codes on a resource: its reservation, read by a
+    // one-shot open that adopts nothing.
+    let out = Command::new(env!("CARGO_BIN_EXE_clusterkit"))
+        .arg("type-control")
+        .arg(&library)
+        .args(["disk", "type_specific(2)", "--resource", "data", "-p"])
+        .arg(format!("path={}", image.display()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("formatted=true"), "{text}");
     ocf_tester(
         &dir,
         &agents.join("disk"),
         "data",
         &[format!("path={}", image.display())],
+    );
+
+    // A started disk whose image vanished: not running (7, saying why),
+    // and its stop succeeds instead of leaving the resource blocked.
+    assert_eq!(
+        agent_run(&agent, "start", &[path], &rsctmp),
+        (0, String::new())
+    );
+    std::fs::remove_file(&image).unwrap();
+    let (code, err) = agent_run(&agent, "monitor", &[path], &rsctmp);
+    assert_eq!(code, 7, "{err}");
+    assert!(
+        err.starts_with("ocf-exit-reason:not running: ") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert_eq!(
+        agent_run(&agent, "stop", &[path], &rsctmp),
+        (0, String::new())
+    );
+    assert_eq!(
+        agent_run(&agent, "monitor", &[path], &rsctmp),
+        (7, String::new())
     );
 }
 
@@ -237,6 +404,8 @@ fn the_virtual_machine_agent_passes_ocf_tester() {
         &[
             format!("run_dir={}", run_dir.display()),
             "powerdown_grace=300ms".into(),
+            // One argument holding commas, which must reach QEMU whole.
+            r#"extra_args=["-smp", "1,sockets=1,cores=1"]"#.into(),
         ],
     );
     // The last action was a stop: no QEMU is left behind.

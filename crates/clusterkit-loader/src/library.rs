@@ -457,6 +457,17 @@ impl ResourceTypeHandle {
         LoadedResource::open(self.clone(), name, &validated, recover, log)
     }
 
+    /// The operation timeouts the type advises
+    /// ([`ControlCode::GET_OPERATION_TIMEOUTS`]); the defaults when the type
+    /// does not answer (a C type without that code) or answers garbage.
+    pub fn operation_timeouts(&self) -> clusterkit::OperationTimeouts {
+        self.control(ControlCode::GET_OPERATION_TIMEOUTS, &[])
+            .ok()
+            .and_then(|out| Properties::decode(&out).ok())
+            .map(|p| clusterkit::OperationTimeouts::from_properties(&p))
+            .unwrap_or_default()
+    }
+
     /// Sends a type-level control code. Unsupported when the type has no
     /// `type_control`.
     pub fn control(&self, code: ControlCode, input: &[u8]) -> Result<Vec<u8>> {

@@ -25,6 +25,13 @@ impl ControlCode {
     /// Output: type names this resource needs a dependency on, as an encoded
     /// property list with one multi-string `types`.
     pub const GET_REQUIRED_DEPENDENCIES: ControlCode = ControlCode(5);
+    /// Type-level. Output: the type's advised
+    /// [`OperationTimeouts`](crate::OperationTimeouts), as an encoded
+    /// property list ([`OperationTimeouts::to_properties`](crate::OperationTimeouts::to_properties)).
+    /// Rust types answer it from
+    /// [`ResourceType::operation_timeouts`](crate::ResourceType::operation_timeouts)
+    /// without implementing `control`.
+    pub const GET_OPERATION_TIMEOUTS: ControlCode = ControlCode(6);
     /// The first code available to resource types.
     pub const TYPE_SPECIFIC_BASE: ControlCode = ControlCode(0x8000_0000);
 
@@ -52,6 +59,7 @@ impl fmt::Display for ControlCode {
             ControlCode::VALIDATE_PROPERTIES => "validate_properties",
             ControlCode::SET_PROPERTIES => "set_properties",
             ControlCode::GET_REQUIRED_DEPENDENCIES => "get_required_dependencies",
+            ControlCode::GET_OPERATION_TIMEOUTS => "get_operation_timeouts",
             code if code.is_type_specific() => {
                 return write!(f, "type_specific({})", code.0 - Self::TYPE_SPECIFIC_BASE.0);
             }

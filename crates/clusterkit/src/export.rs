@@ -537,7 +537,14 @@ unsafe extern "C" fn type_control<T: ResourceType>(
         // SAFETY: `context` is the TypeHolder<T> from `build_type::<T>`.
         let ty = unsafe { context.cast::<TypeHolder<T>>().as_ref() }
             .ok_or_else(|| Error::InvalidInput("NULL type context".into()))?;
-        ty.instance.control(ControlCode(code), bytes)
+        match ControlCode(code) {
+            // Answered from the trait, so no type has to implement `control`
+            // for it; a type's own answer could only disagree.
+            ControlCode::GET_OPERATION_TIMEOUTS => {
+                Ok(T::operation_timeouts().to_properties().encode())
+            }
+            code => ty.instance.control(code, bytes),
+        }
     })
 }
 

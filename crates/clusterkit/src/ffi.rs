@@ -153,6 +153,8 @@ pub const CK_PROPERTY_APPLY_LIVE: u32 = 4;
 pub const CK_PROPERTY_HAS_MIN: u32 = 8;
 /// `ck_property_spec.flags`: `max` is set.
 pub const CK_PROPERTY_HAS_MAX: u32 = 16;
+/// `ck_property_spec.flags`: no two resources may share the value (since 1.1).
+pub const CK_PROPERTY_UNIQUE: u32 = 32;
 
 /// The type arbitrates for quorum (`arbitrate`/`release`).
 pub const CK_CHARACTERISTIC_QUORUM: u64 = 1 << 0;
@@ -175,6 +177,9 @@ pub const CK_CONTROL_VALIDATE_PROPERTIES: u32 = 3;
 pub const CK_CONTROL_SET_PROPERTIES: u32 = 4;
 /// Control: output a property list with a multi-string `types`.
 pub const CK_CONTROL_GET_REQUIRED_DEPENDENCIES: u32 = 5;
+/// Control (type-level): output the advised operation timeouts as a property
+/// list of durations `start`, `stop`, `monitor`, `deep_monitor` (since 1.1).
+pub const CK_CONTROL_GET_OPERATION_TIMEOUTS: u32 = 6;
 /// Control: the first code available to resource types.
 pub const CK_CONTROL_TYPE_SPECIFIC_BASE: u32 = 0x8000_0000;
 
@@ -807,6 +812,9 @@ impl ck_property_spec {
         if spec.max.is_some() {
             flags |= CK_PROPERTY_HAS_MAX;
         }
+        if spec.unique {
+            flags |= CK_PROPERTY_UNIQUE;
+        }
         let (default_value, storage) = match &spec.default {
             Some(v) => ck_value::from_value(v),
             None => (ck_value::NONE, ValueStorage::default()),
@@ -846,7 +854,8 @@ impl ck_property_spec {
             | CK_PROPERTY_READ_ONLY
             | CK_PROPERTY_APPLY_LIVE
             | CK_PROPERTY_HAS_MIN
-            | CK_PROPERTY_HAS_MAX;
+            | CK_PROPERTY_HAS_MAX
+            | CK_PROPERTY_UNIQUE;
         if self.flags & !known != 0 {
             return Err(fail(format!("unknown flags {:#x}", self.flags & !known)));
         }
@@ -857,6 +866,7 @@ impl ck_property_spec {
         spec.default = default;
         spec.required = self.flags & CK_PROPERTY_REQUIRED != 0;
         spec.read_only = self.flags & CK_PROPERTY_READ_ONLY != 0;
+        spec.unique = self.flags & CK_PROPERTY_UNIQUE != 0;
         spec.apply = if self.flags & CK_PROPERTY_APPLY_LIVE != 0 {
             Apply::Live
         } else {
@@ -903,6 +913,10 @@ mod tests {
         assert_eq!(
             CK_CONTROL_SET_PROPERTIES,
             crate::ControlCode::SET_PROPERTIES.0
+        );
+        assert_eq!(
+            CK_CONTROL_GET_OPERATION_TIMEOUTS,
+            crate::ControlCode::GET_OPERATION_TIMEOUTS.0
         );
     }
 

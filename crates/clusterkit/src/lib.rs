@@ -155,7 +155,8 @@ pub use properties::{
     PropertySpec, Schema, UpdateEffect, Value,
 };
 pub use resource::{
-    LostOwnership, Resource, ResourceContext, ResourceType, StartupContext, TypeDescription,
+    LostOwnership, OperationTimeouts, Resource, ResourceContext, ResourceType, StartupContext,
+    TypeDescription,
 };
 pub use state::{Health, ResourceState, Transition};
 pub use status::{Reply, StatusReporter, StatusSink};

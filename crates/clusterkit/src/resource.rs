@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::{
     Characteristics, ControlCode, Error, Health, Logger, Properties, Result, Schema,
@@ -29,6 +30,100 @@ impl TypeDescription {
             description: Cow::Borrowed(""),
             characteristics: Characteristics::empty(),
             schema: Schema::default(),
+        }
+    }
+}
+
+/// The timeouts a type advises for its operations: what a cluster manager
+/// should allow each one (OCF meta-data advertises them; Pacemaker
+/// operations default to them in tools such as `pcs`).
+///
+/// A type declares its own with
+/// [`ResourceType::operation_timeouts`]; the defaults suit a type whose
+/// operations finish within seconds. Built from the defaults:
+///
+/// ```
+/// use clusterkit::OperationTimeouts;
+/// use std::time::Duration;
+///
+/// let vm = OperationTimeouts::default()
+///     .start(Duration::from_secs(300))
+///     .stop(Duration::from_secs(180));
+/// assert_eq!(vm.monitor, Duration::from_secs(20));
+/// let back = OperationTimeouts::from_properties(&vm.to_properties());
+/// assert_eq!(back, vm);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OperationTimeouts {
+    /// Bringing a resource online (default 60 s).
+    pub start: Duration,
+    /// Taking it offline, `terminate` included (default 60 s).
+    pub stop: Duration,
+    /// The cheap health check, `looks_alive` (default 20 s).
+    pub monitor: Duration,
+    /// The thorough health check, `is_alive` (default 30 s).
+    pub deep_monitor: Duration,
+}
+
+impl Default for OperationTimeouts {
+    fn default() -> OperationTimeouts {
+        OperationTimeouts {
+            start: Duration::from_secs(60),
+            stop: Duration::from_secs(60),
+            monitor: Duration::from_secs(20),
+            deep_monitor: Duration::from_secs(30),
+        }
+    }
+}
+
+impl OperationTimeouts {
+    /// Sets the start timeout.
+    pub fn start(mut self, timeout: Duration) -> OperationTimeouts {
+        self.start = timeout;
+        self
+    }
+
+    /// Sets the stop timeout.
+    pub fn stop(mut self, timeout: Duration) -> OperationTimeouts {
+        self.stop = timeout;
+        self
+    }
+
+    /// Sets the cheap health check's timeout.
+    pub fn monitor(mut self, timeout: Duration) -> OperationTimeouts {
+        self.monitor = timeout;
+        self
+    }
+
+    /// Sets the thorough health check's timeout.
+    pub fn deep_monitor(mut self, timeout: Duration) -> OperationTimeouts {
+        self.deep_monitor = timeout;
+        self
+    }
+
+    /// As the property list [`ControlCode::GET_OPERATION_TIMEOUTS`] outputs:
+    /// durations `start`, `stop`, `monitor`, `deep_monitor`.
+    pub fn to_properties(&self) -> Properties {
+        let mut p = Properties::new();
+        p.insert("start", self.start);
+        p.insert("stop", self.stop);
+        p.insert("monitor", self.monitor);
+        p.insert("deep_monitor", self.deep_monitor);
+        p
+    }
+
+    /// Reads [`to_properties`](Self::to_properties)' list; missing or
+    /// mistyped entries keep their defaults, unknown ones are ignored (a
+    /// newer library may advise more).
+    pub fn from_properties(p: &Properties) -> OperationTimeouts {
+        let d = OperationTimeouts::default();
+        let get = |name: &str, default: Duration| p.duration(name).unwrap_or(default);
+        OperationTimeouts {
+            start: get("start", d.start),
+            stop: get("stop", d.stop),
+            monitor: get("monitor", d.monitor),
+            deep_monitor: get("deep_monitor", d.deep_monitor),
         }
     }
 }
@@ -87,6 +182,13 @@ pub trait ResourceType: Send + Sync + Sized + 'static {
 
     /// The type's name, characteristics and property schema.
     fn describe() -> TypeDescription;
+
+    /// The timeouts the type advises for its operations; the defaults unless
+    /// overridden. Answered across the C ABI as
+    /// [`ControlCode::GET_OPERATION_TIMEOUTS`] by the export glue.
+    fn operation_timeouts() -> OperationTimeouts {
+        OperationTimeouts::default()
+    }
 
     /// Called once when the library is loaded in a monitor (budget: 300 ms).
     fn startup(ctx: &StartupContext) -> Result<Self>;

@@ -281,6 +281,7 @@ impl ResourceType for DiskType {
                          formatted with the FORMAT control code)",
                     )
                     .required()
+                    .unique()
                     .min(1),
                 PropertySpec::string("owner")
                     .describe(
@@ -355,8 +356,17 @@ impl ResourceType for DiskType {
                 if let Err(Error::InvalidProperties(e)) = Config::from_properties(&valid, "x") {
                     errors.extend(e.0);
                 }
-                if let Err(e) = device::check_path(Path::new(valid.str("path")?)) {
-                    errors.push(e.into_property_error());
+                let path = Path::new(valid.str("path")?);
+                match device::check_path(path) {
+                    Err(e) => errors.push(e.into_property_error()),
+                    // An unformatted or corrupt disk would fail every start.
+                    Ok(()) => {
+                        if let Err(e) = read_record(path) {
+                            // The error already names `path`; said once is enough.
+                            let why = e.message().replace(" (property `path`)", "");
+                            errors.push(PropertyError::invalid("path", why));
+                        }
+                    }
                 }
                 if errors.is_empty() {
                     Ok(Vec::new())

@@ -140,6 +140,15 @@ fn type_level_validation_names_the_property_and_the_problem() {
         err.contains("property `owner`: 300 is above the maximum 255"),
         "{err}"
     );
+    // A blank image would fail every online: refused, saying what to run.
+    let err = validate(&props(&image)).unwrap_err().to_string();
+    assert!(
+        err.contains("property `path`: disk ")
+            && err.contains("it is not formatted")
+            && err.contains("run the FORMAT control code"),
+        "{err}"
+    );
+    clusterkit_disk::format_image(&image).unwrap();
     validate(&props(&image)).unwrap();
 
     // Opening a resource on a missing image fails the same way.

@@ -8,14 +8,14 @@
 
 use std::fs;
 use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clusterkit::{
-    Characteristics, Error, Health, Properties, PropertySpec, Reply, Resource, ResourceContext,
-    ResourceType, Result, Schema, StartupContext, StatusReporter, Transition, TypeDescription,
-    Worker,
+    Apply, Characteristics, ControlCode, Error, Health, Properties, PropertyError, PropertySpec,
+    Reply, Resource, ResourceContext, ResourceType, Result, Schema, StartupContext, StatusReporter,
+    Transition, TypeDescription, Worker,
 };
 
 /// How often a pending online reports progress.
@@ -30,7 +30,8 @@ pub struct DummyType;
 pub struct Dummy {
     ctx: ResourceContext,
     state_file: PathBuf,
-    online_delay: Duration,
+    /// Live: `SET_PROPERTIES` changes it for the next online.
+    online_delay: Mutex<Duration>,
     worker: Mutex<Option<Worker>>,
 }
 
@@ -50,7 +51,10 @@ impl ResourceType for DummyType {
                 PropertySpec::duration("online_delay")
                     .describe("Finish online on a worker after this long (0: at once)")
                     .default(Duration::ZERO)
-                    .max(60_000),
+                    .max(60_000)
+                    // Read at the next online only: a running resource
+                    // takes the new value without a restart.
+                    .apply(Apply::Live),
             ]),
         }
     }
@@ -60,26 +64,56 @@ impl ResourceType for DummyType {
         Ok(DummyType)
     }
 
-    fn open(&self, ctx: ResourceContext, properties: &Properties, recover: bool) -> Result<Dummy> {
-        let state_dir = PathBuf::from(properties.str("state_dir")?);
-        if !state_dir.is_dir() {
-            return Err(Error::NotFound(format!(
-                "property `state_dir`: {} is not a directory",
-                state_dir.display()
-            )));
+    /// `VALIDATE_PROPERTIES`: the schema, then what `open` checks
+    /// (`state_dir` is a directory), without opening anything.
+    fn control(&self, code: ControlCode, input: &[u8]) -> Result<Vec<u8>> {
+        match code {
+            ControlCode::VALIDATE_PROPERTIES => {
+                let valid = Self::describe()
+                    .schema
+                    .validate(&Properties::decode(input)?)?;
+                let dir = Path::new(valid.str("state_dir")?);
+                if !dir.is_dir() {
+                    return Err(PropertyError::invalid(
+                        "state_dir",
+                        format!("{} is not a directory", dir.display()),
+                    )
+                    .into());
+                }
+                Ok(Vec::new())
+            }
+            _ => Err(Error::unsupported(code)),
         }
+    }
+
+    fn open(&self, ctx: ResourceContext, properties: &Properties, recover: bool) -> Result<Dummy> {
+        let state_dir = state_dir(properties)?;
         let state_file = state_dir.join(format!("{}.state", ctx.name()));
         if recover && state_file.exists() {
+            // Debug: a one-shot host (an OCF agent) re-attaches at every action.
             ctx.log()
-                .info(format_args!("re-attached to {}", state_file.display()));
+                .debug(format_args!("re-attached to {}", state_file.display()));
         }
         Ok(Dummy {
-            online_delay: properties.duration("online_delay")?,
+            online_delay: Mutex::new(properties.duration("online_delay")?),
             state_file,
             worker: Mutex::new(None),
             ctx,
         })
     }
+}
+
+/// `state_dir`, which must be an existing directory: `NotFound` otherwise,
+/// since a directory that vanished means the workload is gone.
+fn state_dir(properties: &Properties) -> Result<PathBuf> {
+    let state_dir = PathBuf::from(properties.str("state_dir")?);
+    if !state_dir.is_dir() {
+        return Err(Error::NotFound(format!(
+            "property `state_dir`: {} is not a directory",
+            state_dir.display()
+        )));
+    }
+    Ok(state_dir)
 }
 
 impl Dummy {
@@ -108,12 +142,12 @@ impl Dummy {
 
 impl Resource for Dummy {
     fn online(&self, status: StatusReporter) -> Result<Transition> {
-        if self.online_delay.is_zero() {
+        let delay = *self.online_delay.lock().unwrap_or_else(|e| e.into_inner());
+        if delay.is_zero() {
             self.create_state_file()?;
             return Ok(Transition::Done);
         }
         self.stop_worker();
-        let delay = self.online_delay;
         let state_file = self.state_file.clone();
         let name = self.ctx.name().to_owned();
         let termination = self.ctx.termination().clone();
@@ -169,6 +203,38 @@ impl Resource for Dummy {
             )),
             Err(e) => Health::failed(format!("reading {}: {e}", self.state_file.display())),
         }
+    }
+
+    /// `SET_PROPERTIES`: a new `online_delay` applies from the next online;
+    /// changing `state_dir` needs a restart (output 1), as the schema says.
+    fn control(&self, code: ControlCode, input: &[u8]) -> Result<Vec<u8>> {
+        if code != ControlCode::SET_PROPERTIES {
+            return Err(Error::unsupported(code));
+        }
+        let changes = Properties::decode(input)?;
+        let mut restart = 0u8;
+        for (name, value) in changes.iter() {
+            match name {
+                "online_delay" => {
+                    let spec = DummyType::describe().schema;
+                    let spec = spec.spec("online_delay").cloned();
+                    if let Some(Err(problem)) = spec.map(|s| s.check(value)) {
+                        return Err(PropertyError::new("online_delay", problem).into());
+                    }
+                    *self.online_delay.lock().unwrap_or_else(|e| e.into_inner()) =
+                        changes.duration("online_delay")?;
+                }
+                "state_dir" => {
+                    if self.state_file.parent().and_then(Path::to_str) != changes.str(name).ok() {
+                        restart = 1;
+                    }
+                }
+                _ => {
+                    return Err(PropertyError::new(name, clusterkit::Problem::Unknown).into());
+                }
+            }
+        }
+        Ok(vec![restart])
     }
 
     fn close(self) -> Result<()> {

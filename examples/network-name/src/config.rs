@@ -24,6 +24,7 @@ pub(crate) fn schema() -> Schema {
         PropertySpec::string("name")
             .describe("The name to register (a fully qualified domain name inside `zone`)")
             .required()
+            .unique()
             .range(1, 254),
         PropertySpec::string("address")
             .describe("The IPv4 or IPv6 address `name` resolves to")

@@ -42,8 +42,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use clusterkit::{
-    Characteristics, Error, Health, Properties, Reply, Resource, ResourceContext, ResourceType,
-    Result, StartupContext, StatusReporter, StopFlag, Transition, TypeDescription, Worker,
+    Characteristics, ControlCode, Error, Health, Properties, Reply, Resource, ResourceContext,
+    ResourceType, Result, StartupContext, StatusReporter, StopFlag, Transition, TypeDescription,
+    Worker,
 };
 use hickory_proto::op::Message;
 
@@ -139,6 +140,19 @@ impl ResourceType for NetworkNameType {
     fn startup(ctx: &StartupContext) -> Result<NetworkNameType> {
         ctx.log.debug(format_args!("network-name type started"));
         Ok(NetworkNameType)
+    }
+
+    /// `VALIDATE_PROPERTIES`: the schema, then what `open` checks (the
+    /// name inside the zone, the servers, the TSIG key), offline.
+    fn control(&self, code: ControlCode, input: &[u8]) -> Result<Vec<u8>> {
+        match code {
+            ControlCode::VALIDATE_PROPERTIES => {
+                let valid = config::schema().validate(&Properties::decode(input)?)?;
+                Config::from_properties(&valid)?;
+                Ok(Vec::new())
+            }
+            _ => Err(Error::unsupported(code)),
+        }
     }
 
     fn open(

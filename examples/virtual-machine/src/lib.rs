@@ -36,9 +36,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use clusterkit::{
-    Characteristics, Error, Health, Properties, PropertyError, PropertySpec, Reply, Resource,
-    ResourceContext, ResourceType, Result, Schema, StartupContext, StatusReporter, StopFlag,
-    Transition, TypeDescription, Worker,
+    Characteristics, ControlCode, Error, Health, OperationTimeouts, Properties, PropertyError,
+    PropertySpec, Reply, Resource, ResourceContext, ResourceType, Result, Schema, StartupContext,
+    StatusReporter, StopFlag, Transition, TypeDescription, Worker,
 };
 
 mod config;
@@ -183,6 +183,31 @@ impl ResourceType for VirtualMachineType {
     fn startup(ctx: &StartupContext) -> Result<VirtualMachineType> {
         ctx.log.debug(format_args!("virtual-machine type started"));
         Ok(VirtualMachineType)
+    }
+
+    /// A guest can take minutes to boot or shut down, far past the
+    /// defaults; `start_timeout` and `powerdown_grace` (30 s and 5 s by
+    /// default) must fit inside these with room to spare.
+    fn operation_timeouts() -> OperationTimeouts {
+        OperationTimeouts::default()
+            .start(Duration::from_secs(300))
+            .stop(Duration::from_secs(180))
+    }
+
+    /// `VALIDATE_PROPERTIES`: the schema, then what `open` and `online`
+    /// check (`run_dir`, `extra_args`, the QEMU binary), offline. The
+    /// resource's name is not known here; a placeholder stands in for it.
+    fn control(&self, code: ControlCode, input: &[u8]) -> Result<Vec<u8>> {
+        match code {
+            ControlCode::VALIDATE_PROPERTIES => {
+                let valid = Self::describe()
+                    .schema
+                    .validate(&Properties::decode(input)?)?;
+                Config::from_properties("validate", &valid)?.resolve_binary()?;
+                Ok(Vec::new())
+            }
+            _ => Err(Error::unsupported(code)),
+        }
     }
 
     fn open(

@@ -63,6 +63,9 @@ pub struct PropertySpec {
     pub read_only: bool,
     /// When a change takes effect.
     pub apply: Apply,
+    /// No two resources may share the value (a disk's path): a cluster
+    /// manager refuses two resources with the same one (OCF `unique`).
+    pub unique: bool,
 }
 
 macro_rules! spec_constructors {
@@ -88,6 +91,7 @@ impl PropertySpec {
             required: false,
             read_only: false,
             apply: Apply::NextOnline,
+            unique: false,
         }
     }
 
@@ -132,6 +136,13 @@ impl PropertySpec {
     /// Marks the property as read-only after creation.
     pub fn read_only(mut self) -> PropertySpec {
         self.read_only = true;
+        self
+    }
+
+    /// Marks the property as unique: no two resources of the type may
+    /// share its value.
+    pub fn unique(mut self) -> PropertySpec {
+        self.unique = true;
         self
     }
 
