@@ -24,15 +24,12 @@ struct ck_library;
  * the library's table, or NULL with *error filled in. */
 const struct ck_library *clusterkit_startup(const struct ck_host *host, struct ck_error *error);
 
-#ifdef __cplusplus
-}
-#endif
 
 // The major ABI version: a reader refuses a table of another major.
 #define CK_ABI_VERSION_MAJOR 1
 
 // The minor ABI version: raised when fields are appended.
-#define CK_ABI_VERSION_MINOR 1
+#define CK_ABI_VERSION_MINOR 2
 
 // `major << 16 | minor`, as stored in `abi_version` fields.
 #define CK_ABI_VERSION ((CK_ABI_VERSION_MAJOR << 16) | CK_ABI_VERSION_MINOR)
@@ -172,6 +169,11 @@ const struct ck_library *clusterkit_startup(const struct ck_host *host, struct c
 // `ck_property_spec.flags`: `max` is set.
 #define CK_PROPERTY_HAS_MAX 16
 
+// `ck_type.property_extra_flags` (since 1.2): the value is a secret (a key,
+// a password). A host never shows it: not in a log line, an event, a
+// listing or an error message. Readers ignore extra flags they do not know.
+#define CK_PROPERTY_EXTRA_SECRET 1
+
 // The type arbitrates for quorum (`arbitrate`/`release`).
 #define CK_CHARACTERISTIC_QUORUM (1 << 0)
 
@@ -203,7 +205,7 @@ const struct ck_library *clusterkit_startup(const struct ck_host *host, struct c
 #define CK_CONTROL_GET_REQUIRED_DEPENDENCIES 5
 
 // Control: the first code available to resource types.
-#define CK_CONTROL_TYPE_SPECIFIC_BASE 2147483648
+#define CK_CONTROL_TYPE_SPECIFIC_BASE 2147483648u
 
 // Bytes of message a `ck_error` holds.
 #define CK_ERROR_MESSAGE_CAPACITY 1024
@@ -408,6 +410,11 @@ typedef struct ck_type {
   ck_control_fn control;
   // Optional: type control codes, called with `context`.
   ck_control_fn type_control;
+  // Since 1.2: NULL, or `property_count` words of `CK_PROPERTY_EXTRA_*`
+  // flags, one per spec in the same order. Flags that old readers must be
+  // free to ignore live here, not in `ck_property_spec.flags`, which
+  // 1.0 and 1.1 readers check strictly.
+  const uint32_t *property_extra_flags;
 } ck_type;
 
 // Frees a buffer the library returned.
@@ -448,5 +455,18 @@ typedef struct ck_host {
 
 // The type of the one exported symbol, `clusterkit_startup`.
 typedef const struct ck_library *(*ck_startup_fn)(const struct ck_host *host, struct ck_error *error);
+
+/* struct_size of a 1.0 ck_library (it ends after shutdown). */
+#define CK_LIBRARY_SIZE_1_0 offsetof(struct ck_library, name)
+
+/* struct_size of a 1.0 and 1.1 ck_type (it ends after type_control). */
+#define CK_TYPE_SIZE_1_0 offsetof(struct ck_type, property_extra_flags)
+
+/* struct_size of a 1.0 ck_host; a library refuses a smaller one. */
+#define CK_HOST_SIZE_1_0 (offsetof(struct ck_host, logger) + sizeof(struct ck_logger))
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif  /* CLUSTERKIT_H */

@@ -44,7 +44,7 @@ fn drives_the_dummy_library_through_its_lifecycle() {
     assert!(output.status.success(), "{text}");
     for line in [
         "loaded ",
-        ": ABI 1.1, library clusterkit-example-dummy ",
+        ": ABI 1.2, library clusterkit-example-dummy ",
         "type dummy: Online while <state_dir>/<name>.state exists (characteristics 0x2)",
         "  state_dir string required min 1: Directory of the state file",
         "open: ok",

@@ -19,7 +19,7 @@ const MAX_PROPERTIES: usize = 4096;
 /// `struct_size` of a version 1.0 `ck_library`: the smallest table accepted.
 const MIN_LIBRARY_SIZE: u32 = ffi::CK_LIBRARY_SIZE_1_0 as u32;
 /// `struct_size` of a version 1.0 `ck_type`.
-const MIN_TYPE_SIZE: u32 = size_of::<ck_type>() as u32;
+const MIN_TYPE_SIZE: u32 = ffi::CK_TYPE_SIZE_1_0 as u32;
 
 /// Why a resource library could not be loaded. Every message names the file.
 #[derive(Debug, thiserror::Error)]
@@ -375,10 +375,21 @@ fn read_type(raw: *const ck_type) -> Result<TypeEntry, String> {
     if ty.property_count > 0 && ty.properties.is_null() {
         return Err(problem("properties is NULL".into()));
     }
+    // Since 1.2; absent (NULL) when the library's ck_type ends before it.
+    let extra_flags = if ty.struct_size as usize >= size_of::<ck_type>() {
+        ty.property_extra_flags
+    } else {
+        std::ptr::null()
+    };
     let mut specs = Vec::with_capacity(ty.property_count);
     for i in 0..ty.property_count {
         // SAFETY: `properties` points to `property_count` specs, valid until shutdown.
-        let spec = unsafe { (*ty.properties.add(i)).to_spec() }.map_err(problem)?;
+        let mut spec = unsafe { (*ty.properties.add(i)).to_spec() }.map_err(problem)?;
+        if !extra_flags.is_null() {
+            // SAFETY: a non-NULL `property_extra_flags` has `property_count` words.
+            let flags = unsafe { *extra_flags.add(i) };
+            spec.secret = flags & ffi::CK_PROPERTY_EXTRA_SECRET != 0;
+        }
         specs.push(spec);
     }
     let schema = Schema::new(specs);

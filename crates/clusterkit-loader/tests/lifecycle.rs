@@ -232,9 +232,13 @@ fn panicky(panic_in: &str) -> clusterkit_loader::LoadedResource {
 fn assert_panicked<T: std::fmt::Debug>(result: Result<T, Error>, entry_point: &str) {
     let err = result.unwrap_err();
     assert_eq!(err.code(), ErrorCode::Panicked, "{entry_point}: {err}");
-    assert_eq!(
-        err.to_string(),
-        format!("panicked: panicky: told to panic in {entry_point}")
+    // The message, then where the panic happened.
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "panicked: panicky: told to panic in {entry_point} (at crates/clusterkit-fixtures/src/lib.rs:"
+        )),
+        "{text}"
     );
 }
 

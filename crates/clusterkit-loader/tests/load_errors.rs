@@ -106,7 +106,7 @@ fn another_abi_major_is_refused_naming_both_versions() {
     assert_eq!(
         err.to_string(),
         format!(
-            "resource library {}: built for clusterkit ABI 99.3, but this host speaks ABI 1.1; \
+            "resource library {}: built for clusterkit ABI 99.3, but this host speaks ABI 1.2; \
              rebuild the library against clusterkit ABI 1",
             path.display()
         )
@@ -200,13 +200,20 @@ fn startup_that_fails_or_panics() {
             panic!("expected StartupFailed, got {err:?}");
         };
         assert_eq!(source.code(), code);
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "resource library {}: startup failed: {message}",
-                path.display()
-            )
+        // A panic's message says where it happened.
+        let text = err.to_string();
+        let expected = format!(
+            "resource library {}: startup failed: {message}",
+            path.display()
         );
+        if code == ErrorCode::Panicked {
+            assert!(
+                text.starts_with(&format!("{expected} (at crates/clusterkit-fixtures/src/lib.rs:")),
+                "{text}"
+            );
+        } else {
+            assert_eq!(text, expected);
+        }
     }
     // SAFETY: as above.
     unsafe { std::env::remove_var("CLUSTERKIT_FIXTURE_STARTUP") };

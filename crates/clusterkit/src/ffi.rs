@@ -53,7 +53,7 @@ use crate::{Apply, Error, ErrorCode, Health, PropertyKind, PropertySpec, Resourc
 /// The major ABI version: a reader refuses a table of another major.
 pub const CK_ABI_VERSION_MAJOR: u32 = 1;
 /// The minor ABI version: raised when fields are appended.
-pub const CK_ABI_VERSION_MINOR: u32 = 1;
+pub const CK_ABI_VERSION_MINOR: u32 = 2;
 /// `major << 16 | minor`, as stored in `abi_version` fields.
 pub const CK_ABI_VERSION: u32 = (CK_ABI_VERSION_MAJOR << 16) | CK_ABI_VERSION_MINOR;
 
@@ -154,6 +154,11 @@ pub const CK_PROPERTY_HAS_MIN: u32 = 8;
 /// `ck_property_spec.flags`: `max` is set.
 pub const CK_PROPERTY_HAS_MAX: u32 = 16;
 
+/// `ck_type.property_extra_flags` (since 1.2): the value is a secret (a key,
+/// a password). A host never shows it: not in a log line, an event, a
+/// listing or an error message. Readers ignore extra flags they do not know.
+pub const CK_PROPERTY_EXTRA_SECRET: u32 = 1;
+
 /// The type arbitrates for quorum (`arbitrate`/`release`).
 pub const CK_CHARACTERISTIC_QUORUM: u64 = 1 << 0;
 /// The type adopts its running workload after a monitor restart.
@@ -176,7 +181,7 @@ pub const CK_CONTROL_SET_PROPERTIES: u32 = 4;
 /// Control: output a property list with a multi-string `types`.
 pub const CK_CONTROL_GET_REQUIRED_DEPENDENCIES: u32 = 5;
 /// Control: the first code available to resource types.
-pub const CK_CONTROL_TYPE_SPECIFIC_BASE: u32 = 0x8000_0000;
+pub const CK_CONTROL_TYPE_SPECIFIC_BASE: u32 = 0x8000_0000u32;
 
 /// Bytes of message a `ck_error` holds.
 pub const CK_ERROR_MESSAGE_CAPACITY: usize = 1024;
@@ -438,6 +443,11 @@ pub struct ck_type {
     pub control: ck_control_fn,
     /// Optional: type control codes, called with `context`.
     pub type_control: ck_control_fn,
+    /// Since 1.2: NULL, or `property_count` words of `CK_PROPERTY_EXTRA_*`
+    /// flags, one per spec in the same order. Flags that old readers must be
+    /// free to ignore live here, not in `ck_property_spec.flags`, which
+    /// 1.0 and 1.1 readers check strictly.
+    pub property_extra_flags: *const u32,
 }
 
 /// Frees a buffer the library returned.
@@ -468,8 +478,17 @@ pub struct ck_library {
 }
 
 /// `struct_size` of a 1.0 `ck_library`, which ends after `shutdown`: a
-/// reader accepts it and treats `name` and `version` as absent.
+/// reader accepts it and treats `name` and `version` as absent. (The header
+/// defines it with `offsetof`, as cbindgen cannot evaluate this.)
 pub const CK_LIBRARY_SIZE_1_0: usize = std::mem::offset_of!(ck_library, name);
+
+/// `struct_size` of a 1.0 (and 1.1) `ck_type`, which ends after
+/// `type_control`: a reader treats `property_extra_flags` as absent.
+pub const CK_TYPE_SIZE_1_0: usize = std::mem::offset_of!(ck_type, property_extra_flags);
+
+/// `struct_size` of a 1.0 `ck_host` (still the current layout): a library
+/// refuses a smaller one without reading past its end.
+pub const CK_HOST_SIZE_1_0: usize = size_of::<ck_host>();
 
 /// The type of the one exported symbol, `clusterkit_startup`.
 pub type ck_startup_fn =

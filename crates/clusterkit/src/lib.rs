@@ -140,6 +140,7 @@ mod error;
 pub mod export;
 pub mod ffi;
 mod log;
+mod name;
 pub mod properties;
 mod resource;
 mod state;
@@ -150,9 +151,10 @@ pub use characteristics::Characteristics;
 pub use control::ControlCode;
 pub use error::{Error, ErrorCode, Result};
 pub use log::{Level, LogSink, Logger};
+pub use name::{MAX_RESOURCE_NAME_LEN, validate_resource_name};
 pub use properties::{
     Apply, DecodeError, Problem, Properties, PropertyError, PropertyErrors, PropertyKind,
-    PropertySpec, Schema, UpdateEffect, Value,
+    PropertySpec, Redacted, Schema, UpdateEffect, Value,
 };
 pub use resource::{
     LostOwnership, Resource, ResourceContext, ResourceType, StartupContext, TypeDescription,
