@@ -8,7 +8,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
 use crate::ffi::{
@@ -47,13 +47,20 @@ thread_local! {
 /// No backtrace is captured inside boundary calls: std's symbolizer cache
 /// lives in the library's copy of std and would be lost at `dlclose`.
 fn install_panic_hook() {
+    type Hook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+    // The previous hook lives in a static and the new hook captures
+    // nothing, so installing it allocates nothing that `dlclose` would leak.
+    static PREVIOUS: OnceLock<Hook> = OnceLock::new();
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
+        let _ = PREVIOUS.set(std::panic::take_hook());
+        std::panic::set_hook(Box::new(|info| {
             let inside = IN_BOUNDARY.try_with(Cell::get).unwrap_or(false);
             if !inside {
-                return previous(info);
+                if let Some(previous) = PREVIOUS.get() {
+                    previous(info);
+                }
+                return;
             }
             let location = info
                 .location()
@@ -487,7 +494,11 @@ fn transition<T: ResourceType>(
             return Err(Error::InvalidInput(format!(
                 "{what}: the status reporter's `{}` callback is NULL; both `report` \
                  and `complete` are required",
-                if reporter.report.is_none() { "report" } else { "complete" }
+                if reporter.report.is_none() {
+                    "report"
+                } else {
+                    "complete"
+                }
             )));
         }
         holder.termination.lower();

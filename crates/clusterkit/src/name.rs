@@ -74,7 +74,14 @@ mod tests {
 
     #[test]
     fn accepts_the_alphabet_and_refuses_the_rest() {
-        for good in ["a", "A9", "web", "db_1.primary-x", "9lives", &"x".repeat(63)] {
+        for good in [
+            "a",
+            "A9",
+            "web",
+            "db_1.primary-x",
+            "9lives",
+            &"x".repeat(63),
+        ] {
             validate_resource_name(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
         }
         for (bad, why) in [

@@ -193,12 +193,14 @@ impl PropertySpec {
             _ => ("below", "above"),
         };
         match problem {
-            Problem::BelowMin { min, .. } => {
-                Problem::Invalid(format!("the secret value is {} the minimum {min}", measure.0))
-            }
-            Problem::AboveMax { max, .. } => {
-                Problem::Invalid(format!("the secret value is {} the maximum {max}", measure.1))
-            }
+            Problem::BelowMin { min, .. } => Problem::Invalid(format!(
+                "the secret value is {} the minimum {min}",
+                measure.0
+            )),
+            Problem::AboveMax { max, .. } => Problem::Invalid(format!(
+                "the secret value is {} the maximum {max}",
+                measure.1
+            )),
             other => other,
         }
     }
