@@ -302,11 +302,14 @@ typedef uint32_t (*ck_report_fn)(void *context,
                                  uint64_t wait_hint_ms);
 
 // Reports the end of a pending operation: `state` is `CK_STATE_ONLINE`,
-// `CK_STATE_OFFLINE` or `CK_STATE_FAILED` (then `error` is not NULL).
+// `CK_STATE_OFFLINE` or `CK_STATE_FAILED` (then `error` is not NULL, and
+// valid only until the callback returns).
 typedef void (*ck_complete_fn)(void *context, uint32_t state, const struct ck_error *error);
 
 // How a pending `online`/`offline` reports progress and completion.
-// Copy it by value; its context lives until `close` returns.
+// Copy it by value; its context lives until `close` returns. Both
+// callbacks are required (NULL is `CK_E_INVALID_INPUT`); give each
+// operation a context of its own, as reports carry no operation id.
 typedef struct ck_status_reporter {
   // Passed back to the callbacks.
   void *context;
@@ -363,7 +366,8 @@ typedef struct ck_buffer {
 } ck_buffer;
 
 // `control(target, code, input, output, error)` for a resource or a type
-// context; `output` is set to a library-allocated buffer (possibly empty).
+// context; `*output` is set to a library-allocated buffer (possibly empty)
+// on every path, error included, so the host may always free it.
 typedef int32_t (*ck_control_fn)(void *target,
                                  uint32_t code,
                                  struct ck_bytes input,

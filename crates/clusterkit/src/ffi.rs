@@ -27,6 +27,7 @@
 //! | resource handle (`void *`) from `open` | library | `close` returns (whatever its result) | library, in `close` |
 //! | `ck_logger`, `ck_status_reporter`, `ck_lost_callback` contexts | host | `close` returns | host, after `close` |
 //! | the `ck_host` logger context | host | `shutdown` returns | host |
+//! | the `ck_error *` given to `complete` | library | `complete` returns | library |
 //!
 //! # Concurrency
 //!
@@ -38,10 +39,13 @@
 //! # Errors
 //!
 //! Every function returns [`CK_OK`] or an error code ([`ErrorCode`]) and
-//! then fills the `ck_error` it was given (if not NULL) with the code and a
+//! fills the `ck_error` it was given (if not NULL) with the code and a
 //! UTF-8 message, truncated to [`CK_ERROR_MESSAGE_CAPACITY`] bytes on a
-//! character boundary. A panic in a Rust entry point is caught at the
-//! boundary and returned as `CK_E_PANICKED`.
+//! character boundary; on success with `CK_OK` and an empty message. Every
+//! other output (`*resource`, `*state`, `*health`, `*output`) is written on
+//! every path too: `docs/C-API.md`, "Guarantees on failure". A panic in a
+//! Rust entry point is caught at the boundary and returned as
+//! `CK_E_PANICKED`.
 
 #![allow(non_camel_case_types)]
 
@@ -304,12 +308,15 @@ pub type ck_report_fn = Option<
 >;
 
 /// Reports the end of a pending operation: `state` is `CK_STATE_ONLINE`,
-/// `CK_STATE_OFFLINE` or `CK_STATE_FAILED` (then `error` is not NULL).
+/// `CK_STATE_OFFLINE` or `CK_STATE_FAILED` (then `error` is not NULL, and
+/// valid only until the callback returns).
 pub type ck_complete_fn =
     Option<unsafe extern "C" fn(context: *mut c_void, state: u32, error: *const ck_error)>;
 
 /// How a pending `online`/`offline` reports progress and completion.
-/// Copy it by value; its context lives until `close` returns.
+/// Copy it by value; its context lives until `close` returns. Both
+/// callbacks are required (NULL is `CK_E_INVALID_INPUT`); give each
+/// operation a context of its own, as reports carry no operation id.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ck_status_reporter {
@@ -390,7 +397,8 @@ pub type ck_arbitrate_fn = Option<
     ) -> i32,
 >;
 /// `control(target, code, input, output, error)` for a resource or a type
-/// context; `output` is set to a library-allocated buffer (possibly empty).
+/// context; `*output` is set to a library-allocated buffer (possibly empty)
+/// on every path, error included, so the host may always free it.
 pub type ck_control_fn = Option<
     unsafe extern "C" fn(
         target: *mut c_void,
