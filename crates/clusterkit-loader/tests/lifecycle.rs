@@ -328,3 +328,25 @@ fn control_codes_and_arbitration_cross_the_table() {
     resource.release().unwrap();
     resource.close().unwrap();
 }
+
+#[test]
+fn secret_properties_and_resource_names_cross_the_c_table() {
+    let path = cdylib("clusterkit-example-network-name", "clusterkit_network_name");
+    let library = Library::load(&path, Logger::discard()).unwrap();
+    let schema = library
+        .resource_type("network-name")
+        .unwrap()
+        .schema()
+        .clone();
+    assert!(schema.spec("tsig_secret").unwrap().is_secret());
+    assert!(!schema.spec("zone").unwrap().is_secret());
+
+    let dir = TempDir::new("loader-names");
+    for bad in ["", "../../etc/evil", "a\0b", "-x"] {
+        let err = dummy_type()
+            .open(bad, &dummy_props(&dir), false, Logger::discard())
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidInput, "{bad:?}: {err}");
+        assert!(err.to_string().contains("resource name"), "{err}");
+    }
+}

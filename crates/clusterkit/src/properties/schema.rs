@@ -950,6 +950,63 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_never_shows_in_errors_debug_or_redacted_text() {
+        let schema = Schema::new(vec![
+            PropertySpec::string("key").secret().range(4, 8),
+            PropertySpec::u64("pin").secret().max(9999),
+            PropertySpec::bytes("blob").secret(),
+            PropertySpec::string("user"),
+        ]);
+        schema.check_self().unwrap();
+        let mut input = Properties::new();
+        input.insert("key", "s3cr3t-too-long");
+        input.insert("pin", 123456u64);
+        input.insert("user", "admin");
+        let text = schema.validate(&input).unwrap_err().to_string();
+        assert_eq!(
+            text,
+            "property `key`: the secret value is longer than the maximum 8\n\
+             property `pin`: the secret value is above the maximum 9999"
+        );
+        for (name, text) in [("pin", "12x4"), ("blob", "zz-top")] {
+            let e = schema
+                .spec(name)
+                .unwrap()
+                .parse(text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("property `{name}`: the secret value is not")),
+                "{e}"
+            );
+            assert!(!e.contains(text), "{e}");
+        }
+        input.insert("key", "s3cr3t");
+        input.insert("pin", 1234u64);
+        let valid = schema.validate(&input).unwrap();
+        let debug = format!("{valid:?}");
+        assert_eq!(
+            debug,
+            r#"{"key": <secret>, "pin": <secret>, "user": String("admin")}"#
+        );
+        assert_eq!(
+            schema.redact(&input).to_string(),
+            r#"key=<secret> pin=<secret> user="admin""#
+        );
+        // Equality ignores the marks: a validated list equals its input.
+        assert_eq!(valid, input);
+        // Coerced text is marked too.
+        let coerced = schema.coerce(&input).unwrap();
+        assert!(coerced.is_secret("key") && !coerced.is_secret("user"));
+
+        let with_default = Schema::new(vec![PropertySpec::string("key").secret().default("x")]);
+        assert_eq!(
+            with_default.check_self().unwrap_err().to_string(),
+            "property `key`: a secret cannot have a default: the default is published with the schema"
+        );
+    }
+
+    #[test]
     fn schema_checks_itself() {
         let bad = Schema::new(vec![
             PropertySpec::u32("a").default(7u32).max(5),
