@@ -69,6 +69,7 @@ mod pool;
 mod process;
 pub mod protocol;
 mod state_file;
+mod static_types;
 
 pub use config::{
     Backoff, MIN_DEADLOCK_TIMEOUT, Placement, ResourceConfig, RestartAction, RestartPolicy, Timing,
@@ -82,3 +83,4 @@ pub use process::{
     MonitorProgram, ProcessControl, SystemProcesses, hand_socket_to_monitor, thread_diagnostics,
 };
 pub use state_file::{Desired, PersistedResource, PersistedState};
+pub use static_types::{STATIC_LIBRARY_PREFIX, register_static_library, static_library_path};

@@ -92,8 +92,9 @@ pub(crate) struct LibraryInner {
     pub(crate) types: Vec<TypeEntry>,
     /// The `ck_host` logger context; must outlive `shutdown`.
     _host_log: Box<Logger>,
-    /// Dropped last: unloading the code must come after `shutdown`.
-    _library: libloading::Library,
+    /// Dropped last: unloading the code must come after `shutdown`. None
+    /// for types linked into this binary ([`Library::from_static`]).
+    _library: Option<libloading::Library>,
 }
 
 // SAFETY: the ABI makes every table function callable from any thread; the
@@ -190,7 +191,39 @@ impl Library {
         let startup = unsafe { library.get::<ffi::ck_startup_fn>(ffi::STARTUP_SYMBOL) }
             .map(|symbol| *symbol)
             .map_err(|_| LoadError::MissingStartup { path: path.clone() })?;
+        Library::start(path, startup, Some(library), log)
+    }
 
+    /// Opens resource types linked into this binary: the
+    /// `CLUSTERKIT_LIBRARY` that `clusterkit::export_resource_types!`
+    /// defines in their crate. Everything after `dlopen` is as in
+    /// [`load`](Self::load): the same startup, checks and C table. Its
+    /// [`path`](Self::path) is `static:<crate name>`.
+    ///
+    /// ```no_run
+    /// # use clusterkit::Logger;
+    /// # use clusterkit_loader::Library;
+    /// # fn demo(linked: &'static clusterkit::export::StaticLibrary) {
+    /// // `linked` is e.g. `&clusterkit_dummy::CLUSTERKIT_LIBRARY`.
+    /// let library = Library::from_static(linked, Logger::discard()).unwrap();
+    /// assert_eq!(library.path().to_str(), Some(format!("static:{}", linked.name).as_str()));
+    /// # }
+    /// ```
+    pub fn from_static(
+        linked: &'static clusterkit::export::StaticLibrary,
+        log: Logger,
+    ) -> Result<Library, LoadError> {
+        let path = PathBuf::from(format!("static:{}", linked.name));
+        Library::start(path, linked.startup, None, log)
+    }
+
+    /// Calls `startup` and checks the table it returns.
+    fn start(
+        path: PathBuf,
+        startup: ffi::ck_startup_fn,
+        library: Option<libloading::Library>,
+        log: Logger,
+    ) -> Result<Library, LoadError> {
         let host_log = Box::new(log);
         let host = ffi::ck_host {
             abi_version: ffi::CK_ABI_VERSION,
