@@ -3,7 +3,7 @@
 
 # Debian packages by purpose; a purpose's packages are installed together.
 declare -A CLUSTERKIT_PACKAGES=(
-    [build]="gcc libc6-dev valgrind"
+    [build]="gcc g++ libc6-dev valgrind binutils"
     [dns]="bind9 bind9-dnsutils"
     [vm]="qemu-system-x86 qemu-utils"
     [ocf]="resource-agents libxml2-utils"
@@ -13,6 +13,8 @@ declare -A CLUSTERKIT_PACKAGES=(
 # Maps a package to a command proving it is installed (empty: ask dpkg).
 declare -A CLUSTERKIT_PROBE=(
     [gcc]="cc"
+    [g++]="g++"
+    [binutils]="nm"
     [bind9]="named"
     [bind9-dnsutils]="dig"
     [qemu-system-x86]="qemu-system-x86_64"

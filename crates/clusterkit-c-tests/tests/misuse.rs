@@ -194,3 +194,55 @@ fn a_secret_property_is_flagged_in_the_schema() {
     let library = cdylib("clusterkit-example-network-name", "clusterkit_network_name");
     scenario("secret", &library);
 }
+
+/// The header in C++: it compiles cleanly, and the `extern "C"` block
+/// spans every typedef (function-pointer types then have C language
+/// linkage; GCC does not tell the two apart, so the block is checked in the
+/// text).
+#[test]
+fn the_header_is_valid_cpp_with_every_typedef_inside_extern_c() {
+    let header = std::fs::read_to_string(include_dir().join("clusterkit.h")).unwrap();
+    let open = header
+        .find("extern \"C\" {")
+        .expect("an extern \"C\" block");
+    let close = header.rfind("#ifdef __cplusplus\n}").expect("its end");
+    for (at, line) in header.match_indices("typedef ") {
+        assert!(
+            open < at && at < close,
+            "typedef outside extern \"C\": {}",
+            &header[at..][..line.len() + 40]
+        );
+    }
+    let dir = TempDir::new("header-cpp");
+    let source = dir.path().join("use.cpp");
+    std::fs::write(
+        &source,
+        "#include \"clusterkit.h\"\n\
+         #include <type_traits>\n\
+         static_assert(std::is_unsigned<decltype(CK_CONTROL_TYPE_SPECIFIC_BASE)>::value, \"unsigned\");\n\
+         static_assert(CK_LIBRARY_SIZE_1_0 == offsetof(ck_library, name), \"1.0 size\");\n\
+         int main() { ck_startup_fn f = clusterkit_startup; return f == nullptr; }\n",
+    )
+    .unwrap();
+    let output = Command::new(require_tool("g++", "g++"))
+        .args([
+            "-std=c++17",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-c",
+            "-I",
+        ])
+        .arg(include_dir())
+        .arg(&source)
+        .arg("-o")
+        .arg(dir.path().join("use.o"))
+        .output()
+        .expect("running g++");
+    assert!(
+        output.status.success(),
+        "the header does not compile as C++:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
