@@ -215,3 +215,17 @@ fn drives_the_disk_library_after_formatting_through_a_control_code() {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
 }
+
+#[test]
+fn the_c_host_lists_secret_properties_as_secret() {
+    let dir = TempDir::new("c-host-secret");
+    let host = c_host(&dir);
+    let lib = cdylib("clusterkit-example-network-name", "clusterkit_network_name");
+    let (output, text) = run(&[host.as_os_str(), lib.as_os_str()]);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("  tsig_secret string required secret min 1: "),
+        "{text}"
+    );
+    assert!(text.contains("  zone string required min 1"), "{text}");
+}

@@ -486,9 +486,10 @@ impl ResourceTypeHandle {
         &self.entry().description.schema
     }
 
-    /// Opens the resource `name`. `properties` are validated against the
-    /// schema here (defaults filled in) before the library sees them, so a C
-    /// library gets the same checks as a Rust one. `log` receives the
+    /// Opens the resource `name`. The name
+    /// ([`clusterkit::validate_resource_name`]) and `properties` are
+    /// validated here (defaults filled in) before the library sees them, so
+    /// a C library gets the same checks as a Rust one. `log` receives the
     /// resource's log lines.
     pub fn open(
         &self,
@@ -497,6 +498,7 @@ impl ResourceTypeHandle {
         recover: bool,
         log: Logger,
     ) -> Result<LoadedResource> {
+        clusterkit::validate_resource_name(name)?;
         let validated = self.schema().validate(properties)?;
         LoadedResource::open(self.clone(), name, &validated, recover, log)
     }
