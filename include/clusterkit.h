@@ -249,7 +249,8 @@ typedef struct ck_property_spec {
   struct ck_str description;
   // One of the `CK_KIND_*` values.
   uint32_t kind;
-  // `CK_PROPERTY_*` flags.
+  // `CK_PROPERTY_*` flags; readers refuse unknown bits, so newer,
+  // ignorable flags are in `ck_type.property_extra_flags`.
   uint32_t flags;
   // Inclusive lower bound of the value (integers, durations in ms) or of
   // the length (strings, bytes, multi-string entries); for `CK_KIND_I64`
@@ -451,7 +452,8 @@ typedef struct ck_library {
 typedef struct ck_host {
   // The host's [`CK_ABI_VERSION`].
   uint32_t abi_version;
-  // `sizeof(ck_host)` as the host knows it.
+  // `sizeof(ck_host)` as the host knows it; a library refuses less than
+  // `CK_HOST_SIZE_1_0` without reading past it.
   uint32_t struct_size;
   // Lines logged by the library outside any resource (startup, types).
   struct ck_logger logger;

@@ -271,7 +271,8 @@ pub struct ck_property_spec {
     pub description: ck_str,
     /// One of the `CK_KIND_*` values.
     pub kind: u32,
-    /// `CK_PROPERTY_*` flags.
+    /// `CK_PROPERTY_*` flags; readers refuse unknown bits, so newer,
+    /// ignorable flags are in `ck_type.property_extra_flags`.
     pub flags: u32,
     /// Inclusive lower bound of the value (integers, durations in ms) or of
     /// the length (strings, bytes, multi-string entries); for `CK_KIND_I64`
@@ -347,7 +348,8 @@ pub struct ck_lost_callback {
 pub struct ck_host {
     /// The host's [`CK_ABI_VERSION`].
     pub abi_version: u32,
-    /// `sizeof(ck_host)` as the host knows it.
+    /// `sizeof(ck_host)` as the host knows it; a library refuses less than
+    /// `CK_HOST_SIZE_1_0` without reading past it.
     pub struct_size: u32,
     /// Lines logged by the library outside any resource (startup, types).
     pub logger: ck_logger,

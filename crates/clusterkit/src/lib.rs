@@ -131,6 +131,10 @@
 //!   name the property ([`PropertyErrors`]).
 //! - **Logging** goes through [`ResourceContext::log`]; the host attributes
 //!   every line to the resource.
+//! - **Secrets.** Keys and passwords are declared [`PropertySpec::secret`]:
+//!   hosts and this crate then keep their values out of every message, and
+//!   a resource never logs them either (show lists with [`Schema::redact`]).
+//! - **Names** follow [`validate_resource_name`]; the C ABI refuses others.
 
 #![warn(missing_docs)]
 
