@@ -127,12 +127,12 @@ fn valgrind(args: &[&std::ffi::OsStr]) -> String {
         os("--error-exitcode=99"),
     ];
     full.extend_from_slice(args);
-    // Without RUST_BACKTRACE: std's backtrace symbolizer keeps its parsed
-    // debug info in globals of the library, which dlclose then unloads;
-    // valgrind would count that one-time cache as lost.
+    // With RUST_BACKTRACE=1: a panic inside a boundary call captures no
+    // backtrace, so std's symbolizer cache (globals of the library, lost at
+    // dlclose) is never filled.
     let output = Command::new(full[0])
         .args(&full[1..])
-        .env("RUST_BACKTRACE", "0")
+        .env("RUST_BACKTRACE", "1")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
