@@ -73,12 +73,18 @@ fn install_panic_hook() {
 /// Runs `f` as a boundary call, turning a panic into [`Error::Panicked`]
 /// with the panic's message and location.
 fn catch_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let outer = IN_BOUNDARY.with(|b| b.replace(true));
+    // `try_with`: a call from a thread's TLS destructors must not panic
+    // here, outside `catch_unwind` (the panic would then be printed, the
+    // only loss).
+    let outer = IN_BOUNDARY.try_with(|b| b.replace(true)).unwrap_or(false);
     let outcome = catch_unwind(AssertUnwindSafe(f));
-    IN_BOUNDARY.with(|b| b.set(outer));
+    let _ = IN_BOUNDARY.try_with(|b| b.set(outer));
     outcome.unwrap_or_else(|payload| {
         let message = panic_message(payload);
-        let location = PANIC_LOCATION.with(|slot| slot.borrow_mut().take());
+        let location = PANIC_LOCATION
+            .try_with(|slot| slot.borrow_mut().take())
+            .ok()
+            .flatten();
         Err(Error::Panicked(match location {
             Some(at) => format!("{message} (at {at})"),
             None => message,
