@@ -73,9 +73,9 @@ fn install_panic_hook() {
 /// Runs `f` as a boundary call, turning a panic into [`Error::Panicked`]
 /// with the panic's message and location.
 fn catch_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    // `try_with`: a call from a thread's TLS destructors must not panic
-    // here, outside `catch_unwind` (the panic would then be printed, the
-    // only loss).
+    // `try_with`: a call made from a thread's TLS destructors must not
+    // panic here, outside `catch_unwind`; its panics are still caught, only
+    // printed by the previous hook.
     let outer = IN_BOUNDARY.try_with(|b| b.replace(true)).unwrap_or(false);
     let outcome = catch_unwind(AssertUnwindSafe(f));
     let _ = IN_BOUNDARY.try_with(|b| b.set(outer));
