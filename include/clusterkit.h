@@ -24,15 +24,12 @@ struct ck_library;
  * the library's table, or NULL with *error filled in. */
 const struct ck_library *clusterkit_startup(const struct ck_host *host, struct ck_error *error);
 
-#ifdef __cplusplus
-}
-#endif
 
 // The major ABI version: a reader refuses a table of another major.
 #define CK_ABI_VERSION_MAJOR 1
 
 // The minor ABI version: raised when fields are appended.
-#define CK_ABI_VERSION_MINOR 1
+#define CK_ABI_VERSION_MINOR 2
 
 // `major << 16 | minor`, as stored in `abi_version` fields.
 #define CK_ABI_VERSION ((CK_ABI_VERSION_MAJOR << 16) | CK_ABI_VERSION_MINOR)
@@ -172,8 +169,16 @@ const struct ck_library *clusterkit_startup(const struct ck_host *host, struct c
 // `ck_property_spec.flags`: `max` is set.
 #define CK_PROPERTY_HAS_MAX 16
 
-// `ck_property_spec.flags`: no two resources may share the value (since 1.1).
-#define CK_PROPERTY_UNIQUE 32
+// `ck_type.property_extra_flags` (since 1.2): the value is a secret (a key,
+// a password). A host never shows it: not in a log line, an event, a
+// listing or an error message. Readers ignore extra flags they do not know.
+#define CK_PROPERTY_EXTRA_SECRET 1
+
+// `ck_type.property_extra_flags` (since 1.2): no two resources may share the
+// value (a disk's path; OCF `unique`). An extra flag rather than a
+// `ck_property_spec.flags` bit, because 1.0 and 1.1 readers refuse unknown
+// bits there and would refuse the library.
+#define CK_PROPERTY_EXTRA_UNIQUE 2
 
 // The type arbitrates for quorum (`arbitrate`/`release`).
 #define CK_CHARACTERISTIC_QUORUM (1 << 0)
@@ -210,7 +215,7 @@ const struct ck_library *clusterkit_startup(const struct ck_host *host, struct c
 #define CK_CONTROL_GET_OPERATION_TIMEOUTS 6
 
 // Control: the first code available to resource types.
-#define CK_CONTROL_TYPE_SPECIFIC_BASE 2147483648
+#define CK_CONTROL_TYPE_SPECIFIC_BASE 2147483648u
 
 // Bytes of message a `ck_error` holds.
 #define CK_ERROR_MESSAGE_CAPACITY 1024
@@ -254,7 +259,8 @@ typedef struct ck_property_spec {
   struct ck_str description;
   // One of the `CK_KIND_*` values.
   uint32_t kind;
-  // `CK_PROPERTY_*` flags.
+  // `CK_PROPERTY_*` flags; readers refuse unknown bits, so newer,
+  // ignorable flags are in `ck_type.property_extra_flags`.
   uint32_t flags;
   // Inclusive lower bound of the value (integers, durations in ms) or of
   // the length (strings, bytes, multi-string entries); for `CK_KIND_I64`
@@ -307,11 +313,14 @@ typedef uint32_t (*ck_report_fn)(void *context,
                                  uint64_t wait_hint_ms);
 
 // Reports the end of a pending operation: `state` is `CK_STATE_ONLINE`,
-// `CK_STATE_OFFLINE` or `CK_STATE_FAILED` (then `error` is not NULL).
+// `CK_STATE_OFFLINE` or `CK_STATE_FAILED` (then `error` is not NULL, and
+// valid only until the callback returns).
 typedef void (*ck_complete_fn)(void *context, uint32_t state, const struct ck_error *error);
 
 // How a pending `online`/`offline` reports progress and completion.
-// Copy it by value; its context lives until `close` returns.
+// Copy it by value; its context lives until `close` returns. Both
+// callbacks are required (NULL is `CK_E_INVALID_INPUT`); give each
+// operation a context of its own, as reports carry no operation id.
 typedef struct ck_status_reporter {
   // Passed back to the callbacks.
   void *context;
@@ -368,7 +377,8 @@ typedef struct ck_buffer {
 } ck_buffer;
 
 // `control(target, code, input, output, error)` for a resource or a type
-// context; `output` is set to a library-allocated buffer (possibly empty).
+// context; `*output` is set to a library-allocated buffer (possibly empty)
+// on every path, error included, so the host may always free it.
 typedef int32_t (*ck_control_fn)(void *target,
                                  uint32_t code,
                                  struct ck_bytes input,
@@ -415,6 +425,11 @@ typedef struct ck_type {
   ck_control_fn control;
   // Optional: type control codes, called with `context`.
   ck_control_fn type_control;
+  // Since 1.2: NULL, or `property_count` words of `CK_PROPERTY_EXTRA_*`
+  // flags, one per spec in the same order. Flags that old readers must be
+  // free to ignore live here, not in `ck_property_spec.flags`, which
+  // 1.0 and 1.1 readers check strictly.
+  const uint32_t *property_extra_flags;
 } ck_type;
 
 // Frees a buffer the library returned.
@@ -447,7 +462,8 @@ typedef struct ck_library {
 typedef struct ck_host {
   // The host's [`CK_ABI_VERSION`].
   uint32_t abi_version;
-  // `sizeof(ck_host)` as the host knows it.
+  // `sizeof(ck_host)` as the host knows it; a library refuses less than
+  // `CK_HOST_SIZE_1_0` without reading past it.
   uint32_t struct_size;
   // Lines logged by the library outside any resource (startup, types).
   struct ck_logger logger;
@@ -455,5 +471,18 @@ typedef struct ck_host {
 
 // The type of the one exported symbol, `clusterkit_startup`.
 typedef const struct ck_library *(*ck_startup_fn)(const struct ck_host *host, struct ck_error *error);
+
+/* struct_size of a 1.0 ck_library (it ends after shutdown). */
+#define CK_LIBRARY_SIZE_1_0 offsetof(struct ck_library, name)
+
+/* struct_size of a 1.0 and 1.1 ck_type (it ends after type_control). */
+#define CK_TYPE_SIZE_1_0 offsetof(struct ck_type, property_extra_flags)
+
+/* struct_size of a 1.0 ck_host; a library refuses a smaller one. */
+#define CK_HOST_SIZE_1_0 (offsetof(struct ck_host, logger) + sizeof(struct ck_logger))
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif  /* CLUSTERKIT_H */

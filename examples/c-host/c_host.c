@@ -338,12 +338,17 @@ static void print_schema(const ck_type *type) {
     printf(": ");
     print_str(type->description);
     printf(" (characteristics 0x%" PRIx64 ")\n", type->characteristics);
+    /* Since ABI 1.2, and only when the library's ck_type is that long. */
+    const uint32_t *extra = NULL;
+    if (type->struct_size >= offsetof(ck_type, property_extra_flags) + sizeof extra)
+        extra = type->property_extra_flags;
     for (size_t i = 0; i < type->property_count; i++) {
         const ck_property_spec *s = &type->properties[i];
         printf("  ");
         print_str(s->name);
-        printf(" %s%s%s", kind_name(s->kind), s->flags & CK_PROPERTY_REQUIRED ? " required" : "",
-               s->flags & CK_PROPERTY_READ_ONLY ? " read-only" : "");
+        printf(" %s%s%s%s", kind_name(s->kind), s->flags & CK_PROPERTY_REQUIRED ? " required" : "",
+               s->flags & CK_PROPERTY_READ_ONLY ? " read-only" : "",
+               extra && (extra[i] & CK_PROPERTY_EXTRA_SECRET) ? " secret" : "");
         if (s->flags & CK_PROPERTY_HAS_MIN) printf(" min %" PRIu64, s->min);
         if (s->flags & CK_PROPERTY_HAS_MAX) printf(" max %" PRIu64, s->max);
         if (s->default_value.kind != CK_KIND_NONE) {

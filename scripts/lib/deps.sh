@@ -3,7 +3,7 @@
 
 # Debian packages by purpose; a purpose's packages are installed together.
 declare -A CLUSTERKIT_PACKAGES=(
-    [build]="gcc libc6-dev valgrind"
+    [build]="gcc g++ libc6-dev valgrind binutils"
     [dns]="bind9 bind9-dnsutils"
     [vm]="qemu-system-x86 qemu-utils"
     [ocf]="resource-agents libxml2-utils"
@@ -14,6 +14,8 @@ declare -A CLUSTERKIT_PACKAGES=(
 # Maps a package to a command proving it is installed (empty: ask dpkg).
 declare -A CLUSTERKIT_PROBE=(
     [gcc]="cc"
+    [g++]="g++"
+    [binutils]="nm"
     [bind9]="named"
     [bind9-dnsutils]="dig"
     [qemu-system-x86]="qemu-system-x86_64"
@@ -37,20 +39,32 @@ _is_installed() {
     fi
 }
 
-# ensure_packages PURPOSE...: apt-get installs the missing packages of each purpose.
+# ensure_packages PURPOSE...: for each purpose with any package missing,
+# apt-get installs ALL of that purpose's packages in one transaction. Naming
+# only the missing ones lets apt satisfy them by removing an installed
+# sibling it would have to upgrade (installing qemu-system-x86 removed an
+# older qemu-utils); naming them all makes apt upgrade it instead.
 ensure_packages() {
-    local missing=() purpose pkg
+    local wanted=() purpose pkg
     for purpose in "$@"; do
+        if [[ -z ${CLUSTERKIT_PACKAGES[$purpose]+set} ]]; then
+            echo "error: unknown package purpose '$purpose'" >&2
+            return 1
+        fi
         for pkg in ${CLUSTERKIT_PACKAGES[$purpose]}; do
-            _is_installed "$pkg" || missing+=("$pkg")
+            if ! _is_installed "$pkg"; then
+                # shellcheck disable=SC2206 # the lists are plain words
+                wanted+=(${CLUSTERKIT_PACKAGES[$purpose]})
+                break
+            fi
         done
     done
-    ((${#missing[@]} == 0)) && return 0
-    echo "installing missing packages: ${missing[*]}"
+    ((${#wanted[@]} == 0)) && return 0
+    echo "installing packages (every package of each purpose with one missing): ${wanted[*]}"
     local sudo=()
     [[ $(id -u) -eq 0 ]] || sudo=(sudo)
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${wanted[@]}"
 }
 
 # ensure_rust_tools: rustfmt, clippy and cargo-nextest.

@@ -44,7 +44,7 @@ fn drives_the_dummy_library_through_its_lifecycle() {
     assert!(output.status.success(), "{text}");
     for line in [
         "loaded ",
-        ": ABI 1.1, library clusterkit-example-dummy ",
+        ": ABI 1.2, library clusterkit-example-dummy ",
         "type dummy: Online while <state_dir>/<name>.state exists (characteristics 0x2)",
         "  state_dir string required min 1: Directory of the state file",
         "open: ok",
@@ -127,12 +127,12 @@ fn valgrind(args: &[&std::ffi::OsStr]) -> String {
         os("--error-exitcode=99"),
     ];
     full.extend_from_slice(args);
-    // Without RUST_BACKTRACE: std's backtrace symbolizer keeps its parsed
-    // debug info in globals of the library, which dlclose then unloads;
-    // valgrind would count that one-time cache as lost.
+    // With RUST_BACKTRACE=1: a panic inside a boundary call captures no
+    // backtrace, so std's symbolizer cache (globals of the library, lost at
+    // dlclose) is never filled.
     let output = Command::new(full[0])
         .args(&full[1..])
-        .env("RUST_BACKTRACE", "0")
+        .env("RUST_BACKTRACE", "1")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -214,4 +214,18 @@ fn drives_the_disk_library_after_formatting_through_a_control_code() {
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
+}
+
+#[test]
+fn the_c_host_lists_secret_properties_as_secret() {
+    let dir = TempDir::new("c-host-secret");
+    let host = c_host(&dir);
+    let lib = cdylib("clusterkit-example-network-name", "clusterkit_network_name");
+    let (output, text) = run(&[host.as_os_str(), lib.as_os_str()]);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("  tsig_secret string required secret min 1: "),
+        "{text}"
+    );
+    assert!(text.contains("  zone string required min 1"), "{text}");
 }

@@ -71,6 +71,7 @@ mod pool;
 mod process;
 pub mod protocol;
 mod state_file;
+mod static_types;
 mod status;
 
 pub use config::{
@@ -87,4 +88,5 @@ pub use process::{
     MonitorProgram, ProcessControl, SystemProcesses, hand_socket_to_monitor, thread_diagnostics,
 };
 pub use state_file::{Desired, PersistedResource, PersistedState};
+pub use static_types::{STATIC_LIBRARY_PREFIX, register_static_library, static_library_path};
 pub use status::ResourceStatus;

@@ -282,7 +282,14 @@ impl MonitorProcess {
 
     fn load_library(self: &Arc<Self>, id: u32, path: &str) -> Outcome {
         let log = self.logger(0);
-        match Library::load(path, log) {
+        // `static:NAME` runs types linked into this binary, registered
+        // before `run_if_monitor`; anything else is a shared object.
+        let loaded = match crate::static_types::resolve(path) {
+            Some(Ok(linked)) => Library::from_static(linked, log),
+            Some(Err(unknown)) => return Outcome::Failed(Error::NotFound(unknown)),
+            None => Library::load(path, log),
+        };
+        match loaded {
             Ok(library) => {
                 let types = library.types().map(|t| t.description().clone()).collect();
                 self.libraries

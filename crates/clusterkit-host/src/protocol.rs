@@ -441,7 +441,8 @@ fn encode_type(w: &mut Writer, t: &TypeDescription) {
             | u8::from(spec.read_only) << 1
             | u8::from(spec.apply == Apply::Live) << 2
             | u8::from(spec.min.is_some()) << 3
-            | u8::from(spec.max.is_some()) << 4;
+            | u8::from(spec.max.is_some()) << 4
+            | u8::from(spec.is_secret()) << 5;
         w.u8(flags);
         w.i128(spec.min.unwrap_or(0));
         w.i128(spec.max.unwrap_or(0));
@@ -480,6 +481,7 @@ fn decode_type(r: &mut Reader<'_>) -> Decoded<TypeDescription> {
         };
         spec.min = (flags & 8 != 0).then_some(min);
         spec.max = (flags & 16 != 0).then_some(max);
+        spec.secret = flags & 32 != 0;
         spec.default = default_list.get(&spec_name).cloned();
         specs.push(spec);
     }

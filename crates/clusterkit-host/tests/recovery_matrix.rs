@@ -677,11 +677,24 @@ impl Cell {
             restarted,
             "x's resource_restarted events\n{text}"
         );
+        // A failed terminate asks the cluster engine to move x (its
+        // workload may still run here); nothing else asks for failover.
+        let failovers = usize::from(expect.state == Failed);
+        assert_eq!(
+            events(&history, EventKind::FailoverRequested, Some("x")).len(),
+            failovers,
+            "{text}"
+        );
         for kind in [
             EventKind::RestartThresholdExceeded,
             EventKind::FailoverRequested,
             EventKind::Escalation,
         ] {
+            let others = events(&history, kind, None).len()
+                - events(&history, kind, Some("x")).len();
+            assert_eq!(others, 0, "{text}");
+        }
+        for kind in [EventKind::RestartThresholdExceeded, EventKind::Escalation] {
             assert!(events(&history, kind, None).is_empty(), "{text}");
         }
     }

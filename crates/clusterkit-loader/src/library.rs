@@ -19,7 +19,7 @@ const MAX_PROPERTIES: usize = 4096;
 /// `struct_size` of a version 1.0 `ck_library`: the smallest table accepted.
 const MIN_LIBRARY_SIZE: u32 = ffi::CK_LIBRARY_SIZE_1_0 as u32;
 /// `struct_size` of a version 1.0 `ck_type`.
-const MIN_TYPE_SIZE: u32 = size_of::<ck_type>() as u32;
+const MIN_TYPE_SIZE: u32 = ffi::CK_TYPE_SIZE_1_0 as u32;
 
 /// Why a resource library could not be loaded. Every message names the file.
 #[derive(Debug, thiserror::Error)]
@@ -92,8 +92,9 @@ pub(crate) struct LibraryInner {
     pub(crate) types: Vec<TypeEntry>,
     /// The `ck_host` logger context; must outlive `shutdown`.
     _host_log: Box<Logger>,
-    /// Dropped last: unloading the code must come after `shutdown`.
-    _library: libloading::Library,
+    /// Dropped last: unloading the code must come after `shutdown`. None
+    /// for types linked into this binary ([`Library::from_static`]).
+    _library: Option<libloading::Library>,
 }
 
 // SAFETY: the ABI makes every table function callable from any thread; the
@@ -190,7 +191,39 @@ impl Library {
         let startup = unsafe { library.get::<ffi::ck_startup_fn>(ffi::STARTUP_SYMBOL) }
             .map(|symbol| *symbol)
             .map_err(|_| LoadError::MissingStartup { path: path.clone() })?;
+        Library::start(path, startup, Some(library), log)
+    }
 
+    /// Opens resource types linked into this binary: the
+    /// `CLUSTERKIT_LIBRARY` that `clusterkit::export_resource_types!`
+    /// defines in their crate. Everything after `dlopen` is as in
+    /// [`load`](Self::load): the same startup, checks and C table. Its
+    /// [`path`](Self::path) is `static:<crate name>`.
+    ///
+    /// ```no_run
+    /// # use clusterkit::Logger;
+    /// # use clusterkit_loader::Library;
+    /// # fn demo(linked: &'static clusterkit::export::StaticLibrary) {
+    /// // `linked` is e.g. `&clusterkit_dummy::CLUSTERKIT_LIBRARY`.
+    /// let library = Library::from_static(linked, Logger::discard()).unwrap();
+    /// assert_eq!(library.path().to_str(), Some(format!("static:{}", linked.name).as_str()));
+    /// # }
+    /// ```
+    pub fn from_static(
+        linked: &'static clusterkit::export::StaticLibrary,
+        log: Logger,
+    ) -> Result<Library, LoadError> {
+        let path = PathBuf::from(format!("static:{}", linked.name));
+        Library::start(path, linked.startup, None, log)
+    }
+
+    /// Calls `startup` and checks the table it returns.
+    fn start(
+        path: PathBuf,
+        startup: ffi::ck_startup_fn,
+        library: Option<libloading::Library>,
+        log: Logger,
+    ) -> Result<Library, LoadError> {
         let host_log = Box::new(log);
         let host = ffi::ck_host {
             abi_version: ffi::CK_ABI_VERSION,
@@ -375,10 +408,22 @@ fn read_type(raw: *const ck_type) -> Result<TypeEntry, String> {
     if ty.property_count > 0 && ty.properties.is_null() {
         return Err(problem("properties is NULL".into()));
     }
+    // Since 1.2; absent (NULL) when the library's ck_type ends before it.
+    let extra_flags = if ty.struct_size as usize >= size_of::<ck_type>() {
+        ty.property_extra_flags
+    } else {
+        std::ptr::null()
+    };
     let mut specs = Vec::with_capacity(ty.property_count);
     for i in 0..ty.property_count {
         // SAFETY: `properties` points to `property_count` specs, valid until shutdown.
-        let spec = unsafe { (*ty.properties.add(i)).to_spec() }.map_err(problem)?;
+        let mut spec = unsafe { (*ty.properties.add(i)).to_spec() }.map_err(problem)?;
+        if !extra_flags.is_null() {
+            // SAFETY: a non-NULL `property_extra_flags` has `property_count` words.
+            let flags = unsafe { *extra_flags.add(i) };
+            spec.secret = flags & ffi::CK_PROPERTY_EXTRA_SECRET != 0;
+            spec.unique = flags & ffi::CK_PROPERTY_EXTRA_UNIQUE != 0;
+        }
         specs.push(spec);
     }
     let schema = Schema::new(specs);
@@ -442,9 +487,10 @@ impl ResourceTypeHandle {
         &self.entry().description.schema
     }
 
-    /// Opens the resource `name`. `properties` are validated against the
-    /// schema here (defaults filled in) before the library sees them, so a C
-    /// library gets the same checks as a Rust one. `log` receives the
+    /// Opens the resource `name`. The name
+    /// ([`clusterkit::validate_resource_name`]) and `properties` are
+    /// validated here (defaults filled in) before the library sees them, so
+    /// a C library gets the same checks as a Rust one. `log` receives the
     /// resource's log lines.
     pub fn open(
         &self,
@@ -453,6 +499,7 @@ impl ResourceTypeHandle {
         recover: bool,
         log: Logger,
     ) -> Result<LoadedResource> {
+        clusterkit::validate_resource_name(name)?;
         let validated = self.schema().validate(properties)?;
         LoadedResource::open(self.clone(), name, &validated, recover, log)
     }

@@ -233,9 +233,13 @@ fn panicky(panic_in: &str) -> clusterkit_loader::LoadedResource {
 fn assert_panicked<T: std::fmt::Debug>(result: Result<T, Error>, entry_point: &str) {
     let err = result.unwrap_err();
     assert_eq!(err.code(), ErrorCode::Panicked, "{entry_point}: {err}");
-    assert_eq!(
-        err.to_string(),
-        format!("panicked: panicky: told to panic in {entry_point}")
+    // The message, then where the panic happened.
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "panicked: panicky: told to panic in {entry_point} (at crates/clusterkit-fixtures/src/lib.rs:"
+        )),
+        "{text}"
     );
 }
 
@@ -269,11 +273,14 @@ fn a_panic_in_every_entry_point_comes_back_as_an_error_code() {
         ("looks_alive", panicky("looks_alive").looks_alive()),
         ("is_alive", panicky("is_alive").is_alive()),
     ] {
-        assert_eq!(
-            health,
-            Health::Failed(format!(
-                "{entry_point} returned an error: panicked: panicky: told to panic in {entry_point}"
-            ))
+        let Health::Failed(reason) = &health else {
+            panic!("{entry_point}: {health:?}");
+        };
+        assert!(
+            reason.starts_with(&format!(
+                "{entry_point} returned an error: panicked: panicky: told to panic in {entry_point} (at "
+            )),
+            "{reason}"
         );
     }
 
@@ -321,4 +328,26 @@ fn control_codes_and_arbitration_cross_the_table() {
         .expect("the lost-ownership callback ran");
     resource.release().unwrap();
     resource.close().unwrap();
+}
+
+#[test]
+fn secret_properties_and_resource_names_cross_the_c_table() {
+    let path = cdylib("clusterkit-example-network-name", "clusterkit_network_name");
+    let library = Library::load(&path, Logger::discard()).unwrap();
+    let schema = library
+        .resource_type("network-name")
+        .unwrap()
+        .schema()
+        .clone();
+    assert!(schema.spec("tsig_secret").unwrap().is_secret());
+    assert!(!schema.spec("zone").unwrap().is_secret());
+
+    let dir = TempDir::new("loader-names");
+    for bad in ["", "../../etc/evil", "a\0b", "-x"] {
+        let err = dummy_type()
+            .open(bad, &dummy_props(&dir), false, Logger::discard())
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidInput, "{bad:?}: {err}");
+        assert!(err.to_string().contains("resource name"), "{err}");
+    }
 }

@@ -106,7 +106,7 @@ fn another_abi_major_is_refused_naming_both_versions() {
     assert_eq!(
         err.to_string(),
         format!(
-            "resource library {}: built for clusterkit ABI 99.3, but this host speaks ABI 1.1; \
+            "resource library {}: built for clusterkit ABI 99.3, but this host speaks ABI 1.2; \
              rebuild the library against clusterkit ABI 1",
             path.display()
         )
@@ -130,7 +130,7 @@ fn a_same_major_table_loads_and_a_truncated_one_is_refused() {
     // A library built against ABI 1.0: its table ends before `name`.
     let old = c_library_with_table(&dir, "old", "(1u << 16) | 0u", "offsetof(ck_library, name)");
     let library =
-        Library::load(&old, Logger::discard()).expect("a 1.0 library loads in a 1.1 host");
+        Library::load(&old, Logger::discard()).expect("a 1.0 library loads in a 1.2 host");
     assert_eq!(library.abi_version(), 1 << 16);
     assert!(library.identity().is_none());
 
@@ -200,13 +200,22 @@ fn startup_that_fails_or_panics() {
             panic!("expected StartupFailed, got {err:?}");
         };
         assert_eq!(source.code(), code);
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "resource library {}: startup failed: {message}",
-                path.display()
-            )
+        // A panic's message says where it happened.
+        let text = err.to_string();
+        let expected = format!(
+            "resource library {}: startup failed: {message}",
+            path.display()
         );
+        if code == ErrorCode::Panicked {
+            assert!(
+                text.starts_with(&format!(
+                    "{expected} (at crates/clusterkit-fixtures/src/lib.rs:"
+                )),
+                "{text}"
+            );
+        } else {
+            assert_eq!(text, expected);
+        }
     }
     // SAFETY: as above.
     unsafe { std::env::remove_var("CLUSTERKIT_FIXTURE_STARTUP") };
@@ -220,8 +229,88 @@ fn startup_that_fails_or_panics() {
         .unwrap()
         .control(clusterkit::ControlCode::TYPE_SPECIFIC_BASE, b"")
         .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "panicked: panicky: told to panic in type_control"
+    assert!(
+        err.to_string()
+            .starts_with("panicked: panicky: told to panic in type_control (at crates/clusterkit-fixtures/src/lib.rs:"),
+        "{err}"
+    );
+}
+
+/// A C library with one type `t` of one property `key`, whose `ck_type`
+/// has `struct_size` and `property_extra_flags` as given.
+fn c_library_with_type(
+    dir: &TempDir,
+    name: &str,
+    type_size: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let source = format!(
+        r#"#include <stddef.h>
+#include "clusterkit.h"
+static void free_buffer(ck_buffer b) {{ (void)b; }}
+static int32_t open_fn(void *c, ck_str n, ck_bytes p, bool r, ck_logger l, void **res, ck_error *e) {{
+    (void)c; (void)n; (void)p; (void)r; (void)l; (void)res; (void)e; return CK_E_UNSUPPORTED;
+}}
+static int32_t resource_fn(void *r, ck_error *e) {{ (void)r; (void)e; return CK_OK; }}
+static int32_t transition_fn(void *r, ck_status_reporter s, uint32_t *st, ck_error *e) {{
+    (void)r; (void)s; (void)st; (void)e; return CK_OK;
+}}
+static int32_t health_fn(void *r, ck_health *h, ck_error *e) {{ (void)r; (void)h; (void)e; return CK_OK; }}
+static const uint32_t extra[] __attribute__((unused)) = {{ CK_PROPERTY_EXTRA_SECRET }};
+static const ck_property_spec specs[] = {{
+    {{ .name = {{ (const uint8_t *)"key", 3 }}, .kind = CK_KIND_STRING }},
+}};
+static const ck_type t = {{
+    .struct_size = {type_size},
+    .name = {{ (const uint8_t *)"t", 1 }},
+    .properties = specs,
+    .property_count = 1,
+    .open = open_fn, .close = resource_fn, .online = transition_fn, .offline = transition_fn,
+    .terminate = resource_fn, .looks_alive = health_fn, .is_alive = health_fn,
+    .property_extra_flags = {extra},
+}};
+static const ck_type *const types[] = {{ &t }};
+static const ck_library table = {{
+    .abi_version = CK_ABI_VERSION,
+    .struct_size = sizeof(ck_library),
+    .type_count = 1,
+    .types = types,
+    .free_buffer = free_buffer,
+}};
+const ck_library *clusterkit_startup(const ck_host *host, ck_error *error) {{
+    (void)host; (void)error;
+    return &table;
+}}
+"#
+    );
+    let path = dir.path().join(format!("lib{name}.so"));
+    compile_c_library(&source, &path);
+    path
+}
+
+#[test]
+fn property_extra_flags_are_read_only_when_the_type_is_long_enough() {
+    let dir = TempDir::new("load-extra-flags");
+    let secret_of = |path: &Path| {
+        let library = Library::load(path, Logger::discard()).unwrap();
+        let ty = library.resource_type("t").unwrap();
+        ty.schema().spec("key").unwrap().is_secret()
+    };
+    let current = c_library_with_type(&dir, "current", "sizeof(ck_type)", "extra");
+    assert!(secret_of(&current), "a 1.2 type marks `key` secret");
+    let none = c_library_with_type(&dir, "none", "sizeof(ck_type)", "NULL");
+    assert!(!secret_of(&none), "NULL extra flags: nothing is secret");
+    // A 1.1 type ends before the field: whatever lies there is not read.
+    let old = c_library_with_type(&dir, "old", "CK_TYPE_SIZE_1_0", "(const uint32_t *)1");
+    assert!(!secret_of(&old), "a 1.1 type has no extra flags");
+    let short = c_library_with_type(&dir, "short", "CK_TYPE_SIZE_1_0 - 8", "NULL");
+    let err = load_err(&short);
+    assert!(
+        err.to_string().ends_with(&format!(
+            "invalid table: type #0: ck_type.struct_size is {}, ABI 1.0 needs at least {}",
+            clusterkit::ffi::CK_TYPE_SIZE_1_0 - 8,
+            clusterkit::ffi::CK_TYPE_SIZE_1_0
+        )),
+        "{err}"
     );
 }

@@ -5,9 +5,10 @@
 //! never an unwind across `extern "C"`.
 
 use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
 use crate::ffi::{
@@ -30,16 +31,84 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
     }
 }
 
-/// Runs `f`, catching panics; writes any error into `error` (if not NULL)
-/// and returns its code, or `CK_OK`.
+thread_local! {
+    /// Whether this thread runs inside `guard`: its panics become errors.
+    static IN_BOUNDARY: Cell<bool> = const { Cell::new(false) };
+    /// Where the last panic inside `guard` happened, for its error message.
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs, once per copy of std (each cdylib has its own), a panic hook
+/// that keeps panics inside boundary calls off the host's stderr: their
+/// message and location reach the host as the `CK_E_PANICKED` error instead.
+/// Panics anywhere else go to the hook that was installed before, so a host
+/// that links resource types statically keeps its own hook for its own
+/// panics; a hook the host sets later replaces this one (the host decides).
+/// No backtrace is captured inside boundary calls: std's symbolizer cache
+/// lives in the library's copy of std and would be lost at `dlclose`.
+fn install_panic_hook() {
+    type Hook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+    // The previous hook lives in a static and the new hook captures
+    // nothing, so installing it allocates nothing that `dlclose` would leak.
+    static PREVIOUS: OnceLock<Hook> = OnceLock::new();
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = PREVIOUS.set(std::panic::take_hook());
+        std::panic::set_hook(Box::new(|info| {
+            let inside = IN_BOUNDARY.try_with(Cell::get).unwrap_or(false);
+            if !inside {
+                if let Some(previous) = PREVIOUS.get() {
+                    previous(info);
+                }
+                return;
+            }
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            let _ = PANIC_LOCATION.try_with(|slot| *slot.borrow_mut() = location);
+        }));
+    });
+}
+
+/// Runs `f` as a boundary call, turning a panic into [`Error::Panicked`]
+/// with the panic's message and location.
+fn catch_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    // `try_with`: a call made from a thread's TLS destructors must not
+    // panic here, outside `catch_unwind`; its panics are still caught, only
+    // printed by the previous hook.
+    let outer = IN_BOUNDARY.try_with(|b| b.replace(true)).unwrap_or(false);
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    let _ = IN_BOUNDARY.try_with(|b| b.set(outer));
+    outcome.unwrap_or_else(|payload| {
+        let message = panic_message(payload);
+        let location = PANIC_LOCATION
+            .try_with(|slot| slot.borrow_mut().take())
+            .ok()
+            .flatten();
+        Err(Error::Panicked(match location {
+            Some(at) => format!("{message} (at {at})"),
+            None => message,
+        }))
+    })
+}
+
+/// Runs `f`, catching panics; writes the outcome into `error` (if not NULL):
+/// `CK_OK` with an empty message on success, so a host may read `*error`
+/// after every call; returns the code.
 fn guard(error: *mut ck_error, f: impl FnOnce() -> Result<()>) -> i32 {
-    let outcome = catch_unwind(AssertUnwindSafe(f))
-        .unwrap_or_else(|payload| Err(Error::Panicked(panic_message(payload))));
+    let outcome = catch_panics(f);
+    // SAFETY: the C caller passes NULL or a valid, writable ck_error.
+    let slot = unsafe { error.as_mut() };
     match outcome {
-        Ok(()) => ffi::CK_OK,
+        Ok(()) => {
+            if let Some(slot) = slot {
+                slot.code = ffi::CK_OK;
+                slot.message_len = 0;
+            }
+            ffi::CK_OK
+        }
         Err(e) => {
-            // SAFETY: the C caller passes NULL or a valid, writable ck_error.
-            if let Some(slot) = unsafe { error.as_mut() } {
+            if let Some(slot) = slot {
                 slot.set(&e);
             }
             e.code().as_i32()
@@ -137,6 +206,7 @@ pub struct TypeState {
     table: ck_type,
     _description: TypeDescription,
     _specs: Vec<ck_property_spec>,
+    _extra_flags: Vec<u32>,
     _storage: Vec<ffi::SpecStorage>,
     drop_context: unsafe fn(*mut c_void),
 }
@@ -186,6 +256,24 @@ fn build_type<T: ResourceType>(ctx: &StartupContext) -> Result<TypeState> {
         instance,
         schema: description.schema.clone(),
     });
+    let extra_flags: Vec<u32> = description
+        .schema
+        .specs()
+        .iter()
+        .map(|spec| {
+            let secret = if spec.is_secret() {
+                ffi::CK_PROPERTY_EXTRA_SECRET
+            } else {
+                0
+            };
+            let unique = if spec.unique {
+                ffi::CK_PROPERTY_EXTRA_UNIQUE
+            } else {
+                0
+            };
+            secret | unique
+        })
+        .collect();
     let (specs, storage): (Vec<_>, Vec<_>) = description
         .schema
         .specs()
@@ -212,6 +300,7 @@ fn build_type<T: ResourceType>(ctx: &StartupContext) -> Result<TypeState> {
         release: Some(release::<T>),
         control: Some(control::<T>),
         type_control: Some(type_control::<T>),
+        property_extra_flags: extra_flags.as_ptr(),
     };
     // The strings and specs live on the heap, so moving `description` and
     // `specs` keeps every pointer in `table` valid.
@@ -219,6 +308,7 @@ fn build_type<T: ResourceType>(ctx: &StartupContext) -> Result<TypeState> {
         table,
         _description: description,
         _specs: specs,
+        _extra_flags: extra_flags,
         _storage: storage,
         drop_context: drop_type_holder::<T>,
     })
@@ -234,6 +324,42 @@ struct LibraryState {
     _host_log: Logger,
 }
 
+/// Reads the host's `ck_host`, checking its version and size before
+/// touching anything past `struct_size`.
+fn read_host(host: *const ck_host) -> Result<ck_host> {
+    if host.is_null() {
+        return Err(Error::InvalidInput("clusterkit_startup: NULL host".into()));
+    }
+    // SAFETY: every ck_host layout starts with these two u32 fields, and
+    // they are read one by one, never as a whole struct that may be shorter.
+    let (abi_version, struct_size) = unsafe {
+        (
+            std::ptr::addr_of!((*host).abi_version).read_unaligned(),
+            std::ptr::addr_of!((*host).struct_size).read_unaligned(),
+        )
+    };
+    let host_major = abi_version >> 16;
+    if host_major != ffi::CK_ABI_VERSION_MAJOR {
+        return Err(Error::Abi(format!(
+            "clusterkit_startup: the host speaks clusterkit ABI {}.{}, this library {}.{}",
+            host_major,
+            abi_version & 0xffff,
+            ffi::CK_ABI_VERSION_MAJOR,
+            ffi::CK_ABI_VERSION_MINOR
+        )));
+    }
+    if (struct_size as usize) < ffi::CK_HOST_SIZE_1_0 {
+        return Err(Error::InvalidInput(format!(
+            "clusterkit_startup: ck_host.struct_size is {struct_size}, \
+             ABI 1.0 needs at least {} (set it to sizeof(struct ck_host))",
+            ffi::CK_HOST_SIZE_1_0
+        )));
+    }
+    // SAFETY: struct_size covers the whole 1.0 layout, which is all of
+    // ck_host this library knows.
+    Ok(unsafe { host.read_unaligned() })
+}
+
 /// The body of the generated `clusterkit_startup`.
 ///
 /// # Safety
@@ -245,21 +371,10 @@ pub unsafe fn startup(
     types: &[TypeExport],
     identity: (&'static str, &'static str),
 ) -> *const ck_library {
+    install_panic_hook();
     let mut library: *const ck_library = std::ptr::null();
     guard(error, || {
-        // SAFETY: the caller passes NULL or a valid ck_host.
-        let host = unsafe { host.as_ref() }
-            .ok_or_else(|| Error::InvalidInput("clusterkit_startup: NULL host".into()))?;
-        let host_major = host.abi_version >> 16;
-        if host_major != ffi::CK_ABI_VERSION_MAJOR {
-            return Err(Error::Abi(format!(
-                "the host speaks clusterkit ABI {}.{}, this library {}.{}",
-                host_major,
-                host.abi_version & 0xffff,
-                ffi::CK_ABI_VERSION_MAJOR,
-                ffi::CK_ABI_VERSION_MINOR
-            )));
-        }
+        let host = read_host(host)?;
         let log = logger_from(host.logger);
         let ctx = StartupContext { log: log.clone() };
         let types = types
@@ -327,12 +442,22 @@ unsafe extern "C" fn open<T: ResourceType>(
     resource: *mut *mut c_void,
     error: *mut ck_error,
 ) -> i32 {
+    if !resource.is_null() {
+        // SAFETY: not NULL; the host passes a writable handle slot. Set
+        // first, so a failed open leaves NULL, never an old handle.
+        unsafe { resource.write(std::ptr::null_mut()) };
+    }
     guard(error, || {
+        if resource.is_null() {
+            return Err(Error::InvalidInput("open: NULL resource pointer".into()));
+        }
         // SAFETY: `context` is the TypeHolder<T> from `build_type::<T>`.
         let ty = unsafe { context.cast::<TypeHolder<T>>().as_ref() }
             .ok_or_else(|| Error::InvalidInput("NULL type context".into()))?;
         // SAFETY: the host passes valid strings for the call's duration.
-        let name = unsafe { name.as_str() }?;
+        let name = unsafe { name.as_str() }
+            .map_err(|e| Error::InvalidInput(format!("open: resource name: {e}")))?;
+        crate::validate_resource_name(name)?;
         // SAFETY: as above.
         let input = Properties::decode(unsafe { properties.as_slice() }?)?;
         let validated = ty.schema.validate(&input)?;
@@ -368,9 +493,26 @@ fn transition<T: ResourceType>(
     error: *mut ck_error,
     going_online: bool,
 ) -> i32 {
-    guard(error, || {
+    let what = if going_online { "online" } else { "offline" };
+    let code = guard(error, || {
         // SAFETY: the host passes a live handle.
         let holder = unsafe { holder::<T>(handle) }?;
+        if out.is_null() {
+            return Err(Error::InvalidInput(format!("{what}: NULL state pointer")));
+        }
+        // A pending operation can only end through these callbacks; without
+        // them the host would never learn its result.
+        if reporter.report.is_none() || reporter.complete.is_none() {
+            return Err(Error::InvalidInput(format!(
+                "{what}: the status reporter's `{}` callback is NULL; both `report` \
+                 and `complete` are required",
+                if reporter.report.is_none() {
+                    "report"
+                } else {
+                    "complete"
+                }
+            )));
+        }
         holder.termination.lower();
         let sink = Arc::new(FfiStatusSink(reporter));
         let (status, done, pending) = if going_online {
@@ -396,7 +538,12 @@ fn transition<T: ResourceType>(
             Transition::Pending => pending,
         };
         write_out(out, state as u32, "state")
-    })
+    });
+    if code != ffi::CK_OK && !out.is_null() {
+        // SAFETY: not NULL; the host passes a writable u32.
+        unsafe { out.write(ffi::CK_STATE_FAILED) };
+    }
+    code
 }
 
 unsafe extern "C" fn online<T: ResourceType>(
@@ -432,16 +579,29 @@ fn health_check<T: ResourceType>(
     error: *mut ck_error,
     check: fn(&T::Resource) -> crate::Health,
 ) -> i32 {
-    guard(error, || {
+    let code = guard(error, || {
         // SAFETY: the host passes a live handle.
         let holder = unsafe { holder::<T>(handle) }?;
+        if out.is_null() {
+            return Err(Error::InvalidInput("NULL health pointer".into()));
+        }
         let health = check(&holder.resource);
-        // SAFETY: the host passes NULL or a writable ck_health.
-        let slot = unsafe { out.as_mut() }
-            .ok_or_else(|| Error::InvalidInput("NULL health pointer".into()))?;
-        slot.set(&health);
+        // SAFETY: not NULL; the host passes a writable ck_health.
+        unsafe { &mut *out }.set(&health);
         Ok(())
-    })
+    });
+    if code != ffi::CK_OK && !out.is_null() {
+        // An error counts as failed: say so in `*health` too, with the
+        // error's message as the reason.
+        // SAFETY: not NULL; the host passes a writable ck_health; `error`
+        // is NULL or the ck_error `guard` just wrote.
+        let reason = unsafe { error.as_ref() }
+            .map(ck_error::message_text)
+            .unwrap_or_else(|| format!("the health check returned error {code}"));
+        // SAFETY: as above.
+        unsafe { &mut *out }.set(&crate::Health::Failed(reason));
+    }
+    code
 }
 
 unsafe extern "C" fn looks_alive<T: ResourceType>(
@@ -502,6 +662,12 @@ fn run_control(
     error: *mut ck_error,
     call: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
 ) -> i32 {
+    // Set before anything can fail, so a host may free `*output` after
+    // every call, whatever its result.
+    if !output.is_null() {
+        // SAFETY: not NULL; the host passes a writable ck_buffer.
+        unsafe { output.write(ffi::ck_buffer::EMPTY) };
+    }
     guard(error, || {
         if output.is_null() {
             return Err(Error::InvalidInput("NULL output buffer pointer".into()));
@@ -548,19 +714,31 @@ unsafe extern "C" fn type_control<T: ResourceType>(
     })
 }
 
-/// Exports resource types from a `cdylib` as the `clusterkit_startup`
-/// symbol of the C ABI.
+/// The resource types of one crate, for a host that links the crate into
+/// its own binary instead of loading it as a shared library.
 ///
-/// Put it once in the library crate, naming every exported type, as in
-/// `clusterkit::export_resource_types!(DiskType, NetworkNameType);`. The
-/// [crate documentation](crate) has a complete, compiled example.
-///
-/// The crate's `Cargo.toml` needs `crate-type = ["cdylib"]` (add `"rlib"`
-/// to also use the types from Rust). Only one crate in a final binary may
-/// use this macro, since it defines an unmangled symbol.
+/// [`export_resource_types!`](crate::export_resource_types) defines one as
+/// `CLUSTERKIT_LIBRARY` in the crate that uses it; a Rust host opens it with
+/// `clusterkit_loader::Library::from_static` and drives the types exactly
+/// as if it had loaded the crate's cdylib: the same C table, the same panic
+/// boundary.
+#[derive(Debug, Clone, Copy)]
+pub struct StaticLibrary {
+    /// The crate's package name (`CARGO_PKG_NAME`).
+    pub name: &'static str,
+    /// The crate's version (`CARGO_PKG_VERSION`).
+    pub version: &'static str,
+    /// What the cdylib exports as `clusterkit_startup`.
+    pub startup: ffi::ck_startup_fn,
+}
+
+/// Defines the unmangled `clusterkit_startup` (unless the `no-startup-symbol`
+/// feature of `clusterkit` is on); used by `export_resource_types!`.
+#[cfg(not(feature = "no-startup-symbol"))]
+#[doc(hidden)]
 #[macro_export]
-macro_rules! export_resource_types {
-    ($($resource_type:ty),+ $(,)?) => {
+macro_rules! __clusterkit_startup_symbol {
+    () => {
         /// The clusterkit C ABI entry point, generated by
         /// `clusterkit::export_resource_types!`.
         ///
@@ -568,6 +746,82 @@ macro_rules! export_resource_types {
         /// `host` must be NULL or a valid `ck_host`; `error` NULL or writable.
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn clusterkit_startup(
+            host: *const $crate::ffi::ck_host,
+            error: *mut $crate::ffi::ck_error,
+        ) -> *const $crate::ffi::ck_library {
+            // SAFETY: the caller's guarantees are forwarded unchanged.
+            unsafe { __clusterkit_library_startup(host, error) }
+        }
+    };
+}
+
+/// With the `no-startup-symbol` feature, no unmangled symbol: several crates
+/// exporting types can then be linked into one binary.
+#[cfg(feature = "no-startup-symbol")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __clusterkit_startup_symbol {
+    () => {};
+}
+
+/// Exports resource types from a `cdylib` as the `clusterkit_startup`
+/// symbol of the C ABI, and as a [`StaticLibrary`] named
+/// `CLUSTERKIT_LIBRARY` for hosts that link the crate in.
+///
+/// Put it once in the library crate, naming every exported type, as in
+/// `clusterkit::export_resource_types!(DiskType, NetworkNameType);`. The
+/// [crate documentation](crate) has a complete, compiled example.
+///
+/// The crate's `Cargo.toml` needs `crate-type = ["cdylib"]` (add `"rlib"`
+/// to also use the types from Rust, or to link them into a host).
+///
+/// `clusterkit_startup` is an unmangled symbol, so two crates that define it
+/// cannot be linked into one binary. A host binary that links several
+/// resource crates turns on `clusterkit`'s `no-startup-symbol` feature:
+/// the macro then defines only the mangled `CLUSTERKIT_LIBRARY` (and
+/// `clusterkit_library()`), which the host registers (see
+/// `clusterkit_host::register_static_library`). Cargo unifies features
+/// within one build, so build such a host in a cargo invocation (or a
+/// workspace) of its own: cdylibs built alongside it would lack
+/// `clusterkit_startup`. `docs/decisions/0033-resource-types-linked-into-a-host.md`
+/// says why.
+///
+/// ```standalone_crate
+/// # use clusterkit::*;
+/// # pub struct NoopType;
+/// # pub struct Noop;
+/// # impl ResourceType for NoopType {
+/// #     type Resource = Noop;
+/// #     fn describe() -> TypeDescription {
+/// #         TypeDescription { name: "noop".into(), description: "".into(),
+/// #             characteristics: Characteristics::empty(), schema: Schema::default() }
+/// #     }
+/// #     fn startup(_: &StartupContext) -> Result<Self> { Ok(NoopType) }
+/// #     fn open(&self, _: ResourceContext, _: &Properties, _: bool) -> Result<Noop> { Ok(Noop) }
+/// # }
+/// # impl Resource for Noop {
+/// #     fn online(&self, _: StatusReporter) -> Result<Transition> { Ok(Transition::Done) }
+/// #     fn offline(&self, _: StatusReporter) -> Result<Transition> { Ok(Transition::Done) }
+/// #     fn terminate(&self) -> Result<()> { Ok(()) }
+/// #     fn looks_alive(&self) -> Health { Health::Healthy }
+/// #     fn is_alive(&self) -> Health { Health::Healthy }
+/// # }
+/// clusterkit::export_resource_types!(NoopType);
+///
+/// // What a host linking this crate registers:
+/// let library: &'static clusterkit::export::StaticLibrary = clusterkit_library();
+/// assert_eq!(library.name, CLUSTERKIT_LIBRARY.name);
+/// ```
+#[macro_export]
+macro_rules! export_resource_types {
+    ($($resource_type:ty),+ $(,)?) => {
+        /// The body of this crate's `clusterkit_startup`, under a mangled
+        /// name. Generated by `clusterkit::export_resource_types!`.
+        ///
+        /// # Safety
+        /// `host` must be NULL or a valid `ck_host`; `error` NULL or writable.
+        #[doc(hidden)]
+        pub unsafe extern "C" fn __clusterkit_library_startup(
             host: *const $crate::ffi::ck_host,
             error: *mut $crate::ffi::ck_error,
         ) -> *const $crate::ffi::ck_library {
@@ -581,5 +835,22 @@ macro_rules! export_resource_types {
                 )
             }
         }
+
+        /// This crate's resource types, for a host that links them into its
+        /// binary. Generated by `clusterkit::export_resource_types!`.
+        pub static CLUSTERKIT_LIBRARY: $crate::export::StaticLibrary =
+            $crate::export::StaticLibrary {
+                name: env!("CARGO_PKG_NAME"),
+                version: env!("CARGO_PKG_VERSION"),
+                startup: __clusterkit_library_startup,
+            };
+
+        /// This crate's resource types ([`CLUSTERKIT_LIBRARY`]). Generated by
+        /// `clusterkit::export_resource_types!`.
+        pub fn clusterkit_library() -> &'static $crate::export::StaticLibrary {
+            &CLUSTERKIT_LIBRARY
+        }
+
+        $crate::__clusterkit_startup_symbol!();
     };
 }

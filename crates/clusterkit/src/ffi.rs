@@ -27,6 +27,7 @@
 //! | resource handle (`void *`) from `open` | library | `close` returns (whatever its result) | library, in `close` |
 //! | `ck_logger`, `ck_status_reporter`, `ck_lost_callback` contexts | host | `close` returns | host, after `close` |
 //! | the `ck_host` logger context | host | `shutdown` returns | host |
+//! | the `ck_error *` given to `complete` | library | `complete` returns | library |
 //!
 //! # Concurrency
 //!
@@ -38,10 +39,13 @@
 //! # Errors
 //!
 //! Every function returns [`CK_OK`] or an error code ([`ErrorCode`]) and
-//! then fills the `ck_error` it was given (if not NULL) with the code and a
+//! fills the `ck_error` it was given (if not NULL) with the code and a
 //! UTF-8 message, truncated to [`CK_ERROR_MESSAGE_CAPACITY`] bytes on a
-//! character boundary. A panic in a Rust entry point is caught at the
-//! boundary and returned as `CK_E_PANICKED`.
+//! character boundary; on success with `CK_OK` and an empty message. Every
+//! other output (`*resource`, `*state`, `*health`, `*output`) is written on
+//! every path too: `docs/C-API.md`, "Guarantees on failure". A panic in a
+//! Rust entry point is caught at the boundary and returned as
+//! `CK_E_PANICKED`.
 
 #![allow(non_camel_case_types)]
 
@@ -53,7 +57,7 @@ use crate::{Apply, Error, ErrorCode, Health, PropertyKind, PropertySpec, Resourc
 /// The major ABI version: a reader refuses a table of another major.
 pub const CK_ABI_VERSION_MAJOR: u32 = 1;
 /// The minor ABI version: raised when fields are appended.
-pub const CK_ABI_VERSION_MINOR: u32 = 1;
+pub const CK_ABI_VERSION_MINOR: u32 = 2;
 /// `major << 16 | minor`, as stored in `abi_version` fields.
 pub const CK_ABI_VERSION: u32 = (CK_ABI_VERSION_MAJOR << 16) | CK_ABI_VERSION_MINOR;
 
@@ -153,8 +157,16 @@ pub const CK_PROPERTY_APPLY_LIVE: u32 = 4;
 pub const CK_PROPERTY_HAS_MIN: u32 = 8;
 /// `ck_property_spec.flags`: `max` is set.
 pub const CK_PROPERTY_HAS_MAX: u32 = 16;
-/// `ck_property_spec.flags`: no two resources may share the value (since 1.1).
-pub const CK_PROPERTY_UNIQUE: u32 = 32;
+
+/// `ck_type.property_extra_flags` (since 1.2): the value is a secret (a key,
+/// a password). A host never shows it: not in a log line, an event, a
+/// listing or an error message. Readers ignore extra flags they do not know.
+pub const CK_PROPERTY_EXTRA_SECRET: u32 = 1;
+/// `ck_type.property_extra_flags` (since 1.2): no two resources may share the
+/// value (a disk's path; OCF `unique`). An extra flag rather than a
+/// `ck_property_spec.flags` bit, because 1.0 and 1.1 readers refuse unknown
+/// bits there and would refuse the library.
+pub const CK_PROPERTY_EXTRA_UNIQUE: u32 = 2;
 
 /// The type arbitrates for quorum (`arbitrate`/`release`).
 pub const CK_CHARACTERISTIC_QUORUM: u64 = 1 << 0;
@@ -181,7 +193,7 @@ pub const CK_CONTROL_GET_REQUIRED_DEPENDENCIES: u32 = 5;
 /// list of durations `start`, `stop`, `monitor`, `deep_monitor` (since 1.1).
 pub const CK_CONTROL_GET_OPERATION_TIMEOUTS: u32 = 6;
 /// Control: the first code available to resource types.
-pub const CK_CONTROL_TYPE_SPECIFIC_BASE: u32 = 0x8000_0000;
+pub const CK_CONTROL_TYPE_SPECIFIC_BASE: u32 = 0x8000_0000u32;
 
 /// Bytes of message a `ck_error` holds.
 pub const CK_ERROR_MESSAGE_CAPACITY: usize = 1024;
@@ -267,7 +279,8 @@ pub struct ck_property_spec {
     pub description: ck_str,
     /// One of the `CK_KIND_*` values.
     pub kind: u32,
-    /// `CK_PROPERTY_*` flags.
+    /// `CK_PROPERTY_*` flags; readers refuse unknown bits, so newer,
+    /// ignorable flags are in `ck_type.property_extra_flags`.
     pub flags: u32,
     /// Inclusive lower bound of the value (integers, durations in ms) or of
     /// the length (strings, bytes, multi-string entries); for `CK_KIND_I64`
@@ -304,12 +317,15 @@ pub type ck_report_fn = Option<
 >;
 
 /// Reports the end of a pending operation: `state` is `CK_STATE_ONLINE`,
-/// `CK_STATE_OFFLINE` or `CK_STATE_FAILED` (then `error` is not NULL).
+/// `CK_STATE_OFFLINE` or `CK_STATE_FAILED` (then `error` is not NULL, and
+/// valid only until the callback returns).
 pub type ck_complete_fn =
     Option<unsafe extern "C" fn(context: *mut c_void, state: u32, error: *const ck_error)>;
 
 /// How a pending `online`/`offline` reports progress and completion.
-/// Copy it by value; its context lives until `close` returns.
+/// Copy it by value; its context lives until `close` returns. Both
+/// callbacks are required (NULL is `CK_E_INVALID_INPUT`); give each
+/// operation a context of its own, as reports carry no operation id.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ck_status_reporter {
@@ -340,7 +356,8 @@ pub struct ck_lost_callback {
 pub struct ck_host {
     /// The host's [`CK_ABI_VERSION`].
     pub abi_version: u32,
-    /// `sizeof(ck_host)` as the host knows it.
+    /// `sizeof(ck_host)` as the host knows it; a library refuses less than
+    /// `CK_HOST_SIZE_1_0` without reading past it.
     pub struct_size: u32,
     /// Lines logged by the library outside any resource (startup, types).
     pub logger: ck_logger,
@@ -390,7 +407,8 @@ pub type ck_arbitrate_fn = Option<
     ) -> i32,
 >;
 /// `control(target, code, input, output, error)` for a resource or a type
-/// context; `output` is set to a library-allocated buffer (possibly empty).
+/// context; `*output` is set to a library-allocated buffer (possibly empty)
+/// on every path, error included, so the host may always free it.
 pub type ck_control_fn = Option<
     unsafe extern "C" fn(
         target: *mut c_void,
@@ -443,6 +461,11 @@ pub struct ck_type {
     pub control: ck_control_fn,
     /// Optional: type control codes, called with `context`.
     pub type_control: ck_control_fn,
+    /// Since 1.2: NULL, or `property_count` words of `CK_PROPERTY_EXTRA_*`
+    /// flags, one per spec in the same order. Flags that old readers must be
+    /// free to ignore live here, not in `ck_property_spec.flags`, which
+    /// 1.0 and 1.1 readers check strictly.
+    pub property_extra_flags: *const u32,
 }
 
 /// Frees a buffer the library returned.
@@ -473,8 +496,17 @@ pub struct ck_library {
 }
 
 /// `struct_size` of a 1.0 `ck_library`, which ends after `shutdown`: a
-/// reader accepts it and treats `name` and `version` as absent.
+/// reader accepts it and treats `name` and `version` as absent. (The header
+/// defines it with `offsetof`, as cbindgen cannot evaluate this.)
 pub const CK_LIBRARY_SIZE_1_0: usize = std::mem::offset_of!(ck_library, name);
+
+/// `struct_size` of a 1.0 (and 1.1) `ck_type`, which ends after
+/// `type_control`: a reader treats `property_extra_flags` as absent.
+pub const CK_TYPE_SIZE_1_0: usize = std::mem::offset_of!(ck_type, property_extra_flags);
+
+/// `struct_size` of a 1.0 `ck_host` (still the current layout): a library
+/// refuses a smaller one without reading past its end.
+pub const CK_HOST_SIZE_1_0: usize = size_of::<ck_host>();
 
 /// The type of the one exported symbol, `clusterkit_startup`.
 pub type ck_startup_fn =
@@ -812,9 +844,6 @@ impl ck_property_spec {
         if spec.max.is_some() {
             flags |= CK_PROPERTY_HAS_MAX;
         }
-        if spec.unique {
-            flags |= CK_PROPERTY_UNIQUE;
-        }
         let (default_value, storage) = match &spec.default {
             Some(v) => ck_value::from_value(v),
             None => (ck_value::NONE, ValueStorage::default()),
@@ -854,8 +883,7 @@ impl ck_property_spec {
             | CK_PROPERTY_READ_ONLY
             | CK_PROPERTY_APPLY_LIVE
             | CK_PROPERTY_HAS_MIN
-            | CK_PROPERTY_HAS_MAX
-            | CK_PROPERTY_UNIQUE;
+            | CK_PROPERTY_HAS_MAX;
         if self.flags & !known != 0 {
             return Err(fail(format!("unknown flags {:#x}", self.flags & !known)));
         }
@@ -866,7 +894,6 @@ impl ck_property_spec {
         spec.default = default;
         spec.required = self.flags & CK_PROPERTY_REQUIRED != 0;
         spec.read_only = self.flags & CK_PROPERTY_READ_ONLY != 0;
-        spec.unique = self.flags & CK_PROPERTY_UNIQUE != 0;
         spec.apply = if self.flags & CK_PROPERTY_APPLY_LIVE != 0 {
             Apply::Live
         } else {

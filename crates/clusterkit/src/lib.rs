@@ -131,6 +131,10 @@
 //!   name the property ([`PropertyErrors`]).
 //! - **Logging** goes through [`ResourceContext::log`]; the host attributes
 //!   every line to the resource.
+//! - **Secrets.** Keys and passwords are declared [`PropertySpec::secret`]:
+//!   hosts and this crate then keep their values out of every message, and
+//!   a resource never logs them either (show lists with [`Schema::redact`]).
+//! - **Names** follow [`validate_resource_name`]; the C ABI refuses others.
 
 #![warn(missing_docs)]
 
@@ -140,6 +144,7 @@ mod error;
 pub mod export;
 pub mod ffi;
 mod log;
+mod name;
 pub mod properties;
 mod resource;
 mod state;
@@ -150,9 +155,10 @@ pub use characteristics::Characteristics;
 pub use control::ControlCode;
 pub use error::{Error, ErrorCode, Result};
 pub use log::{Level, LogSink, Logger};
+pub use name::{MAX_RESOURCE_NAME_LEN, validate_resource_name};
 pub use properties::{
     Apply, DecodeError, Problem, Properties, PropertyError, PropertyErrors, PropertyKind,
-    PropertySpec, Schema, UpdateEffect, Value,
+    PropertySpec, Redacted, Schema, UpdateEffect, Value,
 };
 pub use resource::{
     LostOwnership, OperationTimeouts, Resource, ResourceContext, ResourceType, StartupContext,

@@ -50,6 +50,7 @@ pub(crate) fn schema() -> Schema {
             .default("hmac-sha256"),
         PropertySpec::string("tsig_secret")
             .describe("The TSIG key's secret, base64 (as `tsig-keygen` prints it)")
+            .secret()
             .required()
             .min(1),
         PropertySpec::u32("ttl")

@@ -18,6 +18,17 @@ pub(crate) const MAX_SOCKET_PATH: usize = 107;
 /// controls its QEMU.
 const RESERVED_ARGS: [&str; 4] = ["-daemonize", "-pidfile", "--daemonize", "--pidfile"];
 
+/// The `secret_args` property: given to QEMU, shown as `<secret>` in the
+/// logged command line and in `Debug` output.
+#[derive(Clone, Default)]
+pub(crate) struct SecretArgs(pub(crate) Vec<String>);
+
+impl std::fmt::Debug for SecretArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} secret argument(s)>", self.0.len())
+    }
+}
+
 /// What identifies *our* QEMU among all processes: its argv names the
 /// binary and listens for QMP on our socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +72,8 @@ pub(crate) struct Config {
     pub(crate) machine: String,
     pub(crate) memory_mb: u32,
     pub(crate) extra_args: Vec<String>,
+    /// `secret_args`: passed to QEMU, never shown.
+    pub(crate) secret_args: SecretArgs,
     /// `run_dir`, made absolute (QEMU changes to `/` when it daemonizes).
     pub(crate) run_dir: PathBuf,
     pub(crate) pid_file: PathBuf,
@@ -100,18 +113,31 @@ impl Config {
             .into());
         }
         let extra_args = properties.strings("extra_args")?.to_vec();
-        if let Some(bad) = extra_args.iter().find(|a| {
-            let option = a.split('=').next().unwrap_or_default();
-            RESERVED_ARGS.contains(&option)
-        }) {
-            return Err(PropertyError::invalid(
-                "extra_args",
-                format!(
-                    "{bad:?} is set by the resource itself (it launches QEMU with -daemonize \
-                     and -pidfile <run_dir>/<name>.pid)"
-                ),
-            )
-            .into());
+        let secret_args = match properties.strings("secret_args") {
+            Ok(args) => args.to_vec(),
+            Err(e) if e.problem == clusterkit::Problem::Missing => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        for (property, args) in [("extra_args", &extra_args), ("secret_args", &secret_args)] {
+            if let Some(bad) = args.iter().find(|a| {
+                let option = a.split('=').next().unwrap_or_default();
+                RESERVED_ARGS.contains(&option)
+            }) {
+                // The option alone: a secret argument's value is never shown.
+                let shown = if property == "secret_args" {
+                    bad.split('=').next().unwrap_or_default()
+                } else {
+                    bad
+                };
+                return Err(PropertyError::invalid(
+                    property,
+                    format!(
+                        "{shown:?} is set by the resource itself (it launches QEMU with \
+                         -daemonize and -pidfile <run_dir>/<name>.pid)"
+                    ),
+                )
+                .into());
+            }
         }
         let qemu_binary = properties.str("qemu_binary")?.to_owned();
         let identity = Identity {
@@ -131,6 +157,7 @@ impl Config {
             machine: properties.str("machine")?.to_owned(),
             memory_mb: properties.u32("memory_mb")?,
             extra_args,
+            secret_args: SecretArgs(secret_args),
             pid_file: pid_file(&run_dir, name),
             qmp_socket,
             run_dir,
@@ -164,6 +191,7 @@ impl Config {
             self.memory_mb.to_string().into(),
         ];
         args.extend(self.extra_args.iter().map(OsString::from));
+        args.extend(self.secret_args.0.iter().map(OsString::from));
         args
     }
 
@@ -197,8 +225,9 @@ impl Config {
     /// The whole command line, for logs: program and arguments, each quoted
     /// when it is not plain.
     pub(crate) fn describe_command(&self, binary: &Path) -> String {
+        let shown = self.qemu_args().len() - self.secret_args.0.len();
         std::iter::once(binary.as_os_str().to_owned())
-            .chain(self.qemu_args())
+            .chain(self.qemu_args().into_iter().take(shown))
             .map(|a| {
                 let a = a.to_string_lossy().into_owned();
                 if !a.is_empty()
@@ -210,6 +239,7 @@ impl Config {
                     format!("{a:?}")
                 }
             })
+            .chain(self.secret_args.0.iter().map(|_| "<secret>".to_owned()))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -267,6 +297,36 @@ fn qmp_option_prefix(socket: &Path) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_args_reach_qemu_but_never_the_logged_command_line() {
+        let dir = std::env::temp_dir();
+        let schema = <crate::VirtualMachineType as clusterkit::ResourceType>::describe().schema;
+        let mut input = Properties::new();
+        input.insert("run_dir", dir.to_str().unwrap());
+        input.insert("extra_args", vec!["-name".to_owned(), "web".into()]);
+        input.insert(
+            "secret_args",
+            vec!["-object".to_owned(), "secret,id=s0,data=hunter2".into()],
+        );
+        let props = schema.validate(&input).unwrap();
+        let config = Config::from_properties("web", &props).unwrap();
+        let args = config.qemu_args();
+        assert!(args.iter().any(|a| a == "secret,id=s0,data=hunter2"));
+        let shown = config.describe_command(Path::new("/usr/bin/qemu-system-x86_64"));
+        assert!(shown.ends_with(" -name web <secret> <secret>"), "{shown}");
+        for text in [shown, format!("{config:?}"), format!("{props:?}")] {
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+
+        input.insert("secret_args", vec!["-pidfile=hunter2".to_owned()]);
+        let props = schema.validate(&input).unwrap();
+        let err = Config::from_properties("web", &props)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("property `secret_args`"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 
     fn identity(socket: &str) -> Identity {
         Identity {

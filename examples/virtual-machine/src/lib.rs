@@ -154,6 +154,13 @@ impl ResourceType for VirtualMachineType {
                          one argv entry, never seen by a shell",
                     )
                     .default(Vec::<String>::new()),
+                PropertySpec::multi_string("secret_args")
+                    .describe(
+                        "QEMU arguments that carry secrets (say `-object \
+                         secret,id=sec0,data=...`), appended after extra_args; never logged, \
+                         shown as <secret>",
+                    )
+                    .secret(),
                 PropertySpec::string("run_dir")
                     .describe(
                         "An existing directory for <name>.pid (QEMU's pidfile) and <name>.qmp \

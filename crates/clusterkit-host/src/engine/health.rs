@@ -78,8 +78,15 @@ impl Core {
         r.last_latency = Some(latency);
         r.checks += 1;
         r.last_health = Some(health.clone());
+        if let Health::Degraded(_) = health
+            && matches!(r.phase, Phase::Online { .. })
+        {
+            r.degraded += 1;
+        }
+        // The status first: an event is never seen before what it reports.
+        self.touch(i);
+        let r = self.res_mut(i);
         let Phase::Online { since, is, .. } = r.phase else {
-            self.touch(i);
             return;
         };
         let check = if looks { "looks_alive" } else { "is_alive" };
@@ -90,7 +97,6 @@ impl Core {
                     .note_stable(&policy, now.saturating_duration_since(since));
             }
             Health::Degraded(reason) => {
-                r.degraded += 1;
                 let event = Event::of(EventKind::HealthDegraded, Some(&r.spec.name))
                     .with("check", check)
                     .with("reason", reason)
@@ -112,6 +118,5 @@ impl Core {
                 }
             }
         }
-        self.touch(i);
     }
 }

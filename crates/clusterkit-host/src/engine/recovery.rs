@@ -247,6 +247,7 @@ impl Core {
     fn isolate_and_restart(&mut self, i: ResourceId) {
         if !self.res(i).separate_monitor {
             self.res_mut(i).separate_monitor = true;
+            self.touch(i);
             let event = Event::of(EventKind::ResourceIsolated, Some(self.name(i)))
                 .with("monitor", format!("separate:{}", self.name(i)));
             self.emit(event);

@@ -56,6 +56,7 @@ impl Core {
                 if std::mem::take(&mut self.res_mut(i).restart_due) {
                     // Every workload restart is an event and a counted restart.
                     self.res_mut(i).restarts.note_restart();
+                    self.touch(i);
                     let event = Event::of(EventKind::ResourceRestarted, Some(self.name(i)))
                         .with("restarts", self.res(i).restarts.total);
                     self.emit(event);

@@ -12,10 +12,10 @@ mod schema;
 
 pub use encoding::{DecodeError, ENCODING_VERSION, MAGIC, MAX_ENCODED_LEN, MAX_NAME_LEN};
 pub use schema::{
-    Apply, Problem, PropertyError, PropertyErrors, PropertySpec, Schema, UpdateEffect,
+    Apply, Problem, PropertyError, PropertyErrors, PropertySpec, Redacted, Schema, UpdateEffect,
 };
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -179,9 +179,49 @@ value_from!(bool => Bool, u32 => U32, u64 => U64, i64 => I64, String => String,
 /// let err = props.str("ttl").unwrap_err();
 /// assert_eq!(err.to_string(), "property `ttl`: expected a string, found a u32");
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+///
+/// A list that [`Schema::validate`] returned knows which of its properties
+/// are secret ([`PropertySpec::secret`]); its `Debug` output shows
+/// `<secret>` in their place. Equality and hashing look at the values only.
+#[derive(Clone, Default)]
 pub struct Properties {
     values: BTreeMap<String, Value>,
+    /// Names whose values `Debug` hides.
+    secrets: BTreeSet<String>,
+}
+
+impl PartialEq for Properties {
+    fn eq(&self, other: &Properties) -> bool {
+        self.values == other.values
+    }
+}
+
+impl Eq for Properties {}
+
+impl std::hash::Hash for Properties {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.values.hash(state);
+    }
+}
+
+impl fmt::Debug for Properties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Hidden;
+        impl fmt::Debug for Hidden {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("<secret>")
+            }
+        }
+        let mut map = f.debug_map();
+        for (name, value) in &self.values {
+            if self.secrets.contains(name) {
+                map.entry(name, &Hidden);
+            } else {
+                map.entry(name, value);
+            }
+        }
+        map.finish()
+    }
 }
 
 impl Properties {
@@ -193,6 +233,18 @@ impl Properties {
     /// Sets `name` to `value`, returning the previous value.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Value>) -> Option<Value> {
         self.values.insert(name.into(), value.into())
+    }
+
+    /// Marks `name` as secret: `Debug` hides its value from now on, whatever
+    /// it is set to. [`Schema::validate`] marks every property its schema
+    /// declares secret.
+    pub fn mark_secret(&mut self, name: impl Into<String>) {
+        self.secrets.insert(name.into());
+    }
+
+    /// Whether `name` is marked secret.
+    pub fn is_secret(&self, name: &str) -> bool {
+        self.secrets.contains(name)
     }
 
     /// Removes `name`, returning its value.

@@ -66,6 +66,8 @@ pub struct PropertySpec {
     /// No two resources may share the value (a disk's path): a cluster
     /// manager refuses two resources with the same one (OCF `unique`).
     pub unique: bool,
+    /// The value is a secret (a key, a password): see [`PropertySpec::secret`].
+    pub secret: bool,
 }
 
 macro_rules! spec_constructors {
@@ -92,6 +94,7 @@ impl PropertySpec {
             read_only: false,
             apply: Apply::NextOnline,
             unique: false,
+            secret: false,
         }
     }
 
@@ -152,6 +155,67 @@ impl PropertySpec {
         self
     }
 
+    /// Marks the value as a secret (a key, a password). Its value then
+    /// never appears in a message clusterkit writes: [`Properties`] that a
+    /// schema validated show `<secret>` in their `Debug` output, validation
+    /// errors never echo it, the C ABI marks it (`CK_PROPERTY_EXTRA_SECRET`)
+    /// so hosts keep it out of logs, events and listings, and
+    /// [`Schema::check_self`] refuses a default for it (a default is
+    /// published with the schema).
+    ///
+    /// ```
+    /// use clusterkit::{Properties, PropertySpec, Schema};
+    ///
+    /// let schema = Schema::new(vec![
+    ///     PropertySpec::string("user"),
+    ///     PropertySpec::string("password").secret().min(8),
+    /// ]);
+    /// assert!(schema.spec("password").unwrap().is_secret());
+    /// let mut input = Properties::new();
+    /// input.insert("user", "admin");
+    /// input.insert("password", "hunter2");
+    /// let err = schema.validate(&input).unwrap_err().to_string();
+    /// assert_eq!(err, "property `password`: the secret value is shorter than the minimum 8");
+    /// input.insert("password", "correct horse");
+    /// let valid = schema.validate(&input).unwrap();
+    /// assert!(!format!("{valid:?}").contains("horse"));
+    /// assert!(!schema.redact(&input).to_string().contains("horse"));
+    /// ```
+    pub fn secret(mut self) -> PropertySpec {
+        self.secret = true;
+        self
+    }
+
+    /// Whether the value is a secret; see [`PropertySpec::secret`].
+    pub fn is_secret(&self) -> bool {
+        self.secret
+    }
+
+    /// `problem` as it may be shown: for a secret, without the value or its
+    /// size in it.
+    fn shown(&self, problem: Problem) -> Problem {
+        if !self.secret {
+            return problem;
+        }
+        let measure = match self.kind {
+            PropertyKind::String | PropertyKind::Bytes | PropertyKind::MultiString => {
+                ("shorter than", "longer than")
+            }
+            _ => ("below", "above"),
+        };
+        match problem {
+            Problem::BelowMin { min, .. } => Problem::Invalid(format!(
+                "the secret value is {} the minimum {min}",
+                measure.0
+            )),
+            Problem::AboveMax { max, .. } => Problem::Invalid(format!(
+                "the secret value is {} the maximum {max}",
+                measure.1
+            )),
+            other => other,
+        }
+    }
+
     /// Parses `text` as a value of this spec's kind, for command lines,
     /// config files and environment variables (OCF passes every parameter as
     /// a string). Accepted forms:
@@ -180,7 +244,12 @@ impl PropertySpec {
     /// ```
     pub fn parse(&self, text: &str) -> Result<Value, PropertyError> {
         let invalid = |what: &str| {
-            PropertyError::invalid(self.name.as_ref(), format!("{text:?} is not {what}"))
+            let shown = if self.secret {
+                "the secret value".to_owned()
+            } else {
+                format!("{text:?}")
+            };
+            PropertyError::invalid(self.name.as_ref(), format!("{shown} is not {what}"))
         };
         let value = match self.kind {
             PropertyKind::Bool => match text.to_ascii_lowercase().as_str() {
@@ -213,7 +282,7 @@ impl PropertySpec {
             }
         };
         self.check(&value)
-            .map_err(|problem| PropertyError::new(self.name.as_ref(), problem))?;
+            .map_err(|problem| PropertyError::new(self.name.as_ref(), self.shown(problem)))?;
         Ok(value)
     }
 
@@ -448,6 +517,29 @@ impl fmt::Display for PropertyErrors {
     }
 }
 
+/// A property list shown with its secrets hidden; see [`Schema::redact`].
+#[derive(Debug, Clone, Copy)]
+pub struct Redacted<'a> {
+    schema: &'a Schema,
+    properties: &'a Properties,
+}
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, value)) in self.properties.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            if self.schema.is_secret(name) || self.properties.is_secret(name) {
+                write!(f, "{name}=<secret>")?;
+            } else {
+                write!(f, "{name}={value}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The properties a resource type accepts.
 ///
 /// ```
@@ -489,6 +581,21 @@ impl Schema {
         self.specs.iter().find(|s| s.name == name)
     }
 
+    /// Whether `name` is declared secret.
+    pub fn is_secret(&self, name: &str) -> bool {
+        self.spec(name).is_some_and(PropertySpec::is_secret)
+    }
+
+    /// `properties` for showing to people (log lines, events, listings):
+    /// `name=value` pairs separated by spaces, each secret value replaced
+    /// by `<secret>`. Works on lists this schema has not validated, too.
+    pub fn redact<'a>(&'a self, properties: &'a Properties) -> Redacted<'a> {
+        Redacted {
+            schema: self,
+            properties,
+        }
+    }
+
     /// Checks the schema itself: names valid and unique, defaults and bounds
     /// consistent with kinds. Library loaders call this on every type.
     pub fn check_self(&self) -> Result<(), PropertyErrors> {
@@ -519,6 +626,12 @@ impl Schema {
                 errors.push(PropertyError::invalid(
                     name,
                     format!("default value is invalid: {problem}"),
+                ));
+            }
+            if spec.secret && spec.default.is_some() {
+                errors.push(PropertyError::invalid(
+                    name,
+                    "a secret cannot have a default: the default is published with the schema",
                 ));
             }
             if let (Some(min), Some(max)) = (spec.min, spec.max)
@@ -607,6 +720,9 @@ impl Schema {
             };
             output.insert(name, converted);
         }
+        for spec in self.specs.iter().filter(|s| s.secret) {
+            output.mark_secret(spec.name.as_ref());
+        }
         if errors.is_empty() {
             Ok(output)
         } else {
@@ -624,12 +740,15 @@ impl Schema {
                 None => errors.push(PropertyError::new(name, Problem::Unknown)),
                 Some(spec) => {
                     if let Err(problem) = spec.check(value) {
-                        errors.push(PropertyError::new(name, problem));
+                        errors.push(PropertyError::new(name, spec.shown(problem)));
                     }
                 }
             }
         }
         let mut output = input.clone();
+        for spec in self.specs.iter().filter(|s| s.secret) {
+            output.mark_secret(spec.name.as_ref());
+        }
         for spec in &self.specs {
             if input.contains(&spec.name) {
                 continue;
@@ -838,6 +957,63 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "property `ttl`: 0 is below the minimum 1\nproperty `nope`: unknown property"
+        );
+    }
+
+    #[test]
+    fn a_secret_never_shows_in_errors_debug_or_redacted_text() {
+        let schema = Schema::new(vec![
+            PropertySpec::string("key").secret().range(4, 8),
+            PropertySpec::u64("pin").secret().max(9999),
+            PropertySpec::bytes("blob").secret(),
+            PropertySpec::string("user"),
+        ]);
+        schema.check_self().unwrap();
+        let mut input = Properties::new();
+        input.insert("key", "s3cr3t-too-long");
+        input.insert("pin", 123456u64);
+        input.insert("user", "admin");
+        let text = schema.validate(&input).unwrap_err().to_string();
+        assert_eq!(
+            text,
+            "property `key`: the secret value is longer than the maximum 8\n\
+             property `pin`: the secret value is above the maximum 9999"
+        );
+        for (name, text) in [("pin", "12x4"), ("blob", "zz-top")] {
+            let e = schema
+                .spec(name)
+                .unwrap()
+                .parse(text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("property `{name}`: the secret value is not")),
+                "{e}"
+            );
+            assert!(!e.contains(text), "{e}");
+        }
+        input.insert("key", "s3cr3t");
+        input.insert("pin", 1234u64);
+        let valid = schema.validate(&input).unwrap();
+        let debug = format!("{valid:?}");
+        assert_eq!(
+            debug,
+            r#"{"key": <secret>, "pin": <secret>, "user": String("admin")}"#
+        );
+        assert_eq!(
+            schema.redact(&input).to_string(),
+            r#"key=<secret> pin=<secret> user="admin""#
+        );
+        // Equality ignores the marks: a validated list equals its input.
+        assert_eq!(valid, input);
+        // Coerced text is marked too.
+        let coerced = schema.coerce(&input).unwrap();
+        assert!(coerced.is_secret("key") && !coerced.is_secret("user"));
+
+        let with_default = Schema::new(vec![PropertySpec::string("key").secret().default("x")]);
+        assert_eq!(
+            with_default.check_self().unwrap_err().to_string(),
+            "property `key`: a secret cannot have a default: the default is published with the schema"
         );
     }
 
