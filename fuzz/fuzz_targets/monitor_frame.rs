@@ -1,4 +1,4 @@
-//! The host decodes every frame a monitor sends (SPEC §10): arbitrary bytes
+//! The host decodes every frame a monitor sends (`docs/FUZZING.md`): arbitrary bytes
 //! must give a message or an error, never a panic or an over-read, and a
 //! decoded message must re-encode to something that decodes to itself.
 #![no_main]

@@ -1,4 +1,4 @@
-//! Fuzzes `Properties::decode` (SPEC §3, §10): on any input it must return
+//! Fuzzes `Properties::decode` (`docs/PROPERTY-LIST.md`, `docs/FUZZING.md`): on any input it must return
 //! an error that points inside the input, or a list that re-encodes to an
 //! encoding of the same length (only the entry order may change) that
 //! decodes to the same list and is its own canonical form.

@@ -1,4 +1,4 @@
-//! SPEC §9 rows 3–6 with the real host ([`clusterkit_host::HostBuilder`],
+//! Benchmark rows 3–6 (`docs/BENCHMARKS.md`) with the real host ([`clusterkit_host::HostBuilder`],
 //! `MonitorProgram::Path` to the release `clusterkit-monitor`): scale,
 //! timeout accuracy, recovery after a monitor is killed, footprint.
 //!

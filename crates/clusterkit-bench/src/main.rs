@@ -1,4 +1,4 @@
-//! `clusterkit-bench`: the SPEC §9 benchmarks. `scripts/bench` builds
+//! `clusterkit-bench`: the benchmarks of `docs/BENCHMARKS.md`. `scripts/bench` builds
 //! everything in release mode, runs each subcommand (each writes a JSON
 //! result), then `report` turns the results into `docs/BENCHMARKS.md`.
 //!
@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
-/// clusterkit's benchmarks (SPEC §9).
+/// clusterkit's benchmarks (`docs/BENCHMARKS.md`).
 #[derive(Debug, Parser)]
 #[command(name = "clusterkit-bench")]
 struct Cli {

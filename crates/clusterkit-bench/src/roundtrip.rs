@@ -1,4 +1,4 @@
-//! SPEC §9 rows 1 and 2: one `looks_alive` round trip on a trivial
+//! Benchmark rows 1 and 2 (`docs/BENCHMARKS.md`): one `looks_alive` round trip on a trivial
 //! resource, beside its floors, all in one run and interleaved round by
 //! round:
 //!

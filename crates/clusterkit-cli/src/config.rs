@@ -57,7 +57,7 @@ impl<'de> Deserialize<'de> for ConfigDuration {
     }
 }
 
-/// Timing settings, all optional (SPEC §5's names).
+/// Timing settings, all optional (names as in `docs/CONFIG.md`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TimingConfig {

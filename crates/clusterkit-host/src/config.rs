@@ -1,5 +1,5 @@
 //! What a host is told to run: resources, their timing, placement and
-//! restart policy, with SPEC §5's defaults.
+//! restart policy, with the defaults `docs/CONFIG.md` lists.
 
 use std::path::PathBuf;
 use std::time::Duration;

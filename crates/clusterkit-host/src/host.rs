@@ -104,72 +104,7 @@ impl HostBuilder {
     }
 
     fn resolve(&self) -> Result<Vec<ResourceSpec>, HostError> {
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        for (i, r) in self.resources.iter().enumerate() {
-            if r.name.is_empty() {
-                return Err(HostError::Config(format!(
-                    "resource #{} has an empty name",
-                    i + 1
-                )));
-            }
-            if index.insert(&r.name, i).is_some() {
-                return Err(HostError::Config(format!(
-                    "resource `{}` is declared twice",
-                    r.name
-                )));
-            }
-        }
-        let mut specs = Vec::with_capacity(self.resources.len());
-        for r in &self.resources {
-            let mut depends_on = Vec::new();
-            for d in &r.depends_on {
-                let Some(&j) = index.get(d.as_str()) else {
-                    return Err(HostError::Config(format!(
-                        "resource `{}` depends on `{d}`, which does not exist",
-                        r.name
-                    )));
-                };
-                let other = &self.resources[j];
-                if other.group != r.group {
-                    return Err(HostError::Config(format!(
-                        "resource `{}` (group `{}`) depends on `{d}` in another group (`{}`); \
-                         dependencies stay within a group",
-                        r.name, r.group, other.group
-                    )));
-                }
-                depends_on.push(j);
-            }
-            let base = self
-                .type_timing
-                .get(&r.type_name)
-                .map_or(self.defaults, |o| o.apply(&self.defaults));
-            let timing = r.timing.apply(&base);
-            timing.check().map_err(|problem| {
-                HostError::Config(format!("resource `{}`: {problem}", r.name))
-            })?;
-            specs.push(ResourceSpec {
-                name: r.name.clone(),
-                library: r.library.clone(),
-                type_name: r.type_name.clone(),
-                properties: r.properties.clone(),
-                group: r.group.clone(),
-                depends_on,
-                timing,
-                placement: r.placement,
-                separate_monitor: r.separate_monitor,
-            });
-        }
-        if let Some(cycle) = find_cycle(&specs) {
-            return Err(HostError::Config(format!(
-                "dependency cycle: {}",
-                cycle
-                    .iter()
-                    .map(|&i| specs[i].name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" -> ")
-            )));
-        }
-        Ok(specs)
+        crate::resolve::resolve(&self.resources, &self.defaults, &self.type_timing)
     }
 
     /// Checks the configuration without starting anything: names,
@@ -262,45 +197,6 @@ impl HostBuilder {
             )),
         }
     }
-}
-
-/// Finds a dependency cycle, as the resources on it in order.
-fn find_cycle(specs: &[ResourceSpec]) -> Option<Vec<usize>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        Active,
-        Done,
-    }
-    fn visit(
-        i: usize,
-        specs: &[ResourceSpec],
-        marks: &mut [Mark],
-        path: &mut Vec<usize>,
-    ) -> Option<Vec<usize>> {
-        match marks[i] {
-            Mark::Done => return None,
-            Mark::Active => {
-                let start = path.iter().position(|&p| p == i).expect("on the path");
-                let mut cycle = path[start..].to_vec();
-                cycle.push(i);
-                return Some(cycle);
-            }
-            Mark::New => {}
-        }
-        marks[i] = Mark::Active;
-        path.push(i);
-        for &d in &specs[i].depends_on {
-            if let Some(c) = visit(d, specs, marks, path) {
-                return Some(c);
-            }
-        }
-        path.pop();
-        marks[i] = Mark::Done;
-        None
-    }
-    let mut marks = vec![Mark::New; specs.len()];
-    (0..specs.len()).find_map(|i| visit(i, specs, &mut marks, &mut Vec::new()))
 }
 
 /// A running host. Dropping it shuts it down, leaving workloads running.

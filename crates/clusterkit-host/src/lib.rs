@@ -70,6 +70,7 @@ mod policy;
 mod pool;
 mod process;
 pub mod protocol;
+mod resolve;
 mod state_file;
 mod static_types;
 mod status;

@@ -1,4 +1,4 @@
-//! Deadlock and crash recovery (SPEC §5 steps 1–7): the seeds' outage, the
+//! Deadlock and crash recovery (`docs/RECOVERY.md`, steps 1–7): the seeds' outage, the
 //! watchdog's escalation, and random monitor kills.
 
 mod common;

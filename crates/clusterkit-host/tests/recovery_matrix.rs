@@ -1,4 +1,4 @@
-//! The recovery matrix (SPEC §5 "Deadlock and crash recovery"): every entry
+//! The recovery matrix (`docs/RECOVERY.md`): every entry
 //! point × {hang, panic, abort, error, slow within the deadline}, one test
 //! per cell. `docs/RECOVERY.md` tabulates the outcomes and names these tests.
 //!
@@ -241,7 +241,7 @@ fn open_cell(fault: Fault, expect: Expect) {
             assert!(
                 events(&history, EventKind::CallTimedOut, None).is_empty(),
                 "the bystanders came online only after x's open passed its deadline: \
-                 their opens waited behind x's (SPEC §3: calls to different resources \
+                 their opens waited behind x's (calls to different resources \
                  in one monitor run concurrently)\n{}",
                 describe(&history)
             );
@@ -690,8 +690,8 @@ impl Cell {
             EventKind::FailoverRequested,
             EventKind::Escalation,
         ] {
-            let others = events(&history, kind, None).len()
-                - events(&history, kind, Some("x")).len();
+            let others =
+                events(&history, kind, None).len() - events(&history, kind, Some("x")).len();
             assert_eq!(others, 0, "{text}");
         }
         for kind in [EventKind::RestartThresholdExceeded, EventKind::Escalation] {

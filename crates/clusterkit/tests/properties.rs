@@ -1,5 +1,5 @@
 //! Property tests of the property-list encoding and of schema validation
-//! (SPEC §3 "Properties", §10 "Bad input and faults").
+//! (`docs/PROPERTY-LIST.md`; bad input gets an error, never a panic).
 //!
 //! The decoder is also fuzzed with libFuzzer: see `docs/FUZZING.md`. The
 //! last test keeps the fuzzer's seed corpus current.
