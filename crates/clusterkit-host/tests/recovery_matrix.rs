@@ -544,6 +544,14 @@ impl Cell {
                     self.clear();
                     assert_eq!(e.str_field("call"), Some(entry), "{}", text());
                     assert!(e.str_field("error").unwrap().contains(&told), "{e:?}");
+                    if entry == "terminate" {
+                        // x was already shown failed; the outcome of the
+                        // failed terminate is the request to move it.
+                        self.wait(
+                            "x's failover request",
+                            is(EventKind::FailoverRequested, "x"),
+                        );
+                    }
                 }
             },
             Fault::Slow => {
