@@ -221,7 +221,17 @@ impl Config {
                 message: e.message().trim().to_owned(),
             }
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // A bare file name's parent is "": relative paths then resolve
+        // against the current directory, never through the loader's search
+        // path (a bare `libz.so.1` would load the system's).
+        let base = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let beside_config = |p: PathBuf| {
+            let joined = base.join(p);
+            std::path::absolute(&joined).unwrap_or(joined)
+        };
         let state_dir = file.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
         let control_socket = file
             .control_socket
@@ -237,7 +247,7 @@ impl Config {
             libraries: file
                 .libraries
                 .into_iter()
-                .map(|(k, p)| (k, if p.is_relative() { base.join(p) } else { p }))
+                .map(|(k, p)| (k, if p.is_relative() { beside_config(p) } else { p }))
                 .collect(),
             resources: file.resources,
             monitor: file.monitor,
@@ -396,6 +406,18 @@ restart_threshold = 5
         assert_eq!(r.placement, Placement::Core);
         assert_eq!(r.timing.restart_threshold, Some(5));
         assert_eq!(r.properties.str("state_dir").unwrap(), "/run/web");
+    }
+
+    #[test]
+    fn relative_libraries_resolve_beside_the_config_even_for_a_bare_file_name() {
+        let text = "[libraries]\nz = \"libz.so.1\"\nd = \"lib/libd.so\"\n".to_owned();
+        let cwd = std::env::current_dir().unwrap();
+        let bare = Config::parse(Path::new("rel.toml"), text.clone()).unwrap();
+        assert_eq!(bare.libraries["z"], cwd.join("libz.so.1"));
+        let nested = Config::parse(Path::new("conf/ck.toml"), text.clone()).unwrap();
+        assert_eq!(nested.libraries["d"], cwd.join("conf/lib/libd.so"));
+        let absolute = Config::parse(Path::new("/etc/ck/ck.toml"), text).unwrap();
+        assert_eq!(absolute.libraries["z"], Path::new("/etc/ck/libz.so.1"));
     }
 
     #[test]

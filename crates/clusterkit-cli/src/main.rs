@@ -122,6 +122,14 @@ fn main() -> ExitCode {
     // First: when started as a monitor of `clusterkit run`, be one.
     clusterkit_host::run_if_monitor();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Status { .. } | Command::Events { .. }) {
+        // A reader that goes away (`clusterkit status | head -2`) ends these
+        // commands quietly, as it ends any filter; never the host (`run`),
+        // whose control clients may vanish mid-answer.
+        // SAFETY: setting a signal's disposition to the default is always
+        // sound; no handler runs.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::Validate { config } => validate(&config),

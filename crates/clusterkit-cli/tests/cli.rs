@@ -221,6 +221,31 @@ fn run_status_online_offline_fail_and_events_end_to_end() {
     assert!(table.starts_with("RESOURCE"), "{table}");
     assert!(table.lines().nth(1).unwrap().starts_with("web "), "{table}");
 
+    // A reader that is gone (`clusterkit status | head -2`): a quiet end,
+    // no panic.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let gone = clusterkit()
+        .args(["status", "--config"])
+        .arg(&config)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(gone.status.code(), Some(101), "{err}");
+
+    // One host per state directory: a second `run` is refused, naming the
+    // first, and the first goes on.
+    let (ok, _, err) = output(clusterkit().args(["run", "--config"]).arg(&config));
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("held by process {}", host.child.id())),
+        "{err}"
+    );
+    assert!(host.status().is_some(), "the first host still answers");
+
     assert!(host.cli(&["offline", "web"]).0);
     host.wait_status(|s| s.iter().all(|r| r["state"] == "offline"));
     assert!(

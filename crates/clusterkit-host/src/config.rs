@@ -218,7 +218,11 @@ impl TimingOverrides {
 ///     .timing(|t| t.looks_alive_interval = Some(Duration::from_secs(1)));
 /// assert_eq!(web.depends_on, ["web-ip"]);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its `Debug` output names the properties but shows none of their values:
+/// which are secret is known only once the type's schema is (a
+/// `tsig_secret`), and a configuration is often printed before that.
+#[derive(Clone, PartialEq)]
 pub struct ResourceConfig {
     /// Unique name.
     pub name: String,
@@ -238,6 +242,23 @@ pub struct ResourceConfig {
     pub placement: Placement,
     /// Run it in a monitor of its own.
     pub separate_monitor: bool,
+}
+
+impl std::fmt::Debug for ResourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: Vec<&str> = self.properties.iter().map(|(name, _)| name).collect();
+        f.debug_struct("ResourceConfig")
+            .field("name", &self.name)
+            .field("library", &self.library)
+            .field("type_name", &self.type_name)
+            .field("properties", &properties)
+            .field("group", &self.group)
+            .field("depends_on", &self.depends_on)
+            .field("timing", &self.timing)
+            .field("placement", &self.placement)
+            .field("separate_monitor", &self.separate_monitor)
+            .finish()
+    }
 }
 
 impl ResourceConfig {
@@ -294,5 +315,23 @@ impl ResourceConfig {
     pub fn timing(mut self, edit: impl FnOnce(&mut TimingOverrides)) -> ResourceConfig {
         edit(&mut self.timing);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_debug_shows_property_names_but_no_values() {
+        let r = ResourceConfig::new("web-name", "/lib/nn.so", "network-name")
+            .property("tsig_secret", "c2VjcmV0LWtleQ==")
+            .property("name", "web");
+        let text = format!("{r:?}");
+        assert!(
+            text.contains("tsig_secret") && text.contains("web-name"),
+            "{text}"
+        );
+        assert!(!text.contains("c2VjcmV0LWtleQ=="), "{text}");
     }
 }

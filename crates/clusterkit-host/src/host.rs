@@ -17,7 +17,7 @@ use crate::error::HostError;
 use crate::escalation::Escalation;
 use crate::events::Event;
 use crate::process::{MonitorProgram, ProcessControl, SystemProcesses};
-use crate::state_file::Desired;
+use crate::state_file::{Desired, StateLock};
 use crate::status::{ResourceStatus, StatusBoard};
 
 /// Inputs (monitor frames, commands) queued for the engine at most.
@@ -127,6 +127,10 @@ impl HostBuilder {
         std::fs::create_dir_all(&self.state_dir).map_err(|e| HostError::StateFile {
             problem: format!("creating {}: {e}", self.state_dir.display()),
         })?;
+        // One host per state directory: a second would fight the first over
+        // the control socket, the state file and the workloads.
+        let lock = StateLock::acquire(&self.state_dir)
+            .map_err(|problem| HostError::StateFile { problem })?;
         let names: HashMap<String, usize> = specs
             .iter()
             .enumerate()
@@ -161,6 +165,7 @@ impl HostBuilder {
         let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
         let driver = Driver::new(
             DriverConfig {
+                lock,
                 state_dir: self.state_dir,
                 program: self.program,
                 process: self.process,

@@ -46,6 +46,50 @@ pub struct PersistedState {
     pub resources: BTreeMap<String, PersistedResource>,
 }
 
+/// A state directory held by one host: an exclusive lock on
+/// `<state-dir>/lock`, which holds the holder's pid. Released when dropped,
+/// and by the kernel when the process dies however it dies.
+#[derive(Debug)]
+pub(crate) struct StateLock {
+    _file: File,
+}
+
+impl StateLock {
+    /// Takes the directory, or says which process holds it.
+    pub(crate) fn acquire(state_dir: &Path) -> Result<StateLock, String> {
+        let path = state_dir.join("lock");
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                let who = if holder.is_empty() {
+                    "another process".to_owned()
+                } else {
+                    format!("process {holder}")
+                };
+                return Err(format!(
+                    "{} is held by {who}: another host runs on this state directory",
+                    path.display()
+                ));
+            }
+            Err(e) => return Err(format!("{}: locking: {e}", path.display())),
+        }
+        file.set_len(0)
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .and_then(|()| file.sync_all())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(StateLock { _file: file })
+    }
+}
+
 /// The state file of a state directory.
 pub(crate) struct StateFile {
     path: PathBuf,
@@ -110,6 +154,23 @@ impl StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_directory_is_held_by_one_host_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("ck-lock-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let held = StateLock::acquire(&dir).unwrap();
+        // flock locks belong to the open file: a second open is refused
+        // within one process too.
+        let e = StateLock::acquire(&dir).unwrap_err();
+        assert!(
+            e.contains(&format!("held by process {}", std::process::id())),
+            "{e}"
+        );
+        drop(held);
+        StateLock::acquire(&dir).expect("free again once dropped");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn round_trips_and_rejects_garbage_naming_the_file() {

@@ -43,8 +43,11 @@ pub(crate) struct Call {
     pub(crate) op: &'static str,
     /// What its reply does.
     pub(crate) kind: CallKind,
-    /// When it was sent.
+    /// When it was sent: its deadline counts from here.
     pub(crate) started: Instant,
+    /// When the driver finished writing it, if it said so: a health
+    /// check's latency counts from here (the host's own share excluded).
+    pub(crate) written: Option<Instant>,
     /// How long it may take.
     pub(crate) deadline: Duration,
 }
@@ -70,6 +73,13 @@ impl CallTable {
     /// The call, if it is still in flight.
     pub(crate) fn get(&self, id: CallId) -> Option<&Call> {
         self.calls.get(&id)
+    }
+
+    /// The driver wrote the call's frame at `at`.
+    pub(crate) fn note_written(&mut self, id: CallId, at: Instant) {
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.written = Some(at);
+        }
     }
 
     /// Removes a call (answered, or lost with its monitor).
@@ -138,6 +148,7 @@ impl super::core::Core {
             op: op.name(),
             kind,
             started: self.now,
+            written: None,
             deadline,
         });
         let message = crate::protocol::ToMonitor::Call {

@@ -31,8 +31,9 @@ use super::timers::{Timer, TimerTable};
 /// How long a shutdown waits for monitors to exit.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// A resource as configured, resolved against defaults.
-#[derive(Debug, Clone)]
+/// A resource as configured, resolved against defaults. No `Debug`: its
+/// raw properties may hold secrets.
+#[derive(Clone)]
 pub(crate) struct ResourceSpec {
     pub(crate) name: String,
     pub(crate) library: PathBuf,
@@ -205,6 +206,11 @@ pub(crate) struct Core {
     pub(crate) next_monitor: u64,
     pub(crate) calls: CallTable,
     pub(crate) timers: TimerTable,
+    /// Monitors of a placement that died in a row before their hello.
+    pub(crate) early_deaths: BTreeMap<MonitorKey, u32>,
+    /// Who had calls in flight when a placement's monitor last died of a
+    /// protocol error.
+    pub(crate) protocol_suspects: BTreeMap<MonitorKey, Vec<ResourceId>>,
     dirty: Vec<bool>,
     dirty_list: Vec<ResourceId>,
     changed_list: Vec<ResourceId>,
@@ -293,6 +299,8 @@ impl Core {
             next_monitor: 1,
             calls: CallTable::default(),
             timers: TimerTable::default(),
+            early_deaths: BTreeMap::new(),
+            protocol_suspects: BTreeMap::new(),
             dirty: vec![false; count],
             dirty_list: Vec::new(),
             changed_list: (0..count).map(ResourceId).collect(),
@@ -509,7 +517,13 @@ impl Core {
             Timer::Pending(resource) => self.on_pending_timeout(resource),
             Timer::Restart(resource) => self.on_restart_timer(resource),
             Timer::Watchdog(monitor) => self.on_watchdog(monitor),
-            Timer::Respawn(key) => self.mark_all_dirty(|core, i| core.monitor_key(i) == key),
+            Timer::Respawn(key) => {
+                self.mark_all_dirty(|core, i| core.monitor_key(i) == key);
+                if !self.validated && self.start_request.is_some() {
+                    // Starting: the libraries are loaded through this key.
+                    self.ensure_monitor(key);
+                }
+            }
             Timer::ReaderGrace(monitor) => {
                 if let Some(m) = self.monitors.get_mut(&monitor) {
                     m.disconnected = true;

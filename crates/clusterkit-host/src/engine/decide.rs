@@ -22,6 +22,12 @@ pub(crate) struct Death {
     pub(crate) signal: Option<i32>,
     /// Resources with a call in flight when it died.
     pub(crate) in_flight: Vec<ResourceId>,
+    /// It was killed for bytes that are not a frame (a library writing to
+    /// its monitor's socket).
+    pub(crate) protocol_error: bool,
+    /// Who had a call in flight when the previous monitor of its placement
+    /// died of a protocol error.
+    pub(crate) earlier_protocol_suspects: Vec<ResourceId>,
 }
 
 /// Signals that come from outside (an operator, the OOM killer), not from a
@@ -34,13 +40,27 @@ fn external(signal: Option<i32>) -> bool {
 }
 
 /// Who is blamed for a monitor's death: the resource the host killed it
-/// for, else the one whose call a crashing thread ran, else nobody when it
-/// was killed from outside or by the host without a culprit, else every
-/// resource with a call in flight.
+/// for, else the one whose call a crashing thread ran; for a second protocol
+/// error in a row, whoever had a call in flight both times; else nobody
+/// when it was killed from outside or by the host without a culprit, else
+/// every resource with a call in flight.
 pub(crate) fn blame(death: &Death) -> Vec<ResourceId> {
     match (death.killed_for, death.crashed_in) {
         (Some(Some(culprit)), _) => vec![culprit],
         (_, Some(culprit)) => vec![culprit],
+        // One protocol error blames nobody (the garbage names no call);
+        // the same resource in flight at the next one is the culprit.
+        (_, None) if death.protocol_error => {
+            let mut suspects: Vec<ResourceId> = death
+                .in_flight
+                .iter()
+                .copied()
+                .filter(|r| death.earlier_protocol_suspects.contains(r))
+                .collect();
+            suspects.sort_unstable();
+            suspects.dedup();
+            suspects
+        }
         (_, None) if external(death.signal) => Vec::new(),
         (Some(None), None) => Vec::new(),
         (None, None) => {
@@ -53,6 +73,14 @@ pub(crate) fn blame(death: &Death) -> Vec<ResourceId> {
             suspects
         }
     }
+}
+
+/// How long to wait before starting a placement's monitor again after its
+/// `failures`-th monitor in a row died before saying hello: doubling from
+/// 100 ms, at most 30 s, so a broken monitor never spins.
+pub(crate) fn respawn_delay(failures: u32) -> Duration {
+    let doubled = 100u64.saturating_mul(1 << failures.saturating_sub(1).min(16));
+    Duration::from_millis(doubled.min(30_000))
 }
 
 /// A resource's phase once its monitor has died, and the `terminate` the
@@ -222,6 +250,8 @@ mod tests {
             crashed_in,
             signal,
             in_flight: vec![A, B, A],
+            protocol_error: false,
+            earlier_protocol_suspects: Vec::new(),
         }
     }
 
@@ -248,6 +278,36 @@ mod tests {
         for (d, expected) in cases {
             assert_eq!(&blame(d), expected, "{d:?}");
         }
+    }
+
+    #[test]
+    fn protocol_errors_blame_who_was_in_flight_both_times() {
+        let garbage = |in_flight: Vec<ResourceId>, earlier: Vec<ResourceId>| Death {
+            killed_for: Some(None),
+            crashed_in: None,
+            signal: Some(libc::SIGKILL),
+            in_flight,
+            protocol_error: true,
+            earlier_protocol_suspects: earlier,
+        };
+        const C: ResourceId = ResourceId(2);
+        // The first error: nobody.
+        assert_eq!(blame(&garbage(vec![A, B], vec![])), vec![]);
+        // The second: the one in flight both times.
+        assert_eq!(blame(&garbage(vec![A, C], vec![A, B])), vec![A]);
+        assert_eq!(blame(&garbage(vec![C], vec![A, B])), vec![]);
+        // A crash report still wins.
+        let mut crashed = garbage(vec![A, B], vec![A, B]);
+        crashed.crashed_in = Some(B);
+        assert_eq!(blame(&crashed), vec![B]);
+    }
+
+    #[test]
+    fn respawns_back_off_and_stay_bounded() {
+        let delays: Vec<u128> = (1..=12).map(|n| respawn_delay(n).as_millis()).collect();
+        assert_eq!(&delays[..5], &[100, 200, 400, 800, 1_600]);
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*delays.last().unwrap(), 30_000);
     }
 
     #[test]

@@ -16,12 +16,12 @@ use crate::error::HostError;
 use crate::escalation::{ESCALATION_EXIT_CODE, Escalation};
 use crate::events::{Event, EventSink};
 use crate::process::{self, MonitorProgram, ProcessControl};
-use crate::protocol::{self, FromMonitor};
-use crate::state_file::StateFile;
+use crate::protocol::{self, FromMonitor, ToMonitor};
+use crate::state_file::{StateFile, StateLock};
 use crate::status::{ResourceStatus, StatusBoard};
 
 use super::core::{Action, Command, Core, CoreConfig, Input};
-use super::ids::{MonitorId, RequestId, ResourceId};
+use super::ids::{CallId, MonitorId, RequestId, ResourceId};
 
 /// A host's socket write that blocks this long means the monitor is stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,6 +42,8 @@ pub(crate) enum Message {
 
 /// Everything the driver needs besides the core.
 pub(crate) struct DriverConfig {
+    /// The state directory's lock, held as long as the engine runs.
+    pub(crate) lock: StateLock,
     pub(crate) state_dir: PathBuf,
     pub(crate) program: MonitorProgram,
     pub(crate) process: Arc<dyn ProcessControl>,
@@ -63,6 +65,7 @@ pub(crate) struct Driver {
     writers: HashMap<MonitorId, UnixStream>,
     requests: HashMap<RequestId, SyncSender<Result<Vec<u8>, HostError>>>,
     next_request: u64,
+    _lock: StateLock,
 }
 
 impl Driver {
@@ -97,6 +100,7 @@ impl Driver {
             writers: HashMap::new(),
             requests: HashMap::new(),
             next_request: 0,
+            _lock: config.lock,
         })
     }
 
@@ -161,7 +165,12 @@ impl Driver {
                         continue;
                     };
                     match protocol::write_frame(writer, &message.encode()) {
-                        Ok(()) => {}
+                        Ok(()) => {
+                            if let ToMonitor::Call { call, .. } = message {
+                                let at = Instant::now();
+                                self.core.calls.note_written(CallId(call), at);
+                            }
+                        }
                         // The monitor closed its end: it is exiting. Its exit
                         // (and the crash report it may have sent) drives recovery.
                         Err(e)

@@ -74,7 +74,9 @@ impl Core {
         let Some(call) = self.calls.take(id) else {
             return; // a late reply to a call already given up on
         };
-        let elapsed = self.now.saturating_duration_since(call.started);
+        let elapsed = self
+            .now
+            .saturating_duration_since(call.written.unwrap_or(call.started));
         if let (Outcome::Failed(e), Some(i)) = (&outcome, call.resource)
             && !matches!(call.kind, CallKind::Control(_))
         {

@@ -3,22 +3,25 @@
 //! can contradict another. The public [`ResourceState`] is derived from it.
 //!
 //! ```text
-//!            ┌──────────── monitor died / close ────────────┐
-//!            v                                              │
-//!        Closed ──open──> Opening ──ok──> Offline ──online──> GoingOnline
-//!          ^  ^              │  │  (resume)  ^  ^                │    │
-//!          │  │        failed│  └──> Reattaching (looks_alive)    │ pending
-//!          │  │              v        │ healthy → Online          v    v
-//!          │  └─timer/op── Held <─────┼──────── policy ─── Terminating  Pending(online)
-//!          │                ^         │ failed ─────────────────>  ^        │ complete
-//!          │                └─────────┼── restart policy decides   │        v
-//!          │                          v                          fail ── Online ── health
-//!          └──────────── Closing   Online <─────────────────────────────┘    │ offline
-//!                                     └──> GoingOffline ──> Pending(offline) ─> Offline
+//!  Closed ──open──▶ Opening ──ok──▶ (decide::after_opened)
+//!    ▲                 │ failed        ├─▶ Offline                  (fresh, or nothing to adopt)
+//!    │                 ▼               ├─▶ Reattaching ─healthy─▶ Online   (adopt)
+//!    │               Held              │        └─failed─▶ Terminating ─▶ Offline (restart)
+//!    │                                 └─▶ Terminating ─▶ Offline        (restart)
+//!    │
+//!  Offline ──online──▶ GoingOnline ──▶ Online
+//!                           └─pending─▶ Pending(online) ──complete──▶ Online
+//!  Online ──offline──▶ GoingOffline ──▶ Offline
+//!                           └─pending─▶ Pending(offline) ──complete──▶ Offline
+//!  Online / Pending ──failure──▶ Terminating(apply policy) ──▶ Held ──timer──▶ Offline or Closed
+//!  any open phase ──its monitor died──▶ Closed (decide::after_monitor_death)
+//!  Terminating ──terminate failed──▶ Held (no timer: failed until an operator acts)
+//!  Offline ──stop──▶ Closing ──▶ Closed
 //! ```
 //!
-//! Timers belong to phases: leaving `Online` cancels its health timers,
-//! leaving `Pending` its progress deadline, leaving `Held` its restart timer.
+//! Timers belong to phases: `Core::set_phase` cancels the timers of the
+//! phase left (health checks, a progress deadline, a restart) and sets those
+//! of the phase entered, so no timer outlives its phase.
 
 use std::time::Instant;
 

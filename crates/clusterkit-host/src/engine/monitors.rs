@@ -63,6 +63,8 @@ pub(crate) struct MonitorEntry {
     /// The call a crashing thread was running (from the crash handler).
     pub(crate) crash_call: Option<(u64, u32)>,
     pub(crate) escalated: bool,
+    /// It sent bytes that are not a frame.
+    pub(crate) protocol_error: bool,
 }
 
 impl MonitorEntry {
@@ -91,11 +93,19 @@ impl Core {
 
     /// The live monitor for `key`, asking for one if there is none.
     pub(crate) fn ensure_monitor(&mut self, key: MonitorKey) -> Option<MonitorId> {
-        if self.shutdown.is_some() || self.stopping {
+        #[cfg(test)]
+        let stopping = self.stopping && !self.reintroduced.stop_starts_monitors;
+        #[cfg(not(test))]
+        let stopping = self.stopping;
+        if self.shutdown.is_some() || stopping {
             return None;
         }
         if let Some(&id) = self.current.get(&key) {
             return Some(id);
+        }
+        // Its last monitors died before their hello: wait for the backoff.
+        if self.timers.is_set(Timer::Respawn(key)) {
+            return None;
         }
         let id = MonitorId(self.next_monitor);
         self.next_monitor += 1;
@@ -111,6 +121,7 @@ impl Core {
                 exit: None,
                 crash_call: None,
                 escalated: false,
+                protocol_error: false,
             },
         );
         self.current.insert(key, id);
@@ -142,8 +153,7 @@ impl Core {
         if !self.validated {
             self.fail_start(HostError::Monitor(problem));
         } else {
-            let retry = self.now + self.default_timing.restart.delay;
-            self.timers.set(Timer::Respawn(m.key), retry);
+            self.back_off_respawn(m.key);
         }
     }
 
@@ -161,6 +171,7 @@ impl Core {
         };
         m.ready = true;
         let key = m.key;
+        self.early_deaths.remove(&key);
         self.timers.cancel(Timer::Hello(monitor));
         self.emit(
             Event::of(EventKind::MonitorStarted, None)
@@ -171,9 +182,11 @@ impl Core {
     }
 
     pub(crate) fn protocol_error(&mut self, monitor: MonitorId, reason: String) {
-        let Some(m) = self.monitors.get(&monitor) else {
+        let Some(m) = self.monitors.get_mut(&monitor) else {
             return;
         };
+        m.protocol_error = true;
+        let m = &self.monitors[&monitor];
         let event = Event::of(EventKind::MonitorProtocolError, None)
             .with("pid", m.pid.unwrap_or(0))
             .with("monitor", self.key_name(m.key))
@@ -219,6 +232,16 @@ impl Core {
         });
         self.timers
             .set(Timer::Watchdog(monitor), now + timeout * WATCHDOG_FACTOR);
+    }
+
+    /// Another monitor of `key` died before its hello: the next is started
+    /// only after a delay that doubles each time. Returns the delay.
+    pub(crate) fn back_off_respawn(&mut self, key: MonitorKey) -> std::time::Duration {
+        let failures = self.early_deaths.entry(key).or_insert(0);
+        *failures += 1;
+        let delay = super::decide::respawn_delay(*failures);
+        self.timers.set(Timer::Respawn(key), self.now + delay);
+        delay
     }
 
     // ------------------------------------------------------------ libraries

@@ -142,12 +142,29 @@ impl Core {
                 .find(|(id, _)| id.0 == call)
                 .and_then(|(_, c)| c.resource)
         });
+        let in_flight: Vec<ResourceId> =
+            lost_calls.iter().filter_map(|(_, c)| c.resource).collect();
+        let earlier_protocol_suspects = if m.protocol_error {
+            self.protocol_suspects.remove(&m.key).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let suspects = decide::blame(&Death {
             killed_for: m.killing.map(|k| k.culprit),
             crashed_in,
             signal,
-            in_flight: lost_calls.iter().filter_map(|(_, c)| c.resource).collect(),
+            in_flight: in_flight.clone(),
+            protocol_error: m.protocol_error,
+            earlier_protocol_suspects,
         });
+        if m.protocol_error && suspects.is_empty() && crashed_in.is_none() {
+            // Remembered for the next protocol error of this placement.
+            self.protocol_suspects.insert(m.key, in_flight);
+        }
+        // A monitor that never said hello: start the next one later, and
+        // say so; while starting, the host cannot go on without it.
+        let retry = (!m.ready && m.killing.is_none_or(|k| k.culprit.is_none()))
+            .then(|| self.back_off_respawn(m.key));
         let mut event = Event::of(EventKind::MonitorDied, None)
             .with("pid", m.pid.unwrap_or(0))
             .with("monitor", self.key_name(m.key))
@@ -163,7 +180,21 @@ impl Core {
         if let Some((_, signal)) = m.crash_call {
             event = event.with("crash_signal", signal);
         }
+        if let Some(delay) = retry {
+            event = event
+                .with("before_hello", true)
+                .with("retry_in_ms", millis(delay));
+        }
         self.emit(event);
+        if retry.is_some() && !self.validated {
+            let (status, _) = m.exit.clone().unwrap_or_default();
+            self.fail_start(HostError::Monitor(format!(
+                "the monitor process (pid {}) ended ({status}) before saying hello: is the \
+                 configured monitor program a clusterkit monitor?",
+                m.pid.unwrap_or(0)
+            )));
+            return;
+        }
 
         for (id, call) in &lost_calls {
             match call.kind {
@@ -236,10 +267,6 @@ impl Core {
         }
         // Resources still waiting for this monitor (not yet opened in it)
         // need the next one too.
-        #[cfg(test)]
-        if self.reintroduced.forget_waiting_resources {
-            return;
-        }
         let key = m.key;
         self.mark_all_dirty(|core, i| core.monitor_key(i) == key);
     }

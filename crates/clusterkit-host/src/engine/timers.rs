@@ -73,7 +73,6 @@ impl TimerTable {
     }
 
     /// Whether `timer` is set.
-    #[cfg(test)]
     pub(crate) fn is_set(&self, timer: Timer) -> bool {
         self.by_key.contains_key(&timer)
     }

@@ -20,7 +20,11 @@ use super::timers::Timer;
 
 impl Core {
     pub(crate) fn reconcile(&mut self, i: ResourceId) {
-        if self.shutdown.is_some() || self.stopping {
+        #[cfg(test)]
+        let stopping = self.stopping && !self.reintroduced.stop_starts_monitors;
+        #[cfg(not(test))]
+        let stopping = self.stopping;
+        if self.shutdown.is_some() || stopping {
             return;
         }
         if !self.validated {
@@ -42,7 +46,7 @@ impl Core {
                 .spec
                 .depends_on
                 .iter()
-                .all(|&d| self.resources[d].phase.state() == ResourceState::Online),
+                .all(|&d| self.stays_online(ResourceId(d))),
             dependents_down: r.dependents.iter().all(|&d| {
                 let dep = self.res(d);
                 decide::is_down(dep.phase.state(), dep.is_idle())
@@ -79,6 +83,20 @@ impl Core {
             }
             _ => {}
         }
+    }
+
+    /// Online, wanted online, and so is every dependency, all the way down:
+    /// a failure deep in a chain takes every resource above it offline,
+    /// the top first.
+    fn stays_online(&self, i: ResourceId) -> bool {
+        let r = self.res(i);
+        r.phase.state() == ResourceState::Online
+            && r.desired == Desired::Online
+            && r
+                .spec
+                .depends_on
+                .iter()
+                .all(|&d| self.stays_online(ResourceId(d)))
     }
 
     fn open(&mut self, i: ResourceId) {

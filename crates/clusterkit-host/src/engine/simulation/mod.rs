@@ -15,12 +15,14 @@
 mod invariants;
 mod matrix;
 mod monitor;
+mod scenarios;
 mod world;
 
 use std::time::Duration;
 
 use crate::engine::core::Command;
 use crate::engine::ids::ResourceId;
+use crate::engine::lifecycle::Phase;
 
 pub(crate) use world::Reintroduced;
 use world::{Fault, World};
@@ -86,10 +88,49 @@ pub(crate) fn run(seed: u64, bugs: Reintroduced) -> Run {
         }
     }
     invariants::check_settled(&mut world);
+    stop_everything(&mut world);
     Run {
         history: world.history,
         violations: world.checker.violations,
         steps: first_violation.unwrap_or(steps),
+    }
+}
+
+/// The operator stops the node (`stop_all`): everything offline, then
+/// closed, sometimes with a `close` that hangs. A stop stops every workload
+/// whose terminate did not fail, and starts no monitor.
+fn stop_everything(world: &mut World) {
+    world.note("operator: stop everything");
+    for i in 0..world.specs.len() {
+        world.command(Command::Offline(ResourceId(i)));
+    }
+    let settle = Duration::from_secs(60);
+    world.run_until(settle, |w| {
+        w.core
+            .resources
+            .iter()
+            .all(|r| r.is_idle() && !matches!(r.phase, Phase::Online { .. }))
+    });
+    if world.rng.chance(50) {
+        let i = ResourceId(world.rng.below(world.specs.len() as u64) as usize);
+        world.note(format!("chaos: r{} will Hang in close", i.0));
+        world.faults.insert((i, "close"), Fault::Hang);
+    }
+    let spawned_before = world.history.iter().filter(|l| l.contains("spawn monitor")).count();
+    world.command(Command::CloseAll);
+    world.run_for(Duration::from_secs(10));
+    let spawned_after = world.history.iter().filter(|l| l.contains("spawn monitor")).count();
+    if spawned_after > spawned_before {
+        world.checker.violation(format!(
+            "{} monitors started after the stop began",
+            spawned_after - spawned_before
+        ));
+    }
+    for (i, w) in world.workloads.iter().enumerate() {
+        if w.running && !w.terminate_failed {
+            let name = &world.specs[i].name;
+            world.checker.violations.push(format!("{name}'s workload runs after the stop"));
+        }
     }
 }
 
@@ -290,9 +331,9 @@ mod tests {
                 },
             ),
             (
-                "resources waiting for a monitor that died are not placed again",
+                "a stop whose close killed a monitor starts another",
                 Reintroduced {
-                    forget_waiting_resources: true,
+                    stop_starts_monitors: true,
                     ..Reintroduced::default()
                 },
             ),

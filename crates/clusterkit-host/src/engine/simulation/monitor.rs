@@ -32,7 +32,10 @@ impl World {
         if let Some(i) = i {
             self.note(format!("monitor {monitor}: {name} r{} (call {call})", i.0));
         }
-        let fault = i.and_then(|i| self.faults.remove(&(i, name)));
+        let sticky = i
+            .filter(|i| name == "looks_alive" && self.corrupting.contains(i))
+            .map(|_| Fault::Garbage);
+        let fault = sticky.or_else(|| i.and_then(|i| self.faults.remove(&(i, name))));
         if let Some(f) = fault {
             self.note(format!("fault {f:?} in {name} of {:?}", i.map(|i| i.0)));
             if let Some(i) = i {
@@ -228,6 +231,7 @@ impl World {
         if w.running {
             w.restart_owed |= forced;
             w.running = false;
+            w.terminate_failed = false;
             self.note(format!("workload r{} stops (forced: {forced})", i.0));
         }
     }

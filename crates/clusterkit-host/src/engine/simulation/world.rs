@@ -74,6 +74,8 @@ pub(crate) struct Workload {
     /// itself (a fault in its calls, its workload died, it was blamed or
     /// failed, a transition of its own was cut short).
     pub(crate) own_trouble: bool,
+    /// The host said its terminate failed: it may run on, by design.
+    pub(crate) terminate_failed: bool,
 }
 
 /// A simulated monitor process.
@@ -94,9 +96,9 @@ pub(crate) struct SimMonitor {
 pub(crate) struct Reintroduced {
     /// A culprit is isolated without going through its restart policy.
     pub(crate) culprit_skips_policy: bool,
-    /// Resources waiting for a monitor that dies before it is ready are
-    /// not placed again.
-    pub(crate) forget_waiting_resources: bool,
+    /// A stop (`stop_all`) whose `close` killed a monitor starts a new one
+    /// and re-opens what it was closing.
+    pub(crate) stop_starts_monitors: bool,
     /// A monitor that dies while its resources are re-attached makes them
     /// forget they were online (they are started again, unannounced).
     pub(crate) reattach_forgotten_on_death: bool,
@@ -130,6 +132,11 @@ pub(crate) struct World {
     host_stopped: bool,
     /// The operator's answers.
     pub(crate) replies: BTreeMap<RequestId, Result<(), String>>,
+    /// Resources that write garbage on their monitor's socket in every
+    /// `looks_alive`, until removed.
+    pub(crate) corrupting: BTreeSet<ResourceId>,
+    /// When each placement's monitors were started (the last 10 s).
+    pub(crate) spawns: BTreeMap<crate::engine::monitors::MonitorKey, Vec<Instant>>,
 }
 
 /// What the simulated kernel delivers to the core later.
@@ -139,6 +146,11 @@ pub(crate) enum Delivery {
     Disconnected(Option<String>),
     Exited(Option<i32>),
 }
+
+/// More monitor starts for one placement within the window is a tight
+/// respawn loop.
+const SPAWN_WINDOW: Duration = Duration::from_secs(10);
+const MAX_SPAWNS_IN_WINDOW: usize = 40;
 
 /// The fixed instant simulated time counts from.
 const UNIX_MS: u64 = 1_800_000_000_000;
@@ -218,7 +230,19 @@ impl World {
             broken_spawns: 0,
             host_stopped: false,
             replies: BTreeMap::new(),
+            corrupting: BTreeSet::new(),
+            spawns: BTreeMap::new(),
         };
+        for (i, spec) in world.specs.iter().enumerate() {
+            let line = format!(
+                "config: r{i} {} {:?}{} depends on {:?}",
+                spec.type_name,
+                spec.placement,
+                if spec.separate_monitor { " separate" } else { "" },
+                spec.depends_on
+            );
+            world.history.push(line);
+        }
         world.command(Command::Start);
         for i in 0..count {
             if world.rng.chance(80) {
@@ -272,6 +296,8 @@ impl World {
             broken_spawns: 0,
             host_stopped: false,
             replies: BTreeMap::new(),
+            corrupting: BTreeSet::new(),
+            spawns: BTreeMap::new(),
         }
     }
 
@@ -436,6 +462,18 @@ impl World {
                         },
                     );
                     self.note(format!("spawn monitor {monitor} pid {pid}"));
+                    if let Some(key) = self.core.monitors.get(&monitor).map(|m| m.key) {
+                        let now = self.now;
+                        let recent = self.spawns.entry(key).or_default();
+                        recent.retain(|t| now.saturating_duration_since(*t) < SPAWN_WINDOW);
+                        recent.push(now);
+                        if recent.len() > MAX_SPAWNS_IN_WINDOW {
+                            let n = recent.len();
+                            self.checker.violation(format!(
+                                "{key:?}: {n} monitors started within {SPAWN_WINDOW:?}: a tight respawn loop"
+                            ));
+                        }
+                    }
                     self.core.handle(Input::Spawned { monitor, pid }, self.now);
                     if self.broken_spawns > 0 {
                         // A broken monitor binary: it exits before its hello.
@@ -505,6 +543,11 @@ impl World {
         ) && let Some(i) = self.resource_named(event.resource.as_deref())
         {
             self.workloads[i.0].own_trouble = true;
+        }
+        if event.field("terminate_failed").is_some()
+            && let Some(i) = self.resource_named(event.resource.as_deref())
+        {
+            self.workloads[i.0].terminate_failed = true;
         }
         let suspects = event.field("suspects").and_then(|v| v.as_array());
         for name in suspects.into_iter().flatten() {

@@ -1,0 +1,101 @@
+//! Scenarios the host reliability work asked for, each a regression test:
+//! a resource that corrupts the protocol in every check is blamed and
+//! isolated, and a monitor that cannot start is not respawned in a loop.
+
+use std::time::Duration;
+
+use clusterkit::ResourceState;
+
+use crate::engine::core::Command;
+use crate::engine::ids::ResourceId;
+
+use super::world::World;
+
+const X: ResourceId = ResourceId(0);
+
+fn all_online(world: &World) -> bool {
+    (0..world.specs.len())
+        .all(|i| world.core.res(ResourceId(i)).phase.state() == ResourceState::Online)
+}
+
+fn started(names: &[&str]) -> World {
+    let mut world = World::scenario(names, true);
+    world.command(Command::Start);
+    for i in 0..names.len() {
+        world.command(Command::Online(ResourceId(i)));
+    }
+    assert!(
+        world.run_until(Duration::from_secs(10), all_online),
+        "{}",
+        world.history.join("\n")
+    );
+    world
+}
+
+#[test]
+fn a_resource_that_corrupts_the_protocol_is_blamed_and_isolated() {
+    let mut world = started(&["x", "b0", "b1", "b2"]);
+    world.corrupting.insert(X);
+    world.run_for(Duration::from_secs(30));
+    let text = world.history.join("\n");
+    let x = world.core.res(X);
+    assert!(x.separate_monitor, "x was never isolated\n{text}");
+    for b in 1..4 {
+        let r = world.core.res(ResourceId(b));
+        assert!(!r.separate_monitor, "{} isolated\n{text}", r.spec.name);
+        assert_eq!(
+            world.workloads[b].starts, 1,
+            "{} restarted\n{text}",
+            r.spec.name
+        );
+    }
+    // Isolated, x's own monitor keeps dying: its restart policy, not a
+    // loop, decides how often (the spawn-rate invariant holds).
+    assert!(
+        world.checker.violations.is_empty(),
+        "{:?}\n{text}",
+        world.checker.violations
+    );
+    world.corrupting.clear();
+    assert!(
+        world.run_until(Duration::from_secs(120), all_online),
+        "x did not come back once it stopped\n{}",
+        world.history.join("\n")
+    );
+}
+
+#[test]
+fn a_monitor_that_cannot_start_is_retried_with_backoff() {
+    let mut world = started(&["a", "b"]);
+    // From now on every monitor exits before its hello.
+    world.broken_spawns = u32::MAX;
+    let shared = *world.monitors.keys().next().expect("one monitor");
+    world.die(shared, Some(libc::SIGKILL));
+    world.run_for(Duration::from_secs(20));
+    let spawned = world
+        .history
+        .iter()
+        .filter(|l| l.contains("exits at once"))
+        .count();
+    let text = world.history.join("\n");
+    // 100 ms, 200 ms, ... doubling: about 8 attempts in 20 s, not thousands.
+    assert!((5..=12).contains(&spawned), "{spawned} attempts\n{text}");
+    assert!(
+        world
+            .history
+            .iter()
+            .any(|l| l.contains("before_hello=true") && l.contains("retry_in_ms")),
+        "monitor_died says it died before its hello and when the next try is\n{text}"
+    );
+    world.broken_spawns = 0;
+    assert!(
+        world.run_until(Duration::from_secs(60), all_online),
+        "{}",
+        world.history.join("\n")
+    );
+    assert!(
+        world.checker.violations.is_empty(),
+        "{:?}",
+        world.checker.violations
+    );
+}
