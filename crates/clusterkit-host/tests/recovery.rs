@@ -179,3 +179,61 @@ fn a_replacement_monitor_that_dies_before_hello_is_replaced_again() {
         "re-attached, not restarted"
     );
 }
+
+/// A monitor stopped from outside (SIGSTOP) hangs every call in it: its
+/// diagnostics show every thread stopped, so nobody is blamed; it is killed
+/// and its resources re-attach, none isolated or restarted.
+#[test]
+fn a_monitor_stopped_from_outside_blames_nobody() {
+    let dir = TempDir::new("host-sigstop");
+    let host = builder(dir.path())
+        .resource(fault("a", dir.path()))
+        .resource(fault("b", dir.path()))
+        .start()
+        .unwrap();
+    let events = host.subscribe();
+    host.online("a").unwrap();
+    host.online("b").unwrap();
+    host.wait_for(PATIENCE, "both online", |s| {
+        s.iter().all(|r| r.state == ResourceState::Online)
+    })
+    .unwrap();
+    let pid = host.resource_status("a").unwrap().monitor_pid.unwrap();
+    // SAFETY: kill(2) with the pid of our own monitor.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+    let (timed_out, _) = wait_event(&events, "a check past its deadline", |e| {
+        e.kind == EventKind::CallTimedOut
+    });
+    assert_eq!(
+        timed_out.field("stopped"),
+        Some(&serde_json::json!(true)),
+        "{timed_out:?}"
+    );
+    let (died, seen) = wait_event(&events, "the monitor's death", |e| {
+        e.kind == EventKind::MonitorDied
+    });
+    assert_eq!(
+        died.field("suspects"),
+        Some(&serde_json::json!([])),
+        "{died:?}"
+    );
+    assert!(
+        !seen.iter().any(|e| e.kind == EventKind::ResourceIsolated),
+        "{seen:?}"
+    );
+    host.wait_for(PATIENCE, "both re-attached", |s| {
+        s.iter()
+            .all(|r| r.state == ResourceState::Online && r.monitor_pid.is_some_and(|p| p != pid))
+    })
+    .unwrap();
+    for name in ["a", "b"] {
+        let s = host.resource_status(name).unwrap();
+        assert!(!s.separate_monitor, "{name} isolated");
+        assert_eq!(s.restarts, 0, "{name} restarted");
+        assert_eq!(
+            start_count(dir.path(), name),
+            1,
+            "{name}'s workload restarted"
+        );
+    }
+}

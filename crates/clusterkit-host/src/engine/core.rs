@@ -79,6 +79,16 @@ pub(crate) enum Input {
         /// The signal that ended it, if one did.
         signal: Option<i32>,
     },
+    /// The thread diagnostics asked for by [`Action::Diagnose`].
+    Diagnosed {
+        monitor: MonitorId,
+        call: CallId,
+        /// What each thread was doing (`process::thread_diagnostics`).
+        threads: serde_json::Value,
+        /// Every thread is stopped (state `T`): the monitor was stopped
+        /// from outside (SIGSTOP), not hung by its resource.
+        stopped: bool,
+    },
     /// Writing to a monitor failed other than by its going away.
     WriteFailed { monitor: MonitorId, error: String },
     /// An operator's request.
@@ -111,8 +121,13 @@ pub(crate) enum Action {
     Release { monitor: MonitorId },
     /// Show these statuses.
     Publish(Vec<(ResourceId, crate::status::ResourceStatus)>),
-    /// Emit the event with the thread diagnostics of `pid` in its `threads` field.
-    EmitDiagnosed { pid: u32, event: Event },
+    /// Read the thread diagnostics of `pid` (a call of `monitor` passed
+    /// its deadline); answer with [`Input::Diagnosed`].
+    Diagnose {
+        monitor: MonitorId,
+        call: CallId,
+        pid: u32,
+    },
     /// SIGKILL `pid`, then emit `event` (with `kill_error` if the kill failed).
     Kill { pid: u32, event: Event },
     /// Emit an event.
@@ -338,6 +353,12 @@ impl Core {
                 status,
                 signal,
             } => self.on_exited(monitor, status, signal),
+            Input::Diagnosed {
+                monitor,
+                call,
+                threads,
+                stopped,
+            } => self.on_diagnosed(monitor, call, threads, stopped),
             Input::WriteFailed { monitor, error } => {
                 self.kill_monitor(monitor, None, &format!("writing to the monitor: {error}"))
             }

@@ -191,9 +191,16 @@ impl Driver {
                 Action::Release { monitor } => {
                     self.writers.remove(&monitor);
                 }
-                Action::EmitDiagnosed { pid, event } => {
-                    let event = event.with("threads", process::thread_diagnostics(pid));
-                    self.emit(event);
+                Action::Diagnose { monitor, call, pid } => {
+                    let threads = process::thread_diagnostics(pid);
+                    let stopped = all_stopped(&threads);
+                    let input = Input::Diagnosed {
+                        monitor,
+                        call,
+                        threads,
+                        stopped,
+                    };
+                    self.core.handle(input, Instant::now());
                 }
                 Action::Kill { pid, mut event } => {
                     if let Err(e) = self.process.kill(pid) {
@@ -312,6 +319,17 @@ impl Driver {
         drop(statuses);
         self.board.changed.notify_all();
     }
+}
+
+/// Whether every thread of the diagnostics is stopped (`T`, or `t` when
+/// traced): the process was stopped from outside.
+fn all_stopped(threads: &serde_json::Value) -> bool {
+    threads.as_array().is_some_and(|threads| {
+        !threads.is_empty()
+            && threads
+                .iter()
+                .all(|t| matches!(t["state"].as_str(), Some("T" | "t")))
+    })
 }
 
 fn unix_ms_now() -> u64 {

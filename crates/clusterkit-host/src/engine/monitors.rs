@@ -65,6 +65,8 @@ pub(crate) struct MonitorEntry {
     pub(crate) escalated: bool,
     /// It sent bytes that are not a frame.
     pub(crate) protocol_error: bool,
+    /// Its thread diagnostics are being read before it is killed.
+    pub(crate) diagnosing: bool,
 }
 
 impl MonitorEntry {
@@ -122,6 +124,7 @@ impl Core {
                 crash_call: None,
                 escalated: false,
                 protocol_error: false,
+                diagnosing: false,
             },
         );
         self.current.insert(key, id);

@@ -33,15 +33,46 @@ impl Core {
         let Some(call) = self.calls.get(id) else {
             return;
         };
-        let Some(m) = self.monitors.get(&call.monitor) else {
+        let monitor = call.monitor;
+        let Some(m) = self.monitors.get_mut(&monitor) else {
             return;
         };
+        if m.killing.is_some() || m.diagnosing {
+            return;
+        }
+        // Diagnostics first: they say whether the resource hung, or the
+        // whole monitor was stopped from outside.
+        m.diagnosing = true;
+        let pid = m.pid.unwrap_or(0);
+        self.actions.push_back(Action::Diagnose {
+            monitor,
+            call: id,
+            pid,
+        });
+    }
+
+    /// The monitor's threads, read after `call` passed its deadline:
+    /// `call_timed_out` with them, then the kill. A monitor whose threads
+    /// are all stopped (SIGSTOP from outside) blames nobody.
+    pub(crate) fn on_diagnosed(
+        &mut self,
+        monitor: MonitorId,
+        id: CallId,
+        threads: serde_json::Value,
+        stopped: bool,
+    ) {
+        let Some(m) = self.monitors.get_mut(&monitor) else {
+            return;
+        };
+        m.diagnosing = false;
         if m.killing.is_some() {
             return;
         }
-        let (monitor, pid, resource, op, elapsed, deadline) = (
-            call.monitor,
-            m.pid.unwrap_or(0),
+        let pid = m.pid.unwrap_or(0);
+        let Some(call) = self.calls.get(id) else {
+            return; // answered after all
+        };
+        let (resource, op, elapsed, deadline) = (
             call.resource,
             call.op,
             self.now.saturating_duration_since(call.started),
@@ -51,13 +82,24 @@ impl Core {
             .with("call", op)
             .with("elapsed_ms", millis(elapsed))
             .with("deadline_ms", millis(deadline))
-            .with("pid", pid);
+            .with("pid", pid)
+            .with("threads", threads);
         if let Some(i) = resource {
             event = event.with("type", self.res(i).spec.type_name.clone());
         }
-        let event = self.stamped(event);
-        self.actions.push_back(Action::EmitDiagnosed { pid, event });
-        self.kill_monitor(monitor, resource, &format!("{op} passed its deadline"));
+        if stopped {
+            event = event.with("stopped", true);
+        }
+        self.emit(event);
+        if stopped {
+            let reason = format!(
+                "{op} passed its deadline in a monitor stopped from outside (every thread in \
+                 state T): no resource is blamed"
+            );
+            self.kill_monitor(monitor, None, &reason);
+        } else {
+            self.kill_monitor(monitor, resource, &format!("{op} passed its deadline"));
+        }
     }
 
     pub(crate) fn on_watchdog(&mut self, monitor: MonitorId) {

@@ -92,8 +92,7 @@ impl Core {
         let r = self.res(i);
         r.phase.state() == ResourceState::Online
             && r.desired == Desired::Online
-            && r
-                .spec
+            && r.spec
                 .depends_on
                 .iter()
                 .all(|&d| self.stays_online(ResourceId(d)))

@@ -116,10 +116,18 @@ fn stop_everything(world: &mut World) {
         world.note(format!("chaos: r{} will Hang in close", i.0));
         world.faults.insert((i, "close"), Fault::Hang);
     }
-    let spawned_before = world.history.iter().filter(|l| l.contains("spawn monitor")).count();
+    let spawned_before = world
+        .history
+        .iter()
+        .filter(|l| l.contains("spawn monitor"))
+        .count();
     world.command(Command::CloseAll);
     world.run_for(Duration::from_secs(10));
-    let spawned_after = world.history.iter().filter(|l| l.contains("spawn monitor")).count();
+    let spawned_after = world
+        .history
+        .iter()
+        .filter(|l| l.contains("spawn monitor"))
+        .count();
     if spawned_after > spawned_before {
         world.checker.violation(format!(
             "{} monitors started after the stop began",
@@ -129,7 +137,10 @@ fn stop_everything(world: &mut World) {
     for (i, w) in world.workloads.iter().enumerate() {
         if w.running && !w.terminate_failed {
             let name = &world.specs[i].name;
-            world.checker.violations.push(format!("{name}'s workload runs after the stop"));
+            world
+                .checker
+                .violations
+                .push(format!("{name}'s workload runs after the stop"));
         }
     }
 }

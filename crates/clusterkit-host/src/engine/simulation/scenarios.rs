@@ -99,3 +99,37 @@ fn a_monitor_that_cannot_start_is_retried_with_backoff() {
         world.checker.violations
     );
 }
+
+#[test]
+fn a_monitor_stopped_from_outside_blames_nobody() {
+    let mut world = started(&["x", "b0", "b1", "b2"]);
+    let shared = *world.monitors.keys().next().expect("one monitor");
+    world.monitors.get_mut(&shared).expect("live").stopped = true;
+    world.run_for(Duration::from_secs(10));
+    let text = world.history.join("\n");
+    assert!(
+        world
+            .history
+            .iter()
+            .any(|l| l.contains("call_timed_out") && l.contains("stopped=true")),
+        "{text}"
+    );
+    assert!(
+        world.run_until(Duration::from_secs(30), all_online),
+        "{text}"
+    );
+    for i in 0..4 {
+        let r = world.core.res(ResourceId(i));
+        assert!(!r.separate_monitor, "{} isolated\n{text}", r.spec.name);
+        assert_eq!(
+            world.workloads[i].starts, 1,
+            "{} restarted\n{text}",
+            r.spec.name
+        );
+    }
+    assert!(
+        world.checker.violations.is_empty(),
+        "{:?}",
+        world.checker.violations
+    );
+}

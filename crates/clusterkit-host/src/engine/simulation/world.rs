@@ -238,7 +238,11 @@ impl World {
                 "config: r{i} {} {:?}{} depends on {:?}",
                 spec.type_name,
                 spec.placement,
-                if spec.separate_monitor { " separate" } else { "" },
+                if spec.separate_monitor {
+                    " separate"
+                } else {
+                    ""
+                },
                 spec.depends_on
             );
             world.history.push(line);
@@ -491,7 +495,17 @@ impl World {
                 }
                 Action::Send { monitor, message } => self.receive(monitor, message),
                 Action::Release { .. } | Action::Publish(_) => {}
-                Action::EmitDiagnosed { event, .. } => self.record(event),
+                Action::Diagnose { monitor, call, .. } => {
+                    let stopped = self.monitors.get(&monitor).is_some_and(|m| m.stopped);
+                    let state = if stopped { "T" } else { "S" };
+                    let input = Input::Diagnosed {
+                        monitor,
+                        call,
+                        threads: serde_json::json!([{ "tid": 1, "state": state }]),
+                        stopped,
+                    };
+                    self.core.handle(input, self.now);
+                }
                 Action::Kill { pid, event } => {
                     self.record(event);
                     let found = self
