@@ -412,3 +412,21 @@ fn the_demo_recovers_from_the_outage_and_leaves_nothing_running() {
     }
     assert!(!out.contains("[FAILED]"), "{out}");
 }
+
+#[test]
+fn a_monitor_program_that_is_no_monitor_fails_the_start_at_once_saying_why() {
+    let dir = TempDir::new("cli-bad-monitor");
+    let good = write_config(&dir, "");
+    let text = std::fs::read_to_string(&good).unwrap();
+    let bad = dir.path().join("bad-monitor.toml");
+    std::fs::write(&bad, format!("monitor = \"/bin/true\"\n{text}")).unwrap();
+    let (ok, _, err) = output(clusterkit().args(["run", "--config"]).arg(&bad));
+    assert!(!ok);
+    assert!(err.contains("ended (exit status: 0) before saying hello"), "{err}");
+    assert!(err.contains("clusterkit monitor"), "{err}");
+    // Not thousands of spawns: one per placement, then the start fails.
+    let events = std::fs::read_to_string(dir.path().join("state").join("events.jsonl"))
+        .unwrap_or_default();
+    let died = events.matches("\"monitor_died\"").count();
+    assert!(died <= 3, "{died} monitor deaths\n{events}");
+}
