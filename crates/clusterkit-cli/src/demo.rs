@@ -8,14 +8,12 @@
 //! resources re-attached with zero restarts, the culprit isolated and
 //! restarted. It ends with a summary and leaves nothing running.
 
-use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clusterkit::{ControlCode, Logger, Properties, ResourceState};
+use clusterkit_bind::{Named, Setup};
 use clusterkit_host::{
     Event, EventKind, Host, HostBuilder, MonitorProgram, Placement, ResourceConfig, Timing,
 };
@@ -47,117 +45,44 @@ impl Drop for Scratch {
     }
 }
 
-/// A BIND `named` on a loopback port, stopped on drop.
-struct Bind {
-    child: Child,
-    port: u16,
-    secret: String,
-}
-
-impl Drop for Bind {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn tool(name: &str, package: &str) -> Result<(), String> {
-    let found = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .chain(["/usr/sbin".into()])
-                .any(|d| d.join(name).is_file())
+/// The path of `name` on `PATH` or in `/usr/sbin`, or an error naming the
+/// package to install.
+fn tool(name: &str, package: &str) -> Result<PathBuf, String> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/sbin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!("`{name}` is not installed: `apt-get install {package}` (scripts/demo does)")
         })
-        .unwrap_or(false);
-    if found {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not installed: `apt-get install {package}` (scripts/demo does)"
-        ))
-    }
 }
 
-fn start_bind(dir: &Path) -> Result<Bind, String> {
-    tool("named", "bind9")?;
-    tool("tsig-keygen", "bind9")?;
-    let out = Command::new("tsig-keygen")
-        .args(["-a", "hmac-sha256", KEY_NAME])
-        .output()
-        .map_err(|e| format!("tsig-keygen: {e}"))?;
-    let key_conf = String::from_utf8_lossy(&out.stdout).into_owned();
-    let secret = key_conf
-        .split("secret \"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .ok_or("tsig-keygen printed no secret")?
-        .to_owned();
-    let d = dir.display();
-    std::fs::write(dir.join("key.conf"), &key_conf).map_err(|e| e.to_string())?;
-    std::fs::write(
-        dir.join("zone.db"),
-        format!("$TTL 60\n@ IN SOA ns.{ZONE}. admin.{ZONE}. 1 60 60 600 60\n@ IN NS ns.{ZONE}.\nns IN A 127.0.0.1\n"),
-    )
-    .map_err(|e| e.to_string())?;
-    for _ in 0..5 {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let conf = dir.join("named.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "include \"{d}/key.conf\";\ncontrols {{ }};\noptions {{\n directory \"{d}\";\n pid-file \"{d}/named.pid\";\n \
-                 session-keyfile \"{d}/session.key\";\n listen-on port {port} {{ 127.0.0.1; }};\n listen-on-v6 {{ none; }};\n \
-                 recursion no;\n dnssec-validation no;\n}};\nzone \"{ZONE}\" {{\n type primary;\n file \"{d}/zone.db\";\n \
-                 allow-update {{ key {KEY_NAME}; }};\n}};\n"
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-        let mut child = Command::new("named")
-            .arg("-g")
-            .arg("-c")
-            .arg(&conf)
-            .args(["-u", "root", "-n", "1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("starting named: {e}"))?;
-        let stderr = child.stderr.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.ends_with(" running") {
-                    let _ = tx.send(true);
-                } else if line.contains("address in use") || line.contains("exiting (due to") {
-                    let _ = tx.send(false);
-                }
-            }
-            let _ = tx.send(false);
-        });
-        if rx.recv_timeout(STEP_LIMIT) == Ok(true) {
-            return Ok(Bind {
-                child,
-                port,
-                secret,
-            });
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    Err("named did not start".into())
+/// A BIND `named` serving [`ZONE`] on a loopback port, its files in `dir`;
+/// stopped on drop.
+fn start_bind(dir: &Path) -> Result<Named, String> {
+    let named = tool("named", "bind9")?;
+    let tsig_keygen = tool("tsig-keygen", "bind9")?;
+    Named::start(&Setup {
+        named: &named,
+        tsig_keygen: &tsig_keygen,
+        dir,
+        zone: ZONE,
+        key_name: KEY_NAME,
+        patience: STEP_LIMIT,
+    })
 }
 
-fn dig(bind: &Bind, name: &str) -> String {
+fn dig(bind: &Named, name: &str) -> String {
     Command::new("dig")
         .args([
             "+short",
             "+time=1",
             "+tries=1",
             "-p",
-            &bind.port.to_string(),
+            &bind.addr().port().to_string(),
             "@127.0.0.1",
             name,
             "A",
@@ -232,8 +157,8 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     step("Setting up real backends in a temp dir");
     let bind = start_bind(&dir.join("bind"))?;
     println!(
-        "  BIND 9 (named) serving {ZONE} on 127.0.0.1:{}, updates signed with TSIG key {KEY_NAME}",
-        bind.port
+        "  BIND 9 (named) serving {ZONE} on {}, updates signed with TSIG key {KEY_NAME}",
+        bind.addr()
     );
     let image = dir.join("data.img");
     std::fs::File::create(&image)
@@ -280,9 +205,9 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
                 .property("name", format!("web.{ZONE}").as_str())
                 .property("address", "127.0.0.1")
                 .property("zone", ZONE)
-                .property("servers", vec![format!("127.0.0.1:{}", bind.port)])
+                .property("servers", vec![bind.addr().to_string()])
                 .property("tsig_key_name", KEY_NAME)
-                .property("tsig_secret", bind.secret.as_str()),
+                .property("tsig_secret", bind.secret()),
         )
         .resource(
             ResourceConfig::new("data-disk", &disk, "disk")
@@ -335,7 +260,7 @@ fn status_table(host: &Host) {
     }
 }
 
-fn outage(host: &Host, bind: &Bind, dir: &Path, control: &Path) -> Result<(), String> {
+fn outage(host: &Host, bind: &Named, dir: &Path, control: &Path) -> Result<(), String> {
     step("Bringing four resources online in one shared monitor (placement `core`)");
     let events = host.subscribe();
     for name in ["web-name", "data-disk", "vm", "legacy-app"] {

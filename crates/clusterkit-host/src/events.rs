@@ -9,76 +9,61 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-macro_rules! event_kinds {
-    ($($(#[$doc:meta])* $variant:ident = $id:literal, $name:literal;)*) => {
-        /// What happened. Ids and names are stable: they appear in
-        /// `events.jsonl` and are never renumbered or reused.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum EventKind {
-            $($(#[$doc])* $variant,)*
-        }
-
-        impl EventKind {
-            /// Every kind, in id order.
-            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant,)*];
-
-            /// The stable numeric id.
-            pub const fn id(self) -> u32 {
-                match self { $(EventKind::$variant => $id,)* }
-            }
-
-            /// The stable name (`"call_timed_out"`).
-            pub const fn name(self) -> &'static str {
-                match self { $(EventKind::$variant => $name,)* }
-            }
-        }
-    };
+clusterkit::stable_enum! {
+    /// What happened. Ids and names are stable: they appear in
+    /// `events.jsonl` and are never renumbered or reused.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum EventKind: u32, non_exhaustive {
+        /// A resource reached online.
+        ResourceOnline = 1, "resource_online";
+        /// A resource reached offline.
+        ResourceOffline = 2, "resource_offline";
+        /// `online`/`offline` went pending.
+        ResourcePending = 3, "resource_pending";
+        /// A health check said degraded (no recovery).
+        HealthDegraded = 4, "health_degraded";
+        /// A health check said failed.
+        HealthFailed = 5, "health_failed";
+        /// A resource failed; recovery starts.
+        ResourceFailed = 6, "resource_failed";
+        /// A call passed its deadline; carries the monitor's thread diagnostics.
+        CallTimedOut = 7, "call_timed_out";
+        /// A monitor process ended.
+        MonitorDied = 8, "monitor_died";
+        /// A monitor process started and said hello.
+        MonitorStarted = 9, "monitor_started";
+        /// A resource resumed online in a new monitor without `online`.
+        ResourceReattached = 10, "resource_reattached";
+        /// A resource was restarted by its restart policy.
+        ResourceRestarted = 11, "resource_restarted";
+        /// A resource was moved to a monitor of its own.
+        ResourceIsolated = 12, "resource_isolated";
+        /// More restarts than the threshold within the period.
+        RestartThresholdExceeded = 13, "restart_threshold_exceeded";
+        /// The resource should move to another node.
+        FailoverRequested = 14, "failover_requested";
+        /// A killed monitor did not exit: the escalation action runs.
+        Escalation = 15, "escalation";
+        /// A monitor sent something malformed; it is ended.
+        MonitorProtocolError = 16, "monitor_protocol_error";
+        /// A line a resource or library logged.
+        ResourceLog = 17, "resource_log";
+        /// A call returned an error.
+        CallFailed = 18, "call_failed";
+        /// A monitor is being killed.
+        MonitorKilled = 19, "monitor_killed";
+        /// The host started.
+        HostStarted = 20, "host_started";
+        /// The host stopped.
+        HostStopped = 21, "host_stopped";
+    }
 }
 
-event_kinds! {
-    /// A resource reached online.
-    ResourceOnline = 1, "resource_online";
-    /// A resource reached offline.
-    ResourceOffline = 2, "resource_offline";
-    /// `online`/`offline` went pending.
-    ResourcePending = 3, "resource_pending";
-    /// A health check said degraded (no recovery).
-    HealthDegraded = 4, "health_degraded";
-    /// A health check said failed.
-    HealthFailed = 5, "health_failed";
-    /// A resource failed; recovery starts.
-    ResourceFailed = 6, "resource_failed";
-    /// A call passed its deadline; carries the monitor's thread diagnostics.
-    CallTimedOut = 7, "call_timed_out";
-    /// A monitor process ended.
-    MonitorDied = 8, "monitor_died";
-    /// A monitor process started and said hello.
-    MonitorStarted = 9, "monitor_started";
-    /// A resource resumed online in a new monitor without `online`.
-    ResourceReattached = 10, "resource_reattached";
-    /// A resource was restarted by its restart policy.
-    ResourceRestarted = 11, "resource_restarted";
-    /// A resource was moved to a monitor of its own.
-    ResourceIsolated = 12, "resource_isolated";
-    /// More restarts than the threshold within the period.
-    RestartThresholdExceeded = 13, "restart_threshold_exceeded";
-    /// The resource should move to another node.
-    FailoverRequested = 14, "failover_requested";
-    /// A killed monitor did not exit: the escalation action runs.
-    Escalation = 15, "escalation";
-    /// A monitor sent something malformed; it is ended.
-    MonitorProtocolError = 16, "monitor_protocol_error";
-    /// A line a resource or library logged.
-    ResourceLog = 17, "resource_log";
-    /// A call returned an error.
-    CallFailed = 18, "call_failed";
-    /// A monitor is being killed.
-    MonitorKilled = 19, "monitor_killed";
-    /// The host started.
-    HostStarted = 20, "host_started";
-    /// The host stopped.
-    HostStopped = 21, "host_stopped";
+impl EventKind {
+    /// The stable numeric id.
+    pub const fn id(self) -> u32 {
+        self as u32
+    }
 }
 
 /// One event.

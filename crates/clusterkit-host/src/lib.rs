@@ -74,6 +74,8 @@ mod resolve;
 mod state_file;
 mod static_types;
 mod status;
+#[doc(hidden)]
+pub mod testing;
 
 pub use config::{
     Backoff, MIN_DEADLOCK_TIMEOUT, Placement, ResourceConfig, RestartAction, RestartPolicy, Timing,

@@ -5,37 +5,18 @@
 mod common;
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use clusterkit::ResourceState;
 use clusterkit_host::{Desired, EventKind, Placement, ProcessControl, SystemProcesses};
-use clusterkit_testkit::TempDir;
+use clusterkit_testkit::{TempDir, XorShift};
 use common::*;
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 #[test]
 fn two_hundred_monitor_kills() {
     let dir = TempDir::new("host-chaos");
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("seed {seed}");
-    let mut rng = XorShift(seed);
+    let mut rng = XorShift::from_clock();
+    let seed = rng.seed();
     let placements = [Placement::Core, Placement::Storage, Placement::Default];
     let mut b = builder(dir.path());
     let mut names = Vec::new();
@@ -69,7 +50,7 @@ fn two_hundred_monitor_kills() {
         // Turn some resources on or off between kills.
         for _ in 0..rng.below(3) {
             let r = rng.below(names.len());
-            desired[r] = if rng.next().is_multiple_of(3) {
+            desired[r] = if rng.next_u64().is_multiple_of(3) {
                 Desired::Offline
             } else {
                 Desired::Online

@@ -7,11 +7,11 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use clusterkit_fault_injection::start_count;
 use clusterkit_host::{Desired, PersistedState};
-use clusterkit_testkit::{TempDir, example_binary};
+use clusterkit_testkit::{TempDir, XorShift, example_binary};
 use common::*;
 
 struct HostProcess {
@@ -73,32 +73,14 @@ impl HostProcess {
     }
 }
 
-/// A small deterministic generator, seeded from the clock and printed, so a
-/// failing run can be replayed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn the_state_file_survives_sigkill_at_random_moments() {
     let dir = TempDir::new("host-sigkill");
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let state_dir = dir.path().join("state");
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("seed {seed}");
-    let mut rng = XorShift(seed);
+    let mut rng = XorShift::from_clock();
+    let seed = rng.seed();
     let props = [format!("state_dir={}", work.display())];
     let names = ["r0", "r1", "r2", "r3"];
     for round in 0..50 {
@@ -106,9 +88,9 @@ fn the_state_file_survives_sigkill_at_random_moments() {
             HostProcess::start(&state_dir, &dummy_library(), "dummy", names.len(), &props);
         // custom-host brings every resource online, and that is committed.
         let mut committed = [Desired::Online; 4];
-        for _ in 0..rng.next() % 6 {
-            let r = (rng.next() % 4) as usize;
-            let want = if rng.next().is_multiple_of(2) {
+        for _ in 0..rng.next_u64() % 6 {
+            let r = rng.below(4);
+            let want = if rng.next_u64().is_multiple_of(2) {
                 Desired::Online
             } else {
                 Desired::Offline
@@ -124,7 +106,7 @@ fn the_state_file_survives_sigkill_at_random_moments() {
             // offline takes dependents too; there are none here.
         }
         // One more command, killed at a random moment while it is handled.
-        let r = (rng.next() % 4) as usize;
+        let r = rng.below(4);
         let in_flight = if committed[r] == Desired::Online {
             Desired::Offline
         } else {
@@ -140,7 +122,7 @@ fn the_state_file_survives_sigkill_at_random_moments() {
             names[r]
         ));
         let spin = Instant::now();
-        let wait = Duration::from_micros(rng.next() % 3000);
+        let wait = Duration::from_micros(rng.next_u64() % 3000);
         while spin.elapsed() < wait {
             std::hint::spin_loop();
         }

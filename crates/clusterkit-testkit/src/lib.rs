@@ -5,7 +5,10 @@
 //! install.
 
 pub mod bind;
+mod rng;
 pub mod status;
+
+pub use rng::XorShift;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,87 +2,48 @@
 
 use crate::properties::PropertyErrors;
 
-/// The stable numeric code of an [`Error`]; the C ABI carries this value.
-///
-/// Codes are never renumbered or reused. `0` means success and is never the
-/// code of an `Error`.
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    /// The entry point or control code is not implemented; the host applies
-    /// its default handling.
-    Unsupported = 1,
-    /// One or more properties failed validation against the schema.
-    InvalidProperties = 2,
-    /// Malformed input, such as a property list that does not decode.
-    InvalidInput = 3,
-    /// Something the resource needs does not exist.
-    NotFound = 4,
-    /// The resource is held by another owner (e.g. a disk reserved elsewhere).
-    Busy = 5,
-    /// An operation did not finish within its own deadline.
-    Timeout = 6,
-    /// The call was ended because the host called `terminate`.
-    Terminated = 7,
-    /// An operating-system I/O error.
-    Io = 8,
-    /// The workload or its backend failed.
-    Failed = 9,
-    /// The entry point panicked; the panic was caught at the boundary.
-    Panicked = 10,
-    /// The two sides speak different ABI major versions.
-    Abi = 11,
-    /// The call is not valid in the resource's current state.
-    InvalidState = 12,
-    /// A bug or broken invariant inside the library or host.
-    Internal = 13,
+crate::stable_enum! {
+    /// The stable numeric code of an [`Error`]; the C ABI carries this value.
+    ///
+    /// Codes are never renumbered or reused. `0` means success and is never
+    /// the code of an `Error`. The names (`"invalid_properties"`) are stable
+    /// too.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum ErrorCode: i32 {
+        /// The entry point or control code is not implemented; the host applies
+        /// its default handling.
+        Unsupported = 1, "unsupported";
+        /// One or more properties failed validation against the schema.
+        InvalidProperties = 2, "invalid_properties";
+        /// Malformed input, such as a property list that does not decode.
+        InvalidInput = 3, "invalid_input";
+        /// Something the resource needs does not exist.
+        NotFound = 4, "not_found";
+        /// The resource is held by another owner (e.g. a disk reserved elsewhere).
+        Busy = 5, "busy";
+        /// An operation did not finish within its own deadline.
+        Timeout = 6, "timeout";
+        /// The call was ended because the host called `terminate`.
+        Terminated = 7, "terminated";
+        /// An operating-system I/O error.
+        Io = 8, "io";
+        /// The workload or its backend failed.
+        Failed = 9, "failed";
+        /// The entry point panicked; the panic was caught at the boundary.
+        Panicked = 10, "panicked";
+        /// The two sides speak different ABI major versions.
+        Abi = 11, "abi";
+        /// The call is not valid in the resource's current state.
+        InvalidState = 12, "invalid_state";
+        /// A bug or broken invariant inside the library or host.
+        Internal = 13, "internal";
+    }
 }
 
 impl ErrorCode {
-    /// All codes, in numeric order.
-    pub const ALL: [ErrorCode; 13] = [
-        ErrorCode::Unsupported,
-        ErrorCode::InvalidProperties,
-        ErrorCode::InvalidInput,
-        ErrorCode::NotFound,
-        ErrorCode::Busy,
-        ErrorCode::Timeout,
-        ErrorCode::Terminated,
-        ErrorCode::Io,
-        ErrorCode::Failed,
-        ErrorCode::Panicked,
-        ErrorCode::Abi,
-        ErrorCode::InvalidState,
-        ErrorCode::Internal,
-    ];
-
     /// The numeric value carried across the C ABI.
     pub const fn as_i32(self) -> i32 {
         self as i32
-    }
-
-    /// The code for a numeric value, or `None` for `0` and unknown values.
-    pub fn from_i32(code: i32) -> Option<ErrorCode> {
-        Self::ALL.into_iter().find(|c| c.as_i32() == code)
-    }
-
-    /// A short, stable, lower-case name (`"invalid_properties"`).
-    pub const fn name(self) -> &'static str {
-        match self {
-            ErrorCode::Unsupported => "unsupported",
-            ErrorCode::InvalidProperties => "invalid_properties",
-            ErrorCode::InvalidInput => "invalid_input",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Busy => "busy",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::Terminated => "terminated",
-            ErrorCode::Io => "io",
-            ErrorCode::Failed => "failed",
-            ErrorCode::Panicked => "panicked",
-            ErrorCode::Abi => "abi",
-            ErrorCode::InvalidState => "invalid_state",
-            ErrorCode::Internal => "internal",
-        }
     }
 }
 

@@ -147,6 +147,7 @@ mod log;
 mod name;
 pub mod properties;
 mod resource;
+mod stable_enum;
 mod state;
 mod status;
 mod worker;

@@ -3,46 +3,27 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// The severity of a log line. Numeric values are stable and cross the C ABI.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Level {
-    /// Something failed.
-    Error = 1,
-    /// Something is wrong but handled.
-    Warn = 2,
-    /// Normal operation worth recording.
-    Info = 3,
-    /// Detail for diagnosing problems.
-    Debug = 4,
-    /// Very fine detail.
-    Trace = 5,
-}
-
-impl Level {
-    /// The level for its numeric value.
-    pub fn from_u32(value: u32) -> Option<Level> {
-        [
-            Level::Error,
-            Level::Warn,
-            Level::Info,
-            Level::Debug,
-            Level::Trace,
-        ]
-        .into_iter()
-        .find(|l| *l as u32 == value)
+crate::stable_enum! {
+    /// The severity of a log line. Numeric values are stable and cross the
+    /// C ABI.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Level: u32 {
+        /// Something failed.
+        Error = 1, "error";
+        /// Something is wrong but handled.
+        Warn = 2, "warn";
+        /// Normal operation worth recording.
+        Info = 3, "info";
+        /// Detail for diagnosing problems.
+        Debug = 4, "debug";
+        /// Very fine detail.
+        Trace = 5, "trace";
     }
 }
 
 impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Level::Error => "error",
-            Level::Warn => "warn",
-            Level::Info => "info",
-            Level::Debug => "debug",
-            Level::Trace => "trace",
-        })
+        f.write_str(self.name())
     }
 }
 

@@ -2,58 +2,31 @@
 
 use std::fmt;
 
-/// The state of a resource as the host tracks it.
-///
-/// The numeric values are stable and cross the C ABI.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ResourceState {
-    /// Opened, not yet brought online or offline.
-    Initializing = 1,
-    /// Online and serving.
-    Online = 2,
-    /// Offline.
-    Offline = 3,
-    /// Coming online on a worker; progress is reported through a [`StatusReporter`](crate::StatusReporter).
-    OnlinePending = 4,
-    /// Going offline on a worker.
-    OfflinePending = 5,
-    /// Failed; the host applies its restart policy.
-    Failed = 6,
-    /// Not known (for example, while the host re-attaches).
-    Unknown = 7,
+crate::stable_enum! {
+    /// The state of a resource as the host tracks it.
+    ///
+    /// The numeric values are stable and cross the C ABI; the names
+    /// (`"online_pending"`) are stable too.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum ResourceState: u32 {
+        /// Opened, not yet brought online or offline.
+        Initializing = 1, "initializing";
+        /// Online and serving.
+        Online = 2, "online";
+        /// Offline.
+        Offline = 3, "offline";
+        /// Coming online on a worker; progress is reported through a [`StatusReporter`](crate::StatusReporter).
+        OnlinePending = 4, "online_pending";
+        /// Going offline on a worker.
+        OfflinePending = 5, "offline_pending";
+        /// Failed; the host applies its restart policy.
+        Failed = 6, "failed";
+        /// Not known (for example, while the host re-attaches).
+        Unknown = 7, "unknown";
+    }
 }
 
 impl ResourceState {
-    /// All states, in numeric order.
-    pub const ALL: [ResourceState; 7] = [
-        ResourceState::Initializing,
-        ResourceState::Online,
-        ResourceState::Offline,
-        ResourceState::OnlinePending,
-        ResourceState::OfflinePending,
-        ResourceState::Failed,
-        ResourceState::Unknown,
-    ];
-
-    /// The state for its numeric value.
-    pub fn from_u32(value: u32) -> Option<ResourceState> {
-        Self::ALL.into_iter().find(|s| *s as u32 == value)
-    }
-
-    /// A stable lower-case name (`"online_pending"`).
-    pub const fn name(self) -> &'static str {
-        match self {
-            ResourceState::Initializing => "initializing",
-            ResourceState::Online => "online",
-            ResourceState::Offline => "offline",
-            ResourceState::OnlinePending => "online_pending",
-            ResourceState::OfflinePending => "offline_pending",
-            ResourceState::Failed => "failed",
-            ResourceState::Unknown => "unknown",
-        }
-    }
-
     /// Whether this is one of the two pending states.
     pub const fn is_pending(self) -> bool {
         matches!(

@@ -5,13 +5,13 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use clusterkit::{Health, ResourceState};
+use clusterkit_host::testing::{fast_timing_with_deadlines, is, wait_event_within};
 use clusterkit_host::{
     Event, EventKind, HostBuilder, HostError, MonitorProgram, ProcessControl, ResourceConfig,
-    RestartAction, SystemProcesses, Timing,
+    RestartAction, SystemProcesses,
 };
 use clusterkit_testkit::{TempDir, cdylib, monitor_binary, require_tool};
 use clusterkit_virtual_machine::{TYPE_NAME, pid_file, qmp_socket};
@@ -20,21 +20,6 @@ use serde_json::Value;
 /// The guard on every wait: far above what any step takes, so a failure
 /// shows as a clear timeout rather than a hang.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Short timings: checks every 100 ms / 500 ms, restarts after 50 ms, and
-/// deadlines of a few seconds (QEMU under TCG on a busy machine is slow to
-/// start).
-fn fast_timing() -> Timing {
-    let mut t = Timing {
-        looks_alive_interval: Duration::from_millis(100),
-        is_alive_interval: Duration::from_millis(500),
-        deadlock_timeout: Duration::from_secs(5),
-        pending_timeout: Duration::from_secs(5),
-        ..Timing::default()
-    };
-    t.restart.delay = Duration::from_millis(50);
-    t
-}
 
 /// One test's directories, and the cleanup of everything it started.
 struct Fixture {
@@ -63,9 +48,11 @@ impl Fixture {
         }
     }
 
+    /// A host with the host tests' short timings, but deadlines of a few
+    /// seconds: QEMU under TCG on a busy machine is slow to start.
     fn builder(&self) -> HostBuilder {
         HostBuilder::new(&self.state_dir, MonitorProgram::Path(monitor_binary()))
-            .defaults(fast_timing())
+            .defaults(fast_timing_with_deadlines(Duration::from_secs(5)))
     }
 
     /// A `virtual-machine` resource in this fixture's run_dir, powering off
@@ -224,32 +211,6 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// Waits for the first event matching `pred`, returning it and every event
-/// seen before it.
-fn wait_event(
-    events: &Receiver<Event>,
-    what: &str,
-    mut pred: impl FnMut(&Event) -> bool,
-) -> (Event, Vec<Event>) {
-    let deadline = Instant::now() + PATIENCE;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match events.recv_timeout(left) {
-            Ok(e) if pred(&e) => return (e, seen),
-            Ok(e) => seen.push(e),
-            Err(_) => panic!(
-                "no event {what} within {PATIENCE:?}; saw: {:#?}",
-                seen.iter().map(|e| e.to_string()).collect::<Vec<_>>()
-            ),
-        }
-    }
-}
-
-fn is(kind: EventKind, resource: &str) -> impl FnMut(&Event) -> bool + '_ {
-    move |e| e.kind == kind && e.resource.as_deref() == Some(resource)
-}
-
 fn log_says(e: &Event, text: &str) -> bool {
     e.kind == EventKind::ResourceLog && e.str_field("message").is_some_and(|m| m.contains(text))
 }
@@ -275,8 +236,9 @@ fn full_lifecycle_against_real_qemu() {
     let events = host.subscribe();
 
     host.online("vm").unwrap();
-    let (pending, seen) = wait_event(
+    let (pending, seen) = wait_event_within(
         &events,
+        PATIENCE,
         "online pending",
         is(EventKind::ResourcePending, "vm"),
     );
@@ -285,7 +247,12 @@ fn full_lifecycle_against_real_qemu() {
         seen.iter().any(|e| log_says(e, "starting QEMU: ")),
         "the command line is logged"
     );
-    wait_event(&events, "online", is(EventKind::ResourceOnline, "vm"));
+    wait_event_within(
+        &events,
+        PATIENCE,
+        "online",
+        is(EventKind::ResourceOnline, "vm"),
+    );
     let pid = t.qemu_pid("vm");
     assert!(t.is_qemu_of(pid, "vm"), "pid {pid}: {:?}", cmdline(pid));
 
@@ -347,13 +314,19 @@ fn full_lifecycle_against_real_qemu() {
 
     // Offline: pending, system_powerdown (ignored by SeaBIOS), quit.
     host.offline("vm").unwrap();
-    let (pending, _) = wait_event(
+    let (pending, _) = wait_event_within(
         &events,
+        PATIENCE,
         "offline pending",
         is(EventKind::ResourcePending, "vm"),
     );
     assert_eq!(pending.str_field("state"), Some("offline_pending"));
-    let (_, seen) = wait_event(&events, "offline", is(EventKind::ResourceOffline, "vm"));
+    let (_, seen) = wait_event_within(
+        &events,
+        PATIENCE,
+        "offline",
+        is(EventKind::ResourceOffline, "vm"),
+    );
     assert!(
         seen.iter().any(|e| log_says(e, "system_powerdown")),
         "powerdown first"
@@ -386,8 +359,9 @@ fn killed_monitor_reattaches_to_the_same_qemu() {
     let monitor = host.resource_status("vm").unwrap().monitor_pid.unwrap();
 
     SystemProcesses.kill(monitor).unwrap();
-    let (_, seen) = wait_event(
+    let (_, seen) = wait_event_within(
         &events,
+        PATIENCE,
         "re-attach",
         is(EventKind::ResourceReattached, "vm"),
     );
@@ -651,7 +625,7 @@ fn terminate_kills_the_vm() {
 
     // `fail` terminates the resource; with restart_action none it stays down.
     host.fail("vm").unwrap();
-    let (_, seen) = wait_event(&events, "the kill", |e| {
+    let (_, seen) = wait_event_within(&events, PATIENCE, "the kill", |e| {
         log_says(e, &format!("killed QEMU pid {pid}"))
     });
     assert!(

@@ -1,23 +1,23 @@
 //! Shared by the disk tests: images in temp dirs, the library through the
 //! loader, a host with short timings, event waits.
-#![allow(dead_code, unreachable_pub)]
+// Each test binary uses only some of these helpers, re-exported ones
+// included.
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clusterkit::{Level, Logger, Properties};
 use clusterkit_disk::{BLOCK_SIZE, Record, format_image};
-use clusterkit_host::{Event, EventKind, HostBuilder, MonitorProgram, ResourceConfig, Timing};
+use clusterkit_host::testing::fast_timing_with_deadlines;
+use clusterkit_host::{HostBuilder, MonitorProgram, ResourceConfig};
 use clusterkit_loader::{Library, ResourceTypeHandle};
 use clusterkit_testkit::{TempDir, cdylib, monitor_binary};
 
-/// The guard on every wait: far above what any step takes, so a failure
-/// shows as a clear timeout rather than a hang.
-pub const PATIENCE: Duration = Duration::from_secs(60);
+pub use clusterkit_host::testing::{PATIENCE, is, wait_event};
 
 /// The size of the images the tests make.
 pub const IMAGE_SIZE: u64 = 8 << 20;
@@ -95,23 +95,11 @@ pub fn recording_logger() -> (Logger, Arc<Mutex<Vec<String>>>) {
     (log, lines)
 }
 
-/// Short timings, as the host's own tests use (checks every 100 ms /
-/// 500 ms, restarts after 50 ms), with deadlines above [`IO_TIMEOUT`].
-pub fn fast_timing() -> Timing {
-    let mut t = Timing {
-        looks_alive_interval: Duration::from_millis(100),
-        is_alive_interval: Duration::from_millis(500),
-        deadlock_timeout: Duration::from_secs(5),
-        pending_timeout: Duration::from_secs(5),
-        ..Timing::default()
-    };
-    t.restart.delay = Duration::from_millis(50);
-    t
-}
-
-/// A host keeping its state in `state_dir`, running real monitor processes.
+/// A host keeping its state in `state_dir`, running real monitor processes,
+/// with the host tests' short timings but deadlines above [`IO_TIMEOUT`].
 pub fn builder(state_dir: &Path) -> HostBuilder {
-    HostBuilder::new(state_dir, MonitorProgram::Path(monitor_binary())).defaults(fast_timing())
+    HostBuilder::new(state_dir, MonitorProgram::Path(monitor_binary()))
+        .defaults(fast_timing_with_deadlines(Duration::from_secs(5)))
 }
 
 /// A `disk` resource on `image`.
@@ -119,32 +107,6 @@ pub fn disk(name: &str, image: &Path) -> ResourceConfig {
     ResourceConfig::new(name, library(), "disk")
         .property("path", image.to_str().unwrap())
         .property("io_timeout", IO_TIMEOUT)
-}
-
-/// Waits for the first event matching `pred`, returning it and every event
-/// seen before it.
-pub fn wait_event(
-    events: &Receiver<Event>,
-    what: &str,
-    mut pred: impl FnMut(&Event) -> bool,
-) -> (Event, Vec<Event>) {
-    let deadline = Instant::now() + PATIENCE;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match events.recv_timeout(left) {
-            Ok(e) if pred(&e) => return (e, seen),
-            Ok(e) => seen.push(e),
-            Err(_) => panic!(
-                "no event {what} within {PATIENCE:?}; saw: {:#?}",
-                seen.iter().map(|e| e.to_string()).collect::<Vec<_>>()
-            ),
-        }
-    }
-}
-
-pub fn is(kind: EventKind, resource: &str) -> impl FnMut(&Event) -> bool + '_ {
-    move |e| e.kind == kind && e.resource.as_deref() == Some(resource)
 }
 
 /// The events of `<state_dir>/events.jsonl`, as JSON objects.

@@ -1,18 +1,19 @@
 //! Shared by the network-name tests: a real BIND on a loopback port, a
 //! silent "DNS server", `dig`/`nsupdate` helpers, a host with short timings
 //! and event collection.
-#![allow(dead_code, unreachable_pub)]
+// Each test binary uses only some of these helpers, re-exported ones
+// included.
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use clusterkit_host::{Event, EventKind, HostBuilder, MonitorProgram, ResourceConfig, Timing};
+use clusterkit_host::testing::fast_timing;
+use clusterkit_host::{Event, EventKind, HostBuilder, MonitorProgram, ResourceConfig};
 
-/// The guard on every wait: far above what any step takes, so a failure
-/// shows as a clear timeout rather than a hang.
-pub const PATIENCE: Duration = Duration::from_secs(60);
+pub use clusterkit_host::testing::{PATIENCE, is};
 
 pub use clusterkit_testkit::bind::{Bind, KEY_NAME, Silent, ZONE};
 
@@ -46,20 +47,6 @@ impl BindResource for Bind {
 /// The network-name library (built if needed).
 pub fn library() -> PathBuf {
     clusterkit_testkit::cdylib("clusterkit-example-network-name", "clusterkit_network_name")
-}
-
-/// Short timings for tests: checks every 100 ms / 500 ms, 1 s deadlines
-/// (the minimum), restarts after 50 ms.
-pub fn fast_timing() -> Timing {
-    let mut t = Timing {
-        looks_alive_interval: Duration::from_millis(100),
-        is_alive_interval: Duration::from_millis(500),
-        deadlock_timeout: Duration::from_millis(1000),
-        pending_timeout: Duration::from_millis(1000),
-        ..Timing::default()
-    };
-    t.restart.delay = Duration::from_millis(50);
-    t
 }
 
 /// A host in `dir`/host with real monitor processes and [`fast_timing`].
@@ -119,9 +106,4 @@ impl Events {
     pub fn of(&self, kind: EventKind) -> Vec<&Event> {
         self.seen.iter().filter(|e| e.kind == kind).collect()
     }
-}
-
-/// A matcher for events of `kind` about `resource`.
-pub fn is(kind: EventKind, resource: &str) -> impl FnMut(&Event) -> bool + '_ {
-    move |e| e.kind == kind && e.resource.as_deref() == Some(resource)
 }
