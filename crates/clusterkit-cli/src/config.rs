@@ -43,6 +43,10 @@ impl<'de> Deserialize<'de> for ConfigDuration {
         enum Raw {
             Millis(u64),
             Text(String),
+            // Anything else (a negative or fractional number, a table): an
+            // error that says what a duration is, not serde's "did not
+            // match any variant".
+            Other(toml::Value),
         }
         let spec = clusterkit::PropertySpec::duration("duration");
         match Raw::deserialize(d)? {
@@ -53,6 +57,45 @@ impl<'de> Deserialize<'de> for ConfigDuration {
                     "{text:?} is not a duration (milliseconds, or a number with ms, s, m or h)"
                 ))),
             },
+            Raw::Other(other) => Err(serde::de::Error::custom(format!(
+                "{} is not a duration: a whole number of milliseconds (0 or more), or a \
+                 text such as \"500ms\", \"5s\", \"2m\" or \"1h\"",
+                shown(&other)
+            ))),
+        }
+    }
+}
+
+/// A config value as written, for an error message.
+fn shown(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::String(s) => format!("{s:?}"),
+        other => format!("a {}", other.type_str()),
+    }
+}
+
+/// `restart_backoff_factor`: a whole number (2 doubles the delay each time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BackoffFactor(u32);
+
+impl<'de> Deserialize<'de> for BackoffFactor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<BackoffFactor, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Whole(u32),
+            Other(toml::Value),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Whole(n) => Ok(BackoffFactor(n)),
+            Raw::Other(other) => Err(serde::de::Error::custom(format!(
+                "{} is not a backoff factor: a whole number, such as 2 (each restart \
+                 waits twice as long as the one before)",
+                shown(&other)
+            ))),
         }
     }
 }
@@ -69,7 +112,7 @@ pub(crate) struct TimingConfig {
     restart_threshold: Option<u32>,
     restart_period: Option<ConfigDuration>,
     restart_delay: Option<ConfigDuration>,
-    restart_backoff_factor: Option<u32>,
+    restart_backoff_factor: Option<BackoffFactor>,
     restart_backoff_cap: Option<ConfigDuration>,
     restart_backoff_reset_after: Option<ConfigDuration>,
     retry_period_on_failure: Option<ConfigDuration>,
@@ -78,11 +121,14 @@ pub(crate) struct TimingConfig {
 impl TimingConfig {
     fn overrides(&self) -> TimingOverrides {
         let d = |v: Option<ConfigDuration>| v.map(|c| c.0);
-        let backoff = self.restart_backoff_factor.map(|factor| Backoff {
-            factor,
-            cap: d(self.restart_backoff_cap).unwrap_or(Duration::from_secs(60)),
-            reset_after: d(self.restart_backoff_reset_after).unwrap_or(Duration::from_secs(600)),
-        });
+        let backoff = self
+            .restart_backoff_factor
+            .map(|BackoffFactor(factor)| Backoff {
+                factor,
+                cap: d(self.restart_backoff_cap).unwrap_or(Duration::from_secs(60)),
+                reset_after: d(self.restart_backoff_reset_after)
+                    .unwrap_or(Duration::from_secs(600)),
+            });
         TimingOverrides {
             looks_alive_interval: d(self.looks_alive_interval),
             is_alive_interval: d(self.is_alive_interval),
@@ -406,6 +452,31 @@ restart_threshold = 5
         assert_eq!(r.placement, Placement::Core);
         assert_eq!(r.timing.restart_threshold, Some(5));
         assert_eq!(r.properties.str("state_dir").unwrap(), "/run/web");
+    }
+
+    #[test]
+    fn bad_durations_and_factors_say_what_is_expected() {
+        let cases = [
+            (
+                "[defaults]\nlooks_alive_interval = -1\n",
+                "-1 is not a duration: a whole number of milliseconds",
+            ),
+            (
+                "[defaults]\nlooks_alive_interval = 1.5\n",
+                "1.5 is not a duration",
+            ),
+            (
+                "[defaults]\nrestart_backoff_factor = 1.5\n",
+                "1.5 is not a backoff factor: a whole number",
+            ),
+        ];
+        for (text, wanted) in cases {
+            let e = Config::parse(Path::new("/etc/ck.toml"), text.to_owned()).unwrap_err();
+            assert!(e.to_string().contains(wanted), "{text}: {e}");
+            assert!(!e.to_string().contains("untagged"), "{e}");
+        }
+        let ok = "[defaults]\nrestart_backoff_factor = 2\nrestart_delay = 250\n";
+        assert!(Config::parse(Path::new("/etc/ck.toml"), ok.to_owned()).is_ok());
     }
 
     #[test]

@@ -153,6 +153,9 @@ fn serve_one(
     }
 }
 
+/// Events a follower may fall behind by before the host drops it.
+const FOLLOW_BACKLOG: usize = 1024;
+
 fn stream_events(
     mut stream: UnixStream,
     host: &Host,
@@ -160,7 +163,8 @@ fn stream_events(
     follow: bool,
 ) -> std::io::Result<()> {
     // Subscribe before reading the file, so nothing falls between the two.
-    let live = follow.then(|| host.subscribe());
+    // Bounded: a follower that stops reading is dropped, not buffered.
+    let live = follow.then(|| host.subscribe_bounded(FOLLOW_BACKLOG));
     let past = std::fs::read_to_string(events_file).unwrap_or_default();
     // The file's last line is of this host run (it logs host_started first):
     // live events up to its number are already printed.

@@ -218,10 +218,8 @@ fn run(path: &Path) -> Result<(), String> {
     notify::stopping();
     eprintln!("clusterkit: signal {signal}: stopping (workloads keep running)");
     let _ = std::fs::remove_file(&config.control_socket);
-    match Arc::try_unwrap(host) {
-        Ok(host) => host.shutdown(),
-        Err(_) => std::process::exit(0), // control connections still hold it
-    }
+    // Control connections may still hold the host: stop it through them.
+    host.shutdown_shared();
     Ok(())
 }
 

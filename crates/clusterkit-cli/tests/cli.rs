@@ -313,6 +313,10 @@ fn run_status_online_offline_fail_and_events_end_to_end() {
         dir.path().join("work/web.state").exists(),
         "workloads keep running after a stop"
     );
+    // SIGTERM shuts the host down properly, control clients or not.
+    let log = std::fs::read_to_string(dir.path().join("state").join("events.jsonl")).unwrap();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(last.contains("\"host_stopped\""), "{last}");
     assert!(!dir.path().join("state/control.sock").exists());
 }
 
@@ -422,11 +426,14 @@ fn a_monitor_program_that_is_no_monitor_fails_the_start_at_once_saying_why() {
     std::fs::write(&bad, format!("monitor = \"/bin/true\"\n{text}")).unwrap();
     let (ok, _, err) = output(clusterkit().args(["run", "--config"]).arg(&bad));
     assert!(!ok);
-    assert!(err.contains("ended (exit status: 0) before saying hello"), "{err}");
+    assert!(
+        err.contains("ended (exit status: 0) before saying hello"),
+        "{err}"
+    );
     assert!(err.contains("clusterkit monitor"), "{err}");
     // Not thousands of spawns: one per placement, then the start fails.
-    let events = std::fs::read_to_string(dir.path().join("state").join("events.jsonl"))
-        .unwrap_or_default();
+    let events =
+        std::fs::read_to_string(dir.path().join("state").join("events.jsonl")).unwrap_or_default();
     let died = events.matches("\"monitor_died\"").count();
     assert!(died <= 3, "{died} monitor deaths\n{events}");
 }

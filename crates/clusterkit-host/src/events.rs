@@ -187,10 +187,37 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 /// Where events go: the JSON-lines file, subscribers and `tracing`.
+/// Where a subscriber's events go.
+pub(crate) enum Subscriber {
+    /// Every event, however slowly it is read (in-process subscribers that
+    /// keep up by design).
+    Unbounded(mpsc::Sender<Event>),
+    /// At most the channel's capacity waiting: a subscriber that falls that
+    /// far behind (a follower that stopped reading) is dropped, so it cannot
+    /// grow the host's memory.
+    Bounded(mpsc::SyncSender<Event>),
+}
+
+impl Subscriber {
+    /// Sends `event`; false when the subscriber is gone or dropped.
+    fn deliver(&self, event: &Event) -> bool {
+        match self {
+            Subscriber::Unbounded(tx) => tx.send(event.clone()).is_ok(),
+            Subscriber::Bounded(tx) => tx.try_send(event.clone()).is_ok(),
+        }
+    }
+}
+
+impl From<mpsc::Sender<Event>> for Subscriber {
+    fn from(tx: mpsc::Sender<Event>) -> Subscriber {
+        Subscriber::Unbounded(tx)
+    }
+}
+
 pub(crate) struct EventSink {
     seq: u64,
     file: Option<File>,
-    subscribers: Vec<mpsc::Sender<Event>>,
+    subscribers: Vec<Subscriber>,
 }
 
 impl EventSink {
@@ -206,8 +233,8 @@ impl EventSink {
         })
     }
 
-    pub(crate) fn subscribe(&mut self, subscriber: mpsc::Sender<Event>) {
-        self.subscribers.push(subscriber);
+    pub(crate) fn subscribe(&mut self, subscriber: impl Into<Subscriber>) {
+        self.subscribers.push(subscriber.into());
     }
 
     pub(crate) fn emit(&mut self, mut event: Event) {
@@ -255,7 +282,7 @@ impl EventSink {
             }
             _ => tracing::info!(target: "clusterkit::event", id = event.kind.id(), "{event}"),
         }
-        self.subscribers.retain(|s| s.send(event.clone()).is_ok());
+        self.subscribers.retain(|s| s.deliver(&event));
     }
 
     pub(crate) fn sync(&mut self) {
@@ -267,6 +294,27 @@ impl EventSink {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
+
+    #[test]
+    fn a_bounded_subscriber_that_stops_reading_is_dropped_at_its_capacity() {
+        let dir = std::env::temp_dir().join(format!("ck-sink-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut sink = EventSink::open(&dir).unwrap();
+        let (slow, slow_rx) = mpsc::sync_channel(8);
+        let (fast, fast_rx) = mpsc::channel();
+        sink.subscribe(Subscriber::Bounded(slow));
+        sink.subscribe(fast);
+        for _ in 0..100 {
+            sink.emit(Event::of(EventKind::ResourceOnline, Some("a")));
+        }
+        // The slow one holds its 8, then was dropped: the channel ends.
+        assert_eq!(slow_rx.iter().count(), 8);
+        assert_eq!(fast_rx.try_iter().count(), 100);
+        assert_eq!(sink.subscribers.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     use super::*;
 
     #[test]

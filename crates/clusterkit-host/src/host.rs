@@ -15,7 +15,7 @@ use crate::engine::driver::{Driver, DriverConfig, Message};
 use crate::engine::ids::ResourceId;
 use crate::error::HostError;
 use crate::escalation::Escalation;
-use crate::events::Event;
+use crate::events::{Event, Subscriber};
 use crate::process::{MonitorProgram, ProcessControl, SystemProcesses};
 use crate::state_file::{Desired, StateLock};
 use crate::status::{ResourceStatus, StatusBoard};
@@ -189,7 +189,7 @@ impl HostBuilder {
             tx,
             board,
             names,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         };
         let (reply, answer) = mpsc::sync_channel(1);
         host.send(Message::Request(Command::Start, reply))?;
@@ -209,7 +209,7 @@ pub struct Host {
     tx: SyncSender<Message>,
     board: Arc<StatusBoard>,
     names: HashMap<String, usize>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -298,13 +298,31 @@ impl Host {
     /// Every event from now on. The receiver may be dropped at any time.
     pub fn subscribe(&self) -> Receiver<Event> {
         let (tx, rx) = mpsc::channel();
+        self.register(Subscriber::Unbounded(tx));
+        rx
+    }
+
+    /// Events from now on, at most `capacity` waiting: a subscriber that
+    /// falls further behind is dropped (its receiver then ends), so a reader
+    /// that stopped reading costs the host a bounded amount of memory. For
+    /// subscribers outside the host's control (the control socket's
+    /// `events --follow`).
+    pub fn subscribe_bounded(&self, capacity: usize) -> Receiver<Event> {
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        self.register(Subscriber::Bounded(tx));
+        rx
+    }
+
+    fn register(&self, subscriber: Subscriber) {
+        let (registered, answer) = mpsc::sync_channel(1);
         // Registered before this returns: no event falls between a caller's
         // look at the event log and the subscription.
-        let (registered, answer) = mpsc::sync_channel(1);
-        if self.send(Message::Subscribe(tx, registered)).is_ok() {
+        if self
+            .send(Message::Subscribe(subscriber, registered))
+            .is_ok()
+        {
             let _ = answer.recv();
         }
-        rx
     }
 
     /// Waits until `condition` holds for the statuses, or `timeout` passes.
@@ -375,12 +393,25 @@ impl Host {
     /// Stops the host: monitors exit, workloads keep running (a host started
     /// again on the same state directory re-attaches to them). Take
     /// resources offline first for a full stop.
-    pub fn shutdown(mut self) {
+    pub fn shutdown(self) {
         self.stop();
     }
 
-    fn stop(&mut self) {
-        let Some(thread) = self.thread.take() else {
+    /// Stops the host as [`shutdown`](Self::shutdown) does, through a shared
+    /// reference: for a host that other threads hold too (a control socket's
+    /// clients), whose later requests get [`HostError::Stopped`]. The engine
+    /// emits `host_stopped` and syncs the event log before this returns.
+    pub fn shutdown_shared(&self) {
+        self.stop();
+    }
+
+    fn stop(&self) {
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(thread) = thread else {
             return;
         };
         let (reply, answer) = mpsc::sync_channel(1);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::HostError;
 use crate::escalation::{ESCALATION_EXIT_CODE, Escalation};
-use crate::events::{Event, EventSink};
+use crate::events::{Event, EventSink, Subscriber};
 use crate::process::{self, MonitorProgram, ProcessControl};
 use crate::protocol::{self, FromMonitor, ToMonitor};
 use crate::state_file::{StateFile, StateLock};
@@ -35,7 +35,7 @@ pub(crate) enum Message {
     /// An operator's request and where its answer goes.
     Request(Command, SyncSender<Result<Vec<u8>, HostError>>),
     /// A new event subscriber; answered once registered.
-    Subscribe(Sender<Event>, SyncSender<()>),
+    Subscribe(Subscriber, SyncSender<()>),
     /// Is the engine thread responsive?
     Ping(SyncSender<()>),
 }
