@@ -52,6 +52,7 @@ fn persist_online(state: &Path, names: impl Iterator<Item = String>) -> io::Resu
     let persisted = PersistedState {
         version: 1,
         resources,
+        clock: None,
     };
     std::fs::write(
         state.join("state.json"),

@@ -90,6 +90,6 @@ pub use policy::{Decision, RestartCounters};
 pub use process::{
     MonitorProgram, ProcessControl, SystemProcesses, hand_socket_to_monitor, thread_diagnostics,
 };
-pub use state_file::{Desired, PersistedResource, PersistedState};
+pub use state_file::{ClockMark, Desired, PersistedResource, PersistedState};
 pub use static_types::{STATIC_LIBRARY_PREFIX, register_static_library, static_library_path};
 pub use status::ResourceStatus;

@@ -44,6 +44,48 @@ pub struct PersistedState {
     pub version: u32,
     /// By resource name.
     pub resources: BTreeMap<String, PersistedResource>,
+    /// The clocks when the file was written: restart times are re-based on
+    /// the next start, so a wall-clock step while the host was down does
+    /// not move them (`ClockMark`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockMark>,
+}
+
+/// One moment on two clocks, and the boot it belongs to. Within one boot,
+/// `CLOCK_BOOTTIME` runs steadily whatever happens to the wall clock, so the
+/// wall-clock step between two marks is exactly known.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockMark {
+    /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`), 0 if unknown.
+    pub boot_id: u128,
+    /// `CLOCK_BOOTTIME`, in milliseconds.
+    pub boot_ms: u64,
+    /// The wall clock, in milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+}
+
+impl ClockMark {
+    /// The wall-clock times `times`, written at `saved`, as seen from `now`:
+    /// in the same boot, shifted by the wall-clock step between the two
+    /// marks (so they keep their age exactly); across a reboot the age is
+    /// unknown, so a time that lies in the future is taken as now.
+    pub fn rebase(saved: Option<ClockMark>, now: ClockMark, times: &mut [u64]) {
+        match saved {
+            Some(saved) if saved.boot_id != 0 && saved.boot_id == now.boot_id => {
+                for t in times.iter_mut() {
+                    let boot = (*t as i128) - (saved.unix_ms as i128) + (saved.boot_ms as i128);
+                    let unix = boot - (now.boot_ms as i128) + (now.unix_ms as i128);
+                    *t = unix.clamp(0, now.unix_ms as i128) as u64;
+                }
+            }
+            _ => {
+                for t in times.iter_mut() {
+                    *t = (*t).min(now.unix_ms);
+                }
+            }
+        }
+    }
 }
 
 /// A state directory held by one host: an exclusive lock on
@@ -154,6 +196,47 @@ impl StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restart_times_keep_their_age_across_a_wall_clock_step() {
+        const DAY: u64 = 86_400_000;
+        let saved = ClockMark {
+            boot_id: 7,
+            boot_ms: 1_000_000,
+            unix_ms: 50 * DAY,
+        };
+        // Two restarts 10 s and 60 s before the file was written.
+        let times = [50 * DAY - 10_000, 50 * DAY - 60_000];
+        // The host starts again 5 s later (boot clock), but the wall clock
+        // was stepped a day back, or a day forward, meanwhile.
+        for step in [-(DAY as i64), DAY as i64] {
+            let now = ClockMark {
+                boot_id: 7,
+                boot_ms: saved.boot_ms + 5_000,
+                unix_ms: (saved.unix_ms as i64 + 5_000 + step) as u64,
+            };
+            let mut t = times;
+            ClockMark::rebase(Some(saved), now, &mut t);
+            assert_eq!(
+                t,
+                [now.unix_ms - 15_000, now.unix_ms - 65_000],
+                "step {step}"
+            );
+        }
+        // After a reboot nothing is known: future times count as now.
+        let rebooted = ClockMark {
+            boot_id: 8,
+            boot_ms: 3_000,
+            unix_ms: 49 * DAY,
+        };
+        let mut t = times;
+        ClockMark::rebase(Some(saved), rebooted, &mut t);
+        assert_eq!(t, [49 * DAY, 49 * DAY]);
+        // An old file without a mark: the same.
+        let mut t = times;
+        ClockMark::rebase(None, rebooted, &mut t);
+        assert_eq!(t, [49 * DAY, 49 * DAY]);
+    }
 
     #[test]
     fn a_state_directory_is_held_by_one_host_at_a_time() {

@@ -20,7 +20,7 @@ use crate::error::HostError;
 use crate::events::{Event, EventKind};
 use crate::policy::RestartCounters;
 use crate::protocol::{FromMonitor, ToMonitor};
-use crate::state_file::{Desired, PersistedState};
+use crate::state_file::{ClockMark, Desired, PersistedState};
 
 use super::calls::CallTable;
 use super::ids::{CallId, MonitorId, RequestId, ResourceId};
@@ -195,20 +195,32 @@ pub(crate) struct Closing {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     pub(crate) start: Instant,
-    pub(crate) start_unix_ms: u64,
+    /// The same moment on the wall and boot clocks.
+    pub(crate) mark: ClockMark,
 }
 
 impl Clock {
     pub(crate) fn system_time(&self, now: Instant) -> std::time::SystemTime {
         std::time::UNIX_EPOCH
-            + Duration::from_millis(self.start_unix_ms)
+            + Duration::from_millis(self.mark.unix_ms)
             + now.saturating_duration_since(self.start)
     }
 
+    fn since_ms(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
+    }
+
     pub(crate) fn unix_ms(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.start).as_millis();
-        self.start_unix_ms
-            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+        self.mark.unix_ms.saturating_add(self.since_ms(now))
+    }
+
+    /// `now` on both clocks, for the state file.
+    pub(crate) fn mark_at(&self, now: Instant) -> ClockMark {
+        ClockMark {
+            boot_id: self.mark.boot_id,
+            boot_ms: self.mark.boot_ms.saturating_add(self.since_ms(now)),
+            unix_ms: self.unix_ms(now),
+        }
     }
 }
 
@@ -249,21 +261,24 @@ pub(crate) struct Core {
 
 impl Core {
     /// A core for `config`, continuing from `persisted` (desired states,
-    /// isolation, restart counters); `now` and `unix_ms` are the same moment.
+    /// isolation, restart counters); `now` and `mark` are the same moment.
     pub(crate) fn new(
         config: CoreConfig,
         persisted: &PersistedState,
         now: Instant,
-        unix_ms: u64,
+        mark: ClockMark,
     ) -> Core {
         let mut libraries: Vec<Library> = Vec::new();
         let mut resources = Vec::with_capacity(config.resources.len());
         for spec in config.resources {
-            let saved = persisted
+            let mut saved = persisted
                 .resources
                 .get(&spec.name)
                 .cloned()
                 .unwrap_or_default();
+            // Restart times keep their age whatever the wall clock did
+            // while the host was down.
+            ClockMark::rebase(persisted.clock, mark, &mut saved.restarts.recent);
             if !libraries.iter().any(|l| l.path == spec.library) {
                 libraries.push(Library {
                     path: spec.library.clone(),
@@ -327,10 +342,7 @@ impl Core {
             shutdown: None,
             stopped: false,
             actions: VecDeque::new(),
-            clock: Clock {
-                start: now,
-                start_unix_ms: unix_ms,
-            },
+            clock: Clock { start: now, mark },
             host_pid: config.host_pid,
             now,
             #[cfg(test)]

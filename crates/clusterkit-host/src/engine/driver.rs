@@ -17,7 +17,7 @@ use crate::escalation::{ESCALATION_EXIT_CODE, Escalation};
 use crate::events::{Event, EventSink, Subscriber};
 use crate::process::{self, MonitorProgram, ProcessControl};
 use crate::protocol::{self, FromMonitor, ToMonitor};
-use crate::state_file::{StateFile, StateLock};
+use crate::state_file::{ClockMark, StateFile, StateLock};
 use crate::status::{ResourceStatus, StatusBoard};
 
 use super::core::{Action, Command, Core, CoreConfig, Input};
@@ -86,7 +86,7 @@ impl Driver {
         for subscriber in config.subscribers {
             events.subscribe(subscriber);
         }
-        let core = Core::new(core_config, &persisted, Instant::now(), unix_ms_now());
+        let core = Core::new(core_config, &persisted, Instant::now(), clock_mark());
         Ok(Driver {
             core,
             inputs,
@@ -332,10 +332,31 @@ fn all_stopped(threads: &serde_json::Value) -> bool {
     })
 }
 
-fn unix_ms_now() -> u64 {
-    SystemTime::now()
+/// Now, on the wall clock and the boot clock, with the boot's id.
+fn clock_mark() -> ClockMark {
+    let unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let boot_ms = if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } == 0 {
+        (ts.tv_sec as u64).saturating_mul(1000) + (ts.tv_nsec as u64) / 1_000_000
+    } else {
+        0
+    };
+    // Without a boot id, restart times are not re-based across a step.
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .and_then(|id| u128::from_str_radix(&id.trim().replace('-', ""), 16).ok())
+        .unwrap_or(0);
+    ClockMark {
+        boot_id,
+        boot_ms,
+        unix_ms,
+    }
 }
 
 /// The reader thread of one monitor: frames in, inputs out.

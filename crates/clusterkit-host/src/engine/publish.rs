@@ -27,6 +27,7 @@ impl Core {
                     )
                 })
                 .collect(),
+            clock: Some(self.clock.mark_at(self.now)),
         }
     }
 

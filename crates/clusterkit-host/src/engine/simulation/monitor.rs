@@ -32,9 +32,7 @@ impl World {
         if let Some(i) = i {
             self.note(format!("monitor {monitor}: {name} r{} (call {call})", i.0));
         }
-        let sticky = i
-            .filter(|i| name == "looks_alive" && self.corrupting.contains(i))
-            .map(|_| Fault::Garbage);
+        let sticky = i.and_then(|i| self.sticky_faults.get(&(i, name)).copied());
         let fault = sticky.or_else(|| i.and_then(|i| self.faults.remove(&(i, name))));
         if let Some(f) = fault {
             self.note(format!("fault {f:?} in {name} of {:?}", i.map(|i| i.0)));

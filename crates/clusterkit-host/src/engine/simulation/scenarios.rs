@@ -9,7 +9,7 @@ use clusterkit::ResourceState;
 use crate::engine::core::Command;
 use crate::engine::ids::ResourceId;
 
-use super::world::World;
+use super::world::{Fault, World};
 
 const X: ResourceId = ResourceId(0);
 
@@ -35,7 +35,9 @@ fn started(names: &[&str]) -> World {
 #[test]
 fn a_resource_that_corrupts_the_protocol_is_blamed_and_isolated() {
     let mut world = started(&["x", "b0", "b1", "b2"]);
-    world.corrupting.insert(X);
+    world
+        .sticky_faults
+        .insert((X, "looks_alive"), Fault::Garbage);
     world.run_for(Duration::from_secs(30));
     let text = world.history.join("\n");
     let x = world.core.res(X);
@@ -56,7 +58,7 @@ fn a_resource_that_corrupts_the_protocol_is_blamed_and_isolated() {
         "{:?}\n{text}",
         world.checker.violations
     );
-    world.corrupting.clear();
+    world.sticky_faults.clear();
     assert!(
         world.run_until(Duration::from_secs(120), all_online),
         "x did not come back once it stopped\n{}",
@@ -132,4 +134,27 @@ fn a_monitor_stopped_from_outside_blames_nobody() {
         "{:?}",
         world.checker.violations
     );
+}
+
+#[test]
+fn a_resource_whose_open_always_fails_is_opened_threshold_plus_one_times_and_fails_over_once() {
+    let mut world = World::scenario(&["x"], true);
+    world.sticky_faults.insert((X, "open"), Fault::Fail);
+    world.command(Command::Start);
+    world.command(Command::Online(X));
+    // Within the retry period (20 s): the first open and three restarts.
+    world.run_for(Duration::from_secs(15));
+    let text = world.history.join("\n");
+    let opens = world
+        .history
+        .iter()
+        .filter(|l| l.contains(": open r0"))
+        .count();
+    let failovers = world
+        .history
+        .iter()
+        .filter(|l| l.contains("event failover_requested x"))
+        .count();
+    assert_eq!(opens, 4, "{text}");
+    assert_eq!(failovers, 1, "{text}");
 }

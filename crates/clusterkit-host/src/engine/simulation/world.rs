@@ -132,9 +132,8 @@ pub(crate) struct World {
     host_stopped: bool,
     /// The operator's answers.
     pub(crate) replies: BTreeMap<RequestId, Result<(), String>>,
-    /// Resources that write garbage on their monitor's socket in every
-    /// `looks_alive`, until removed.
-    pub(crate) corrupting: BTreeSet<ResourceId>,
+    /// Faults that hit every call of an entry point, until removed.
+    pub(crate) sticky_faults: BTreeMap<(ResourceId, &'static str), Fault>,
     /// When each placement's monitors were started (the last 10 s).
     pub(crate) spawns: BTreeMap<crate::engine::monitors::MonitorKey, Vec<Instant>>,
 }
@@ -230,7 +229,7 @@ impl World {
             broken_spawns: 0,
             host_stopped: false,
             replies: BTreeMap::new(),
-            corrupting: BTreeSet::new(),
+            sticky_faults: BTreeMap::new(),
             spawns: BTreeMap::new(),
         };
         for (i, spec) in world.specs.iter().enumerate() {
@@ -300,7 +299,7 @@ impl World {
             broken_spawns: 0,
             host_stopped: false,
             replies: BTreeMap::new(),
-            corrupting: BTreeSet::new(),
+            sticky_faults: BTreeMap::new(),
             spawns: BTreeMap::new(),
         }
     }
@@ -605,6 +604,17 @@ impl World {
     }
 }
 
+/// The simulated clocks at `now`: one boot, the wall clock in step.
+fn mark_at(now: Instant) -> crate::state_file::ClockMark {
+    let since =
+        u64::try_from(now.saturating_duration_since(super::epoch()).as_millis()).unwrap_or(0);
+    crate::state_file::ClockMark {
+        boot_id: 1,
+        boot_ms: since,
+        unix_ms: UNIX_MS + since,
+    }
+}
+
 fn new_core(
     specs: &[ResourceSpec],
     persisted: &PersistedState,
@@ -619,7 +629,7 @@ fn new_core(
         },
         persisted,
         now,
-        UNIX_MS,
+        mark_at(now),
     );
     core.reintroduced = bugs;
     core
