@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -56,6 +57,11 @@ clusterkit::stable_enum! {
         HostStarted = 20, "host_started";
         /// The host stopped.
         HostStopped = 21, "host_stopped";
+        /// The state file could not be written (a full or failing disk):
+        /// what the host does is not recorded until it can be; it retries.
+        StateNotSaved = 22, "state_not_saved";
+        /// The state file is written again after `state_not_saved`.
+        StateSaved = 23, "state_saved";
     }
 }
 
@@ -187,6 +193,32 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 /// Where events go: the JSON-lines file, subscribers and `tracing`.
+/// A log whose last line was cut short (a crash or a full disk mid-write)
+/// is cut back to its last whole line, so the next host's first line is
+/// not glued to the torn one.
+fn repair_torn_line(file: &File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut reader = file;
+    let tail = len.min(64 << 10);
+    reader.seek(SeekFrom::Start(len - tail))?;
+    let mut buf = Vec::with_capacity(tail as usize);
+    reader.take(tail).read_to_end(&mut buf)?;
+    if buf.last() == Some(&b'\n') {
+        return Ok(());
+    }
+    let keep = match buf.iter().rposition(|&b| b == b'\n') {
+        Some(i) => len - tail + i as u64 + 1,
+        None if tail == len => 0,
+        // A last line longer than the window: end it instead.
+        None => return (&*file).write_all(b"\n"),
+    };
+    file.set_len(keep)
+}
+
 /// Where a subscriber's events go.
 pub(crate) enum Subscriber {
     /// Every event, however slowly it is read (in-process subscribers that
@@ -215,6 +247,9 @@ impl From<mpsc::Sender<Event>> for Subscriber {
 }
 
 pub(crate) struct EventSink {
+    path: std::path::PathBuf,
+    /// The last append failed (reported once until one succeeds).
+    failing: bool,
     seq: u64,
     file: Option<File>,
     subscribers: Vec<Subscriber>,
@@ -222,14 +257,19 @@ pub(crate) struct EventSink {
 
 impl EventSink {
     pub(crate) fn open(state_dir: &Path) -> std::io::Result<EventSink> {
+        let path = state_dir.join("events.jsonl");
         let file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
-            .open(state_dir.join("events.jsonl"))?;
+            .open(&path)?;
+        repair_torn_line(&file)?;
         Ok(EventSink {
             seq: 0,
             file: Some(file),
             subscribers: Vec::new(),
+            path,
+            failing: false,
         })
     }
 
@@ -241,14 +281,7 @@ impl EventSink {
         self.seq += 1;
         event.seq = self.seq;
         let line = event.to_json().to_string();
-        if let Some(file) = &mut self.file {
-            let mut bytes = line.into_bytes();
-            bytes.push(b'\n');
-            if let Err(e) = file.write_all(&bytes) {
-                tracing::error!(target: "clusterkit::event", "cannot append to events.jsonl: {e}");
-                self.file = None;
-            }
-        }
+        self.append(line);
         match event.kind {
             EventKind::ResourceLog => {
                 let message = event.str_field("message").unwrap_or_default();
@@ -277,12 +310,53 @@ impl EventSink {
             | EventKind::MonitorProtocolError
             | EventKind::RestartThresholdExceeded
             | EventKind::FailoverRequested
+            | EventKind::StateNotSaved
             | EventKind::Escalation => {
                 tracing::error!(target: "clusterkit::event", id = event.kind.id(), "{event}")
             }
             _ => tracing::info!(target: "clusterkit::event", id = event.kind.id(), "{event}"),
         }
         self.subscribers.retain(|s| s.deliver(&event));
+    }
+
+    /// Appends one line. A line that cannot be written whole (a full disk)
+    /// is cut off again, so the log never holds a torn line; later events
+    /// try again, and a log deleted meanwhile is created anew.
+    fn append(&mut self, line: String) {
+        let mut bytes = line.into_bytes();
+        bytes.push(b'\n');
+        if self
+            .file
+            .as_ref()
+            .is_some_and(|f| f.metadata().is_ok_and(|m| m.nlink() == 0))
+        {
+            // Deleted while the host runs: later readers look for the path.
+            self.file = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(&self.path)
+                .ok();
+        }
+        let Some(file) = &mut self.file else {
+            return;
+        };
+        let before = file.metadata().map(|m| m.len()).ok();
+        match file.write_all(&bytes) {
+            Ok(()) => {
+                if std::mem::take(&mut self.failing) {
+                    tracing::warn!(target: "clusterkit::event", "events.jsonl is written again");
+                }
+            }
+            Err(e) => {
+                if let Some(len) = before {
+                    let _ = file.set_len(len);
+                }
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::error!(target: "clusterkit::event", "cannot append to {}: {e}", self.path.display());
+                }
+            }
+        }
     }
 
     pub(crate) fn sync(&mut self) {
@@ -294,6 +368,46 @@ impl EventSink {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_torn_last_line_is_cut_back_at_open_and_appends_go_on_after_it() {
+        let dir = std::env::temp_dir().join(format!("ck-torn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        std::fs::write(&path, "{\"seq\":1}\n{\"seq\":2,\"ki").unwrap();
+        let mut sink = EventSink::open(&dir).unwrap();
+        sink.emit(Event::of(EventKind::HostStarted, None));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0], "{\"seq\":1}");
+        assert!(lines[1].contains("host_started"), "{text}");
+        // Deleted while running: the next event creates it anew.
+        std::fs::remove_file(&path).unwrap();
+        sink.emit(Event::of(EventKind::HostStopped, None));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("host_stopped"), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_append_leaves_no_torn_line() {
+        // /dev/full fails every write with ENOSPC.
+        let mut sink = EventSink {
+            seq: 0,
+            file: OpenOptions::new().append(true).open("/dev/full").ok(),
+            subscribers: Vec::new(),
+            path: "/dev/full".into(),
+            failing: false,
+        };
+        let (tx, rx) = mpsc::channel();
+        sink.subscribe(tx);
+        sink.emit(Event::of(EventKind::HostStarted, None));
+        sink.emit(Event::of(EventKind::HostStopped, None));
+        assert!(sink.failing);
+        // Subscribers still get every event.
+        assert_eq!(rx.try_iter().count(), 2);
+    }
+
     use std::sync::mpsc;
 
     #[test]

@@ -181,10 +181,15 @@ impl StateFile {
         let mut state = state.clone();
         state.version = VERSION;
         let bytes = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
-        let mut file = File::create(&self.temp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        drop(file);
+        let written = File::create(&self.temp).and_then(|mut file| {
+            file.write_all(&bytes)?;
+            file.sync_all()
+        });
+        if let Err(e) = written {
+            // A full disk leaves no half-written temporary file behind.
+            let _ = fs::remove_file(&self.temp);
+            return Err(e);
+        }
         fs::rename(&self.temp, &self.path)?;
         if let Some(dir) = self.path.parent() {
             File::open(dir)?.sync_all()?;

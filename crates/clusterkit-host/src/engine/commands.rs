@@ -45,8 +45,9 @@ impl Core {
                     }
                     self.mark_dirty(r);
                 }
-                self.persist();
-                self.reply(request, Ok(Vec::new()));
+                // Answered once recorded: an outcome that cannot be
+                // persisted is an error the operator sees.
+                self.persist_then_reply(Some(request));
             }
             Command::Offline(i) => {
                 let mut chain = Vec::new();
@@ -55,8 +56,7 @@ impl Core {
                     self.set_desired(r, Desired::Offline);
                     self.mark_dirty(r);
                 }
-                self.persist();
-                self.reply(request, Ok(Vec::new()));
+                self.persist_then_reply(Some(request));
             }
             Command::Fail(i) => {
                 let state = self.res(i).phase.state();

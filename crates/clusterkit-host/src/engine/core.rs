@@ -89,6 +89,8 @@ pub(crate) enum Input {
         /// from outside (SIGSTOP), not hung by its resource.
         stopped: bool,
     },
+    /// How the last [`Action::Persist`] went: `None` written, else why not.
+    Persisted { error: Option<String> },
     /// Writing to a monitor failed other than by its going away.
     WriteFailed { monitor: MonitorId, error: String },
     /// An operator's request.
@@ -132,8 +134,13 @@ pub(crate) enum Action {
     Kill { pid: u32, event: Event },
     /// Emit an event.
     Emit(Event),
-    /// Write the state file.
-    Persist(PersistedState),
+    /// Write the state file, then answer `reply` (if any): Ok when written,
+    /// else an error saying the outcome is not recorded. Either way, tell
+    /// the core: [`Input::Persisted`].
+    Persist {
+        state: PersistedState,
+        reply: Option<RequestId>,
+    },
     /// Answer a request.
     Reply {
         request: RequestId,
@@ -254,6 +261,8 @@ pub(crate) struct Core {
     pub(crate) host_pid: u32,
     /// The time of the input being handled.
     pub(crate) now: Instant,
+    /// Why the state file cannot be written now, while it cannot.
+    pub(crate) persist_failing: Option<String>,
     /// Old bugs switched back on, for the simulation to find.
     #[cfg(test)]
     pub(crate) reintroduced: super::simulation::Reintroduced,
@@ -345,6 +354,7 @@ impl Core {
             clock: Clock { start: now, mark },
             host_pid: config.host_pid,
             now,
+            persist_failing: None,
             #[cfg(test)]
             reintroduced: super::simulation::Reintroduced::default(),
         }
@@ -371,6 +381,7 @@ impl Core {
                 threads,
                 stopped,
             } => self.on_diagnosed(monitor, call, threads, stopped),
+            Input::Persisted { error } => self.on_persisted(error),
             Input::WriteFailed { monitor, error } => {
                 self.kill_monitor(monitor, None, &format!("writing to the monitor: {error}"))
             }
@@ -550,6 +561,7 @@ impl Core {
             Timer::Pending(resource) => self.on_pending_timeout(resource),
             Timer::Restart(resource) => self.on_restart_timer(resource),
             Timer::Watchdog(monitor) => self.on_watchdog(monitor),
+            Timer::PersistRetry => self.persist(),
             Timer::Respawn(key) => {
                 self.mark_all_dirty(|core, i| core.monitor_key(i) == key);
                 if !self.validated && self.start_request.is_some() {

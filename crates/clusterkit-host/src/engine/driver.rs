@@ -210,11 +210,26 @@ impl Driver {
                 }
                 Action::Emit(event) => self.emit(event),
                 Action::Publish(statuses) => self.show(statuses),
-                Action::Persist(state) => {
-                    if let Err(e) = self.state_file.save(&state) {
+                Action::Persist { state, reply } => {
+                    let error = self.state_file.save(&state).err().map(|e| {
                         let path = self.state_file.path().display().to_string();
                         tracing::error!(target: "clusterkit::host", "cannot write {path}: {e}");
+                        format!("{path}: {e}")
+                    });
+                    if let Some(reply) = reply.and_then(|r| self.requests.remove(&r)) {
+                        let answer = match &error {
+                            None => Ok(Vec::new()),
+                            Some(problem) => Err(HostError::StateFile {
+                                problem: format!(
+                                    "done, but not recorded: {problem}; the host retries every \
+                                     second, and a host restarted before it succeeds would \
+                                     not know"
+                                ),
+                            }),
+                        };
+                        let _ = reply.send(answer);
                     }
+                    self.core.handle(Input::Persisted { error }, Instant::now());
                 }
                 Action::Reply { request, answer } => {
                     if let Some(reply) = self.requests.remove(&request) {

@@ -30,6 +30,8 @@ pub(crate) enum Timer {
     ReaderGrace(MonitorId),
     /// Try starting a monitor again.
     Respawn(MonitorKey),
+    /// Try writing the state file again.
+    PersistRetry,
 }
 
 /// Timers by due time, at most one per [`Timer`].

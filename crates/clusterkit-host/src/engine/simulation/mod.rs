@@ -77,6 +77,7 @@ pub(crate) fn run(seed: u64, bugs: Reintroduced) -> Run {
     }
     world.note("faults stop");
     world.faults.clear();
+    world.disk_full_until = None;
     let quiet_end = world.now + QUIET;
     while world.now < quiet_end && world.advance(quiet_end) {
         steps += 1;
@@ -210,6 +211,11 @@ fn chaos(world: &mut World) {
         }
         85..=89 => forge_reply(world),
         90..=92 => world.restart_host(),
+        96..=97 => {
+            let span = Duration::from_millis(500 + world.rng.below(4_000));
+            world.note(format!("chaos: the disk is full for {span:?}"));
+            world.disk_full_until = Some(world.now + span);
+        }
         93..=95 => {
             let count = 1 + world.rng.below(3) as u32;
             world.note(format!("chaos: the next {count} monitors exit at once"));

@@ -158,3 +158,27 @@ fn a_resource_whose_open_always_fails_is_opened_threshold_plus_one_times_and_fai
     assert_eq!(opens, 4, "{text}");
     assert_eq!(failovers, 1, "{text}");
 }
+
+#[test]
+fn a_full_disk_fails_the_command_says_so_once_and_records_it_when_space_returns() {
+    let mut world = started(&["x"]);
+    world.disk_full_until = Some(world.now + Duration::from_secs(5));
+    let request = world.command(Command::Offline(X));
+    let text = world.history.join("\n");
+    let answer = world.replies.get(&request).cloned();
+    assert!(
+        matches!(&answer, Some(Err(e)) if e.contains("not recorded") && e.contains("No space left")),
+        "{answer:?}\n{text}"
+    );
+    world.run_for(Duration::from_secs(10));
+    let text = world.history.join("\n");
+    let count = |what: &str| world.history.iter().filter(|l| l.contains(what)).count();
+    assert_eq!(count("event state_not_saved"), 1, "{text}");
+    assert_eq!(count("event state_saved"), 1, "{text}");
+    assert_eq!(
+        world.persisted.resources["x"].desired,
+        crate::state_file::Desired::Offline,
+        "{text}"
+    );
+    assert!(world.checker.violations.is_empty(), "{:?}", world.checker.violations);
+}

@@ -134,6 +134,8 @@ pub(crate) struct World {
     pub(crate) replies: BTreeMap<RequestId, Result<(), String>>,
     /// Faults that hit every call of an entry point, until removed.
     pub(crate) sticky_faults: BTreeMap<(ResourceId, &'static str), Fault>,
+    /// The state file cannot be written until then (a full disk).
+    pub(crate) disk_full_until: Option<Instant>,
     /// When each placement's monitors were started (the last 10 s).
     pub(crate) spawns: BTreeMap<crate::engine::monitors::MonitorKey, Vec<Instant>>,
 }
@@ -231,6 +233,7 @@ impl World {
             replies: BTreeMap::new(),
             sticky_faults: BTreeMap::new(),
             spawns: BTreeMap::new(),
+            disk_full_until: None,
         };
         for (i, spec) in world.specs.iter().enumerate() {
             let line = format!(
@@ -301,6 +304,7 @@ impl World {
             replies: BTreeMap::new(),
             sticky_faults: BTreeMap::new(),
             spawns: BTreeMap::new(),
+            disk_full_until: None,
         }
     }
 
@@ -520,7 +524,22 @@ impl World {
                     }
                 }
                 Action::Emit(event) => self.record(event),
-                Action::Persist(state) => self.persisted = state,
+                Action::Persist { state, reply } => {
+                    let full = self.disk_full_until.is_some_and(|until| self.now < until);
+                    let error = full.then(|| "state.json: No space left on device".to_owned());
+                    if !full {
+                        self.persisted = state;
+                    }
+                    if let Some(request) = reply {
+                        let answer = match &error {
+                            None => Ok(()),
+                            Some(e) => Err(format!("done, but not recorded: {e}")),
+                        };
+                        self.note(format!("reply {}: {answer:?}", request.0));
+                        self.replies.insert(request, answer);
+                    }
+                    self.core.handle(Input::Persisted { error }, self.now);
+                }
                 Action::Reply { request, answer } => {
                     let answer = answer.map(drop).map_err(|e| e.to_string());
                     self.note(format!("reply {}: {answer:?}", request.0));
