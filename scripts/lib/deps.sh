@@ -7,7 +7,7 @@ declare -A CLUSTERKIT_PACKAGES=(
     [dns]="bind9 bind9-dnsutils"
     [vm]="qemu-system-x86 qemu-utils"
     [ocf]="resource-agents libxml2-utils"
-    [bench]="strace valgrind linux-perf"
+    [bench]="strace valgrind linux-perf python3"
     [pacemaker]="pacemaker corosync pacemaker-cli-utils"
 )
 
@@ -25,6 +25,7 @@ declare -A CLUSTERKIT_PROBE=(
     [strace]="strace"
     [valgrind]="valgrind"
     [linux-perf]="perf"
+    [python3]="python3"
     [pacemaker]="pacemakerd"
     [corosync]="corosync"
     [pacemaker-cli-utils]="crm_mon"

@@ -316,15 +316,57 @@ impl Config {
         }
     }
 
+    /// Every problem of the file, not only the first: one run of `validate`
+    /// shows them all (the first error carries the others, one per line).
     fn check(&self) -> Result<(), ConfigError> {
+        let mut problems = self.problems();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let mut first = problems.remove(0);
+        for more in problems {
+            first.message.push_str(&format!("\n{more}"));
+        }
+        Err(first)
+    }
+
+    fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
         if let Err(problem) = self.defaults.check() {
-            return Err(self.error_at(0, format!("[defaults]: {problem}")));
+            problems.push(self.error_at(0, format!("[defaults]: {problem}")));
+        }
+        if let Some(monitor) = &self.monitor {
+            use std::os::unix::fs::PermissionsExt;
+            match std::fs::metadata(monitor) {
+                Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
+                Ok(_) => problems.push(self.error_at(
+                    0,
+                    format!(
+                        "key `monitor`: {} is not an executable file",
+                        monitor.display()
+                    ),
+                )),
+                Err(e) => problems
+                    .push(self.error_at(0, format!("key `monitor`: {}: {e}", monitor.display()))),
+            }
+        }
+        // A Unix socket's path has 108 bytes, the terminating NUL included.
+        let socket_len = self.control_socket.as_os_str().len();
+        if socket_len > 107 {
+            problems.push(self.error_at(
+                0,
+                format!(
+                    "control socket {}: a path of {socket_len} bytes is longer than a Unix \
+                     socket allows (107); set `control_socket` to a shorter one",
+                    self.control_socket.display()
+                ),
+            ));
         }
         let mut seen = BTreeMap::new();
         for r in &self.resources {
             if let Some(first) = seen.insert(r.name.get_ref().clone(), r.name.span().start) {
                 let (line, _) = line_column(&self.text, first);
-                return Err(self.error_at(
+                problems.push(self.error_at(
                     r.name.span().start,
                     format!(
                         "resource `{}` is already declared at line {line}",
@@ -332,8 +374,11 @@ impl Config {
                     ),
                 ));
             }
+            if let Err(e) = clusterkit::validate_resource_name(r.name.get_ref()) {
+                problems.push(self.error_at(r.name.span().start, format!("key `name`: {e}")));
+            }
             if !self.libraries.contains_key(r.library.get_ref()) {
-                return Err(self.error_at(
+                problems.push(self.error_at(
                     r.library.span().start,
                     format!(
                         "resource `{}`: key `library`: `{}` is not in [libraries] (known: {})",
@@ -349,7 +394,7 @@ impl Config {
             }
             for (key, value) in &r.properties {
                 if let Err(problem) = property_value(value.get_ref()) {
-                    return Err(self.error_at(
+                    problems.push(self.error_at(
                         value.span().start,
                         format!(
                             "resource `{}`: property `{key}`: {problem}",
@@ -359,7 +404,7 @@ impl Config {
                 }
             }
         }
-        Ok(())
+        problems
     }
 
     /// The host's view of every resource.

@@ -64,6 +64,10 @@ enum Command {
         /// The config file.
         #[arg(default_value = config::DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Internal: check the libraries in this process (validate runs
+        /// itself so, so that a damaged library cannot crash it).
+        #[arg(long, hide = true)]
+        libraries_only: bool,
     },
     /// Shows every resource of the running host.
     Status {
@@ -132,7 +136,14 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run { config } => run(&config),
-        Command::Validate { config } => validate(&config),
+        Command::Validate {
+            config,
+            libraries_only: false,
+        } => validate(&config),
+        Command::Validate {
+            config,
+            libraries_only: true,
+        } => check_libraries_here(&config),
         Command::Status { target, json } => status(&target, json),
         Command::Events {
             target,
@@ -224,46 +235,17 @@ fn run(path: &Path) -> Result<(), String> {
 }
 
 fn validate(path: &Path) -> Result<(), String> {
+    // Structural problems of the file: all of them, located.
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    builder(&config)
-        .check()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut libraries = std::collections::BTreeMap::new();
-    for (key, lib) in &config.libraries {
-        let loaded = clusterkit_loader::Library::load(lib, clusterkit::Logger::discard())
-            .map_err(|e| format!("{}: [libraries] `{key}`: {e}", path.display()))?;
-        libraries.insert(key.clone(), loaded);
-    }
-    let mut problems = Vec::new();
-    for r in &config.resources {
-        let name = r.name.get_ref();
-        let library = &libraries[r.library.get_ref()];
-        let Some(ty) = library.resource_type(r.type_name.get_ref()) else {
-            problems.push(config.error_at(
-                r.type_name.span().start,
-                format!(
-                    "resource `{name}`: key `type`: {} exports no type `{}` (it exports: {})",
-                    library.path().display(),
-                    r.type_name.get_ref(),
-                    library.types().map(|t| t.name().to_owned()).collect::<Vec<_>>().join(", ")
-                ),
-            ));
-            continue;
-        };
-        let checked = ty
-            .schema()
-            .coerce(&config.properties(r))
-            .and_then(|typed| ty.schema().validate(&typed));
-        if let Err(errors) = checked {
-            for e in errors.iter() {
-                let at = r
-                    .properties
-                    .get(&e.property)
-                    .map_or(r.name.span().start, |v| v.span().start);
-                problems.push(config.error_at(at, format!("resource `{name}`: {e}")));
-            }
-        }
-    }
+    let mut problems: Vec<String> = builder(&config)
+        .problems()
+        .iter()
+        .map(|e| format!("{}: {e}", path.display()))
+        .collect();
+    // Libraries, types, properties and each type's own validation, in a
+    // child process: a damaged library (a truncated file: SIGBUS) ends the
+    // child, and this process reports it.
+    problems.extend(check_libraries_in_child(path)?);
     if problems.is_empty() {
         println!(
             "{}: ok ({} resources, {} libraries)",
@@ -273,12 +255,127 @@ fn validate(path: &Path) -> Result<(), String> {
         );
         Ok(())
     } else {
-        Err(problems
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
-            .join("\n"))
+        Err(problems.join("\n"))
     }
+}
+
+/// Runs `validate --libraries-only` as a child and collects its problems.
+fn check_libraries_in_child(path: &Path) -> Result<Vec<String>, String> {
+    use std::os::unix::process::ExitStatusExt;
+    let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+    let out = std::process::Command::new(exe)
+        .args(["validate", "--libraries-only"])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("starting the library check: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut problems: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("problem: "))
+        .map(str::to_owned)
+        .collect();
+    if let Some(signal) = out.status.signal() {
+        let last = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("loading: "))
+            .last()
+            .unwrap_or("a library");
+        let name = match signal {
+            libc::SIGBUS => "SIGBUS".to_owned(),
+            libc::SIGSEGV => "SIGSEGV".to_owned(),
+            libc::SIGABRT => "SIGABRT".to_owned(),
+            libc::SIGILL => "SIGILL".to_owned(),
+            other => format!("signal {other}"),
+        };
+        problems.push(format!(
+            "{}: loading {last} crashed the check ({name}): the file is damaged or truncated, \
+             or its startup crashes",
+            path.display()
+        ));
+    } else if !out.status.success() && problems.is_empty() {
+        problems.push(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+    }
+    Ok(problems)
+}
+
+/// `validate --libraries-only`: loads each library, checks each resource's
+/// type, properties and the type's own validation, and prints one
+/// `problem: ` line each (and `loading: PATH` before each library, so that
+/// the parent can name the library that crashed it).
+fn check_libraries_here(path: &Path) -> Result<(), String> {
+    use std::io::Write as _;
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    let mut problem = |text: String| {
+        let _ = writeln!(out, "problem: {}", text.replace('\n', " "));
+        let _ = out.flush();
+    };
+    let mut libraries = std::collections::BTreeMap::new();
+    for (key, lib) in &config.libraries {
+        println!("loading: [libraries] `{key}` ({})", lib.display());
+        let _ = std::io::stdout().flush();
+        match clusterkit_loader::Library::load(lib, clusterkit::Logger::discard()) {
+            Ok(loaded) => {
+                libraries.insert(key.clone(), loaded);
+            }
+            Err(e) => problem(format!("{}: [libraries] `{key}`: {e}", path.display())),
+        }
+    }
+    for r in &config.resources {
+        let name = r.name.get_ref();
+        let Some(library) = libraries.get(r.library.get_ref()) else {
+            continue; // reported above
+        };
+        let Some(ty) = library.resource_type(r.type_name.get_ref()) else {
+            problem(
+                config
+                    .error_at(
+                        r.type_name.span().start,
+                        format!(
+                            "resource `{name}`: key `type`: {} exports no type `{}` (it exports: {})",
+                            library.path().display(),
+                            r.type_name.get_ref(),
+                            library.types().map(|t| t.name().to_owned()).collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                    .to_string(),
+            );
+            continue;
+        };
+        let checked = ty
+            .schema()
+            .coerce(&config.properties(r))
+            .and_then(|typed| ty.schema().validate(&typed));
+        match checked {
+            Err(errors) => {
+                for e in errors.iter() {
+                    let at = r
+                        .properties
+                        .get(&e.property)
+                        .map_or(r.name.span().start, |v| v.span().start);
+                    problem(
+                        config
+                            .error_at(at, format!("resource `{name}`: {e}"))
+                            .to_string(),
+                    );
+                }
+            }
+            // What `open` would refuse (a VM's `extra_args` with its own
+            // `--pidfile`), asked of the type without opening anything.
+            Ok(valid) => {
+                if let Err(e) = ocf::validate(&ty, &valid) {
+                    let at = r.name.span().start;
+                    problem(
+                        config
+                            .error_at(at, format!("resource `{name}`: {e}"))
+                            .to_string(),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn status(target: &Target, as_json: bool) -> Result<(), String> {

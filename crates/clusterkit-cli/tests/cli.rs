@@ -437,3 +437,62 @@ fn a_monitor_program_that_is_no_monitor_fails_the_start_at_once_saying_why() {
     let died = events.matches("\"monitor_died\"").count();
     assert!(died <= 3, "{died} monitor deaths\n{events}");
 }
+
+/// `validate` checks what `run` would trip over, reports every problem in
+/// one run, and survives a damaged library.
+#[test]
+fn validate_reports_every_problem_and_survives_a_damaged_library() {
+    let dir = TempDir::new("cli-validate-all");
+    let good = write_config(&dir, "");
+    let text = std::fs::read_to_string(&good).unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    // Several problems at once: all reported, each located.
+    let many = write(
+        "many.toml",
+        format!(
+            "monitor = \"/nonexistent/monitor\"\ncontrol_socket = \"/tmp/{}.sock\"\n{text}\
+             [[resource]]\nname = \"a/b\"\nlibrary = \"nope\"\ntype = \"dummy\"\n\
+             [[resource]]\nname = \"c\"\nlibrary = \"dummy\"\ntype = \"dummy\"\ndepends_on = [\"ghost\"]\n\
+             [resource.properties]\nstate_dir = \"/tmp\"\n",
+            "s".repeat(120)
+        ),
+    );
+    let (ok, _, err) = output(clusterkit().arg("validate").arg(&many));
+    assert!(!ok);
+    for wanted in [
+        "key `monitor`: /nonexistent/monitor: No such file",
+        "longer than a Unix socket allows (107)",
+        "key `name`: invalid input: resource name \"a/b\"",
+        "key `library`: `nope` is not in [libraries]",
+    ] {
+        assert!(err.contains(wanted), "missing {wanted:?} in\n{err}");
+    }
+    // `run` refuses the same config before starting anything.
+    let (ok, _, run_err) = output(clusterkit().args(["run", "--config"]).arg(&many));
+    assert!(!ok);
+    assert!(run_err.contains("key `monitor`"), "{run_err}");
+
+    // A library cut short: validate reports it, it does not crash.
+    let dummy = text
+        .lines()
+        .find_map(|l| l.strip_prefix("dummy = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("the dummy library's line")
+        .to_owned();
+    let bytes = std::fs::read(&dummy).unwrap();
+    let truncated = dir.path().join("libtruncated.so");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 20]).unwrap();
+    let damaged = write(
+        "damaged.toml",
+        text.replace(&dummy, truncated.to_str().unwrap()),
+    );
+    let (ok, out, err) = output(clusterkit().arg("validate").arg(&damaged));
+    assert!(!ok, "{out}");
+    assert!(err.contains("libtruncated.so"), "{err}");
+    assert!(err.contains("crashed the check (SIGBUS)"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

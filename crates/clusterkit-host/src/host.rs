@@ -107,6 +107,22 @@ impl HostBuilder {
         crate::resolve::resolve(&self.resources, &self.defaults, &self.type_timing)
     }
 
+    /// Every problem of the configuration, without starting anything:
+    /// names, dependencies (unknown, cross-group, cycles) and timing; empty
+    /// when [`check`](Self::check) passes.
+    pub fn problems(&self) -> Vec<HostError> {
+        let mut problems = Vec::new();
+        if let Err(problem) = self.defaults.check() {
+            problems.push(HostError::Config(format!("host defaults: {problem}")));
+        }
+        if let Err(more) =
+            crate::resolve::resolve_all(&self.resources, &self.defaults, &self.type_timing)
+        {
+            problems.extend(more);
+        }
+        problems
+    }
+
     /// Checks the configuration without starting anything: names,
     /// dependencies (unknown, cross-group, cycles) and timing.
     pub fn check(&self) -> Result<(), HostError> {

@@ -16,24 +16,31 @@ pub(crate) fn resolve(
     defaults: &Timing,
     type_timing: &HashMap<String, TimingOverrides>,
 ) -> Result<Vec<ResourceSpec>, HostError> {
+    resolve_all(resources, defaults, type_timing).map_err(|mut problems| problems.remove(0))
+}
+
+/// As [`resolve`], with every problem (each names its resource), so one
+/// check shows them all.
+pub(crate) fn resolve_all(
+    resources: &[ResourceConfig],
+    defaults: &Timing,
+    type_timing: &HashMap<String, TimingOverrides>,
+) -> Result<Vec<ResourceSpec>, Vec<HostError>> {
+    let mut problems = Vec::new();
+    let mut problem = |message: String| problems.push(HostError::Config(message));
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, r) in resources.iter().enumerate() {
         if r.name.is_empty() {
-            return Err(HostError::Config(format!(
-                "resource #{} has an empty name",
-                i + 1
-            )));
+            problem(format!("resource #{} has an empty name", i + 1));
+            continue;
         }
         // Names become file names, event fields and table cells: one
         // documented alphabet (`clusterkit::validate_resource_name`).
         if let Err(e) = clusterkit::validate_resource_name(&r.name) {
-            return Err(HostError::Config(format!("resource #{}: {e}", i + 1)));
+            problem(format!("resource #{}: {e}", i + 1));
         }
         if index.insert(&r.name, i).is_some() {
-            return Err(HostError::Config(format!(
-                "resource `{}` is declared twice",
-                r.name
-            )));
+            problem(format!("resource `{}` is declared twice", r.name));
         }
     }
     let mut specs = Vec::with_capacity(resources.len());
@@ -41,18 +48,20 @@ pub(crate) fn resolve(
         let mut depends_on = Vec::new();
         for d in &r.depends_on {
             let Some(&j) = index.get(d.as_str()) else {
-                return Err(HostError::Config(format!(
+                problem(format!(
                     "resource `{}` depends on `{d}`, which does not exist",
                     r.name
-                )));
+                ));
+                continue;
             };
             let other = &resources[j];
             if other.group != r.group {
-                return Err(HostError::Config(format!(
+                problem(format!(
                     "resource `{}` (group `{}`) depends on `{d}` in another group (`{}`); \
                      dependencies stay within a group",
                     r.name, r.group, other.group
-                )));
+                ));
+                continue;
             }
             depends_on.push(j);
         }
@@ -60,9 +69,9 @@ pub(crate) fn resolve(
             .get(&r.type_name)
             .map_or(*defaults, |o| o.apply(defaults));
         let timing = r.timing.apply(&base);
-        timing
-            .check()
-            .map_err(|problem| HostError::Config(format!("resource `{}`: {problem}", r.name)))?;
+        if let Err(why) = timing.check() {
+            problem(format!("resource `{}`: {why}", r.name));
+        }
         specs.push(ResourceSpec {
             name: r.name.clone(),
             library: r.library.clone(),
@@ -76,16 +85,20 @@ pub(crate) fn resolve(
         });
     }
     if let Some(cycle) = find_cycle(&specs) {
-        return Err(HostError::Config(format!(
+        problem(format!(
             "dependency cycle: {}",
             cycle
                 .iter()
                 .map(|&i| specs[i].name.as_str())
                 .collect::<Vec<_>>()
                 .join(" -> ")
-        )));
+        ));
     }
-    Ok(specs)
+    if problems.is_empty() {
+        Ok(specs)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Finds a dependency cycle, as the resources on it in order.
@@ -178,6 +191,32 @@ mod tests {
                 (got, wanted) => panic!("{names:?}: got {:?}, expected {wanted:?}", got.map(drop)),
             }
         }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let resources = vec![
+            r("a").depends_on("ghost"),
+            r("a"),
+            r("bad/name"),
+            r("c").depends_on("d"),
+            r("d").depends_on("c"),
+        ];
+        let problems = resolve_all(&resources, &Timing::default(), &HashMap::new())
+            .err()
+            .expect("problems");
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 4, "{text:#?}");
+        assert!(text[0].contains("declared twice"), "{text:#?}");
+        assert!(text[1].contains("resource #3"), "{text:#?}");
+        assert!(
+            text[2].contains("`ghost`, which does not exist"),
+            "{text:#?}"
+        );
+        assert!(
+            text[3].contains("dependency cycle: c -> d -> c"),
+            "{text:#?}"
+        );
     }
 
     #[test]

@@ -174,6 +174,11 @@ impl Library {
         if !path.exists() {
             return Err(LoadError::NotFound { path });
         }
+        // dlopen reports a library built for another machine as "No such
+        // file or directory": say what it is instead.
+        if let Some(reason) = foreign_elf(&path) {
+            return Err(LoadError::NotALibrary { path, reason });
+        }
         // SAFETY: loading runs the library's initializers; loading a library
         // is inherently trusting it, and monitors isolate the host from it.
         let os_library = unsafe {
@@ -318,6 +323,51 @@ impl Library {
     pub fn resource_type(&self, name: &str) -> Option<ResourceTypeHandle> {
         self.types().find(|t| t.name() == name)
     }
+}
+
+/// Why an ELF file cannot load on this machine (another architecture or
+/// word size), if it is one; `None` for a loadable file or one that is no
+/// ELF at all (dlopen explains those well).
+fn foreign_elf(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    std::fs::File::open(path)
+        .ok()?
+        .read_exact(&mut header)
+        .ok()?;
+    if &header[..4] != b"\x7fELF" {
+        return None;
+    }
+    let bits = match header[4] {
+        1 => 32,
+        2 => 64,
+        _ => 0,
+    };
+    let machine = u16::from_le_bytes([header[18], header[19]]);
+    let name = |m: u16| match m {
+        3 => "x86 (32-bit)",
+        40 => "ARM (32-bit)",
+        62 => "x86-64",
+        183 => "aarch64",
+        243 => "RISC-V",
+        21 => "PowerPC 64",
+        22 => "s390",
+        _ => "another machine",
+    };
+    let (here, here_bits) = if cfg!(target_arch = "x86_64") {
+        (62, 64)
+    } else if cfg!(target_arch = "aarch64") {
+        (183, 64)
+    } else {
+        return None;
+    };
+    (machine != here || bits != here_bits).then(|| {
+        format!(
+            "it is built for {} ({bits}-bit ELF), and this is {} ({here_bits}-bit)",
+            name(machine),
+            name(here)
+        )
+    })
 }
 
 fn dl_reason(error: &libloading::Error) -> String {

@@ -22,6 +22,23 @@ fn missing_file() {
 }
 
 #[test]
+fn a_library_for_another_machine_is_named_as_such() {
+    let dir = TempDir::new("load-foreign");
+    let path = dir.path().join("libforeign.so");
+    // A real library's bytes, with its header saying aarch64 (EM_AARCH64,
+    // 183): what a library built for another machine looks like.
+    let mut bytes = std::fs::read(cdylib("clusterkit-example-dummy", "clusterkit_dummy")).unwrap();
+    bytes[18..20].copy_from_slice(&183u16.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let text = load_err(&path).to_string();
+    assert!(
+        text.contains("it is built for aarch64 (64-bit ELF), and this is x86-64 (64-bit)"),
+        "{text}"
+    );
+    assert!(!text.contains("No such file"), "{text}");
+}
+
+#[test]
 fn not_a_shared_library() {
     let dir = TempDir::new("load-not-elf");
     let path = dir.path().join("libtext.so");

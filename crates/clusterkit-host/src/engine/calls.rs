@@ -2,10 +2,10 @@
 //! its deadline. Deadlines live in an ordered set and leave it with the
 //! reply, so thousands of checks a second leave nothing behind.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::ids::{CallId, LibraryId, MonitorId, RequestId, ResourceId};
+use super::ids::{CallId, IdMap, LibraryId, MonitorId, RequestId, ResourceId};
 
 /// What a call is for, which decides what its reply does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub(crate) struct Call {
 /// Calls in flight, by id and by deadline.
 #[derive(Default)]
 pub(crate) struct CallTable {
-    calls: HashMap<CallId, Call>,
+    calls: IdMap<CallId, Call>,
     deadlines: BTreeSet<(Instant, CallId)>,
     next: u64,
 }

@@ -2,10 +2,11 @@
 //! a key's timer replaces the previous one and cancelling removes it, so a
 //! phase that ends takes its timers with it and nothing stale ever fires.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::Instant;
 
-use super::ids::{MonitorId, ResourceId};
+use super::ids::{IdMap, MonitorId, ResourceId};
 use super::monitors::MonitorKey;
 
 /// What a timer is for.
@@ -34,49 +35,54 @@ pub(crate) enum Timer {
     PersistRetry,
 }
 
-/// Timers by due time, at most one per [`Timer`].
+/// Timers by due time, at most one per [`Timer`]. A heap ordered by due
+/// time, and the current setting of each key: setting a key again or
+/// cancelling it leaves its old heap entry behind, skipped when it comes
+/// up (cheaper than removing it from an ordered map on every health check).
 #[derive(Default)]
 pub(crate) struct TimerTable {
-    by_time: BTreeMap<(Instant, u64), Timer>,
-    by_key: HashMap<Timer, (Instant, u64)>,
+    heap: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
+    current: IdMap<Timer, u64>,
     seq: u64,
 }
 
 impl TimerTable {
     /// Sets `timer` to fire at `at`, replacing an earlier setting.
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
-        self.cancel(timer);
         self.seq += 1;
-        self.by_time.insert((at, self.seq), timer);
-        self.by_key.insert(timer, (at, self.seq));
+        self.current.insert(timer, self.seq);
+        self.heap.push(Reverse((at, self.seq, timer)));
     }
 
     /// Removes `timer`, if set.
     pub(crate) fn cancel(&mut self, timer: Timer) {
-        if let Some(slot) = self.by_key.remove(&timer) {
-            self.by_time.remove(&slot);
-        }
+        self.current.remove(&timer);
     }
 
-    /// When the earliest timer is due.
+    /// When the earliest timer is due (perhaps one cancelled since, which
+    /// costs one early wake-up and nothing else).
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.by_time.keys().next().map(|(at, _)| *at)
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 
     /// Takes the earliest timer due at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
-        let (&(at, seq), _) = self.by_time.iter().next()?;
-        if at > now {
-            return None;
+        while let Some(Reverse((at, seq, timer))) = self.heap.peek().copied() {
+            if at > now {
+                return None;
+            }
+            self.heap.pop();
+            if self.current.get(&timer) == Some(&seq) {
+                self.current.remove(&timer);
+                return Some(timer);
+            }
         }
-        let timer = self.by_time.remove(&(at, seq)).expect("present");
-        self.by_key.remove(&timer);
-        Some(timer)
+        None
     }
 
     /// Whether `timer` is set.
     pub(crate) fn is_set(&self, timer: Timer) -> bool {
-        self.by_key.contains_key(&timer)
+        self.current.contains_key(&timer)
     }
 }
 

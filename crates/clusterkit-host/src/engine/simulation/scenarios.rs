@@ -180,5 +180,9 @@ fn a_full_disk_fails_the_command_says_so_once_and_records_it_when_space_returns(
         crate::state_file::Desired::Offline,
         "{text}"
     );
-    assert!(world.checker.violations.is_empty(), "{:?}", world.checker.violations);
+    assert!(
+        world.checker.violations.is_empty(),
+        "{:?}",
+        world.checker.violations
+    );
 }
