@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use clusterkit_host::{HostBuilder, MonitorProgram, PersistedState};
+use clusterkit_host::{EventKind, HostBuilder, MonitorProgram, PersistedState};
 use serde_json::{Value, json};
 
 use config::Config;
@@ -207,6 +207,16 @@ fn run(path: &Path) -> Result<(), String> {
     let events = host.subscribe();
     std::thread::spawn(move || {
         for e in events {
+            // A state file that cannot be written is the operator's business
+            // now: systemd's status line says so until it is written again.
+            match e.kind {
+                EventKind::StateNotSaved => notify::status(&format!(
+                    "state not saved: {}; retrying",
+                    e.str_field("error").unwrap_or_default()
+                )),
+                EventKind::StateSaved => notify::status("clusterkit host running"),
+                _ => {}
+            }
             eprintln!("{}", human_event(&e.to_json()));
         }
     });

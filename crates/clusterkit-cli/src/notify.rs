@@ -48,6 +48,11 @@ pub(crate) fn ready(host: Arc<Host>) {
         });
 }
 
+/// Replaces the service's status line (`systemctl status` shows it).
+pub(crate) fn status(text: &str) {
+    let _ = send(&format!("STATUS={}", text.replace('\n', " ")));
+}
+
 /// Tells systemd the host is stopping.
 pub(crate) fn stopping() {
     let _ = send("STOPPING=1");

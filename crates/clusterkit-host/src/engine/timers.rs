@@ -39,24 +39,66 @@ pub(crate) enum Timer {
 /// time, and the current setting of each key: setting a key again or
 /// cancelling it leaves its old heap entry behind, skipped when it comes
 /// up (cheaper than removing it from an ordered map on every health check).
+/// A resource's timers keep their setting in a slot of a vector, the
+/// monitors' (rare) in a map.
 #[derive(Default)]
 pub(crate) struct TimerTable {
     heap: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
-    current: IdMap<Timer, u64>,
+    /// Per resource, `SLOTS` settings (0: not set).
+    slots: Vec<u64>,
+    others: IdMap<Timer, u64>,
     seq: u64,
 }
 
+/// Timers per resource: looks_alive, is_alive, pending, restart.
+const SLOTS: usize = 4;
+
+fn slot(timer: Timer) -> Option<usize> {
+    match timer {
+        Timer::Health { resource, looks } => Some(resource.0 * SLOTS + usize::from(!looks)),
+        Timer::Pending(resource) => Some(resource.0 * SLOTS + 2),
+        Timer::Restart(resource) => Some(resource.0 * SLOTS + 3),
+        _ => None,
+    }
+}
+
 impl TimerTable {
+    fn setting(&self, timer: Timer) -> Option<u64> {
+        match slot(timer) {
+            Some(i) => self.slots.get(i).copied().filter(|&seq| seq != 0),
+            None => self.others.get(&timer).copied(),
+        }
+    }
+
+    fn store(&mut self, timer: Timer, seq: u64) {
+        match slot(timer) {
+            Some(i) => {
+                if i >= self.slots.len() {
+                    self.slots.resize(i + 1, 0);
+                }
+                self.slots[i] = seq;
+            }
+            None if seq == 0 => {
+                self.others.remove(&timer);
+            }
+            None => {
+                self.others.insert(timer, seq);
+            }
+        }
+    }
+
     /// Sets `timer` to fire at `at`, replacing an earlier setting.
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
         self.seq += 1;
-        self.current.insert(timer, self.seq);
+        self.store(timer, self.seq);
         self.heap.push(Reverse((at, self.seq, timer)));
     }
 
     /// Removes `timer`, if set.
     pub(crate) fn cancel(&mut self, timer: Timer) {
-        self.current.remove(&timer);
+        if self.setting(timer).is_some() {
+            self.store(timer, 0);
+        }
     }
 
     /// When the earliest timer is due (perhaps one cancelled since, which
@@ -67,13 +109,13 @@ impl TimerTable {
 
     /// Takes the earliest timer due at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
-        while let Some(Reverse((at, seq, timer))) = self.heap.peek().copied() {
+        while let Some(&Reverse((at, seq, timer))) = self.heap.peek() {
             if at > now {
                 return None;
             }
             self.heap.pop();
-            if self.current.get(&timer) == Some(&seq) {
-                self.current.remove(&timer);
+            if self.setting(timer) == Some(seq) {
+                self.store(timer, 0);
                 return Some(timer);
             }
         }
@@ -82,7 +124,7 @@ impl TimerTable {
 
     /// Whether `timer` is set.
     pub(crate) fn is_set(&self, timer: Timer) -> bool {
-        self.current.contains_key(&timer)
+        self.setting(timer).is_some()
     }
 }
 
