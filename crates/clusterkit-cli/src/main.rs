@@ -288,8 +288,8 @@ fn check_libraries_in_child(path: &Path) -> Result<Vec<String>, String> {
     if let Some(signal) = out.status.signal() {
         let last = stdout
             .lines()
-            .filter_map(|l| l.strip_prefix("loading: "))
-            .last()
+            .rev()
+            .find_map(|l| l.strip_prefix("loading: "))
             .unwrap_or("a library");
         let name = match signal {
             libc::SIGBUS => "SIGBUS".to_owned(),
