@@ -471,6 +471,30 @@ fn validate_reports_every_problem_and_survives_a_damaged_library() {
     ] {
         assert!(err.contains(wanted), "missing {wanted:?} in\n{err}");
     }
+    // What `open` would refuse, asked of the type: a VM's `extra_args`
+    // cannot set the `-pidfile` the type manages itself.
+    let vm = write(
+        "vm.toml",
+        format!(
+            "state_dir = \"{state}\"\n[libraries]\nvm = \"{lib}\"\n[[resource]]\nname = \"guest\"\n\
+             library = \"vm\"\ntype = \"virtual-machine\"\n[resource.properties]\n\
+             run_dir = \"{run}\"\nextra_args = [\"-pidfile\", \"/tmp/other.pid\"]\n",
+            state = dir.path().join("vm-state").display(),
+            lib = cdylib(
+                "clusterkit-example-virtual-machine",
+                "clusterkit_virtual_machine"
+            )
+            .display(),
+            run = dir.path().display(),
+        ),
+    );
+    let (ok, _, err) = output(clusterkit().arg("validate").arg(&vm));
+    assert!(!ok);
+    assert!(
+        err.contains("resource `guest`") && err.contains("-pidfile"),
+        "{err}"
+    );
+
     // `run` refuses the same config before starting anything.
     let (ok, _, run_err) = output(clusterkit().args(["run", "--config"]).arg(&many));
     assert!(!ok);
