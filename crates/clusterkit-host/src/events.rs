@@ -325,12 +325,11 @@ impl EventSink {
     fn append(&mut self, line: String) {
         let mut bytes = line.into_bytes();
         bytes.push(b'\n');
-        if self
-            .file
-            .as_ref()
-            .is_some_and(|f| f.metadata().is_ok_and(|m| m.nlink() == 0))
-        {
-            // Deleted while the host runs: later readers look for the path.
+        // One fstat: the length to cut back to, and whether the file was
+        // deleted while the host runs (later readers look for the path).
+        let meta = self.file.as_ref().and_then(|f| f.metadata().ok());
+        let deleted = meta.as_ref().is_some_and(|m| m.nlink() == 0);
+        if deleted {
             self.file = OpenOptions::new()
                 .create(true)
                 .read(true)
@@ -341,7 +340,11 @@ impl EventSink {
         let Some(file) = &mut self.file else {
             return;
         };
-        let before = file.metadata().map(|m| m.len()).ok();
+        let before = if deleted {
+            file.metadata().map(|m| m.len()).ok()
+        } else {
+            meta.map(|m| m.len())
+        };
         match file.write_all(&bytes) {
             Ok(()) => {
                 if std::mem::take(&mut self.failing) {
