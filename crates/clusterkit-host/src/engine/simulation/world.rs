@@ -205,36 +205,7 @@ impl World {
             });
             reattach.push(can);
         }
-        let start = super::epoch();
-        let persisted = PersistedState::default();
-        let core = new_core(&specs, &persisted, start, bugs);
-        let mut world = World {
-            core,
-            now: start,
-            rng,
-            specs,
-            reattach,
-            monitors: BTreeMap::new(),
-            next_pid: 1000,
-            queue: BTreeMap::new(),
-            seq: 0,
-            workloads: vec![Workload::default(); count],
-            faults: BTreeMap::new(),
-            persisted,
-            history: Vec::new(),
-            checker: Checker::new(count),
-            next_request: 0,
-            bugs,
-            start,
-            generation: 0,
-            violations_noted: 0,
-            broken_spawns: 0,
-            host_stopped: false,
-            replies: BTreeMap::new(),
-            sticky_faults: BTreeMap::new(),
-            spawns: BTreeMap::new(),
-            disk_full_until: None,
-        };
+        let mut world = World::build(specs, reattach, rng, bugs);
         for (i, spec) in world.specs.iter().enumerate() {
             let line = format!(
                 "config: r{i} {} {:?}{} depends on {:?}",
@@ -275,15 +246,26 @@ impl World {
                 separate_monitor: false,
             })
             .collect::<Vec<_>>();
+        let count = specs.len();
+        World::build(
+            specs,
+            vec![reattach; count],
+            Rng::new(1),
+            Reintroduced::default(),
+        )
+    }
+
+    /// A world of `specs` at the start of simulated time, its host not yet
+    /// started.
+    fn build(specs: Vec<ResourceSpec>, reattach: Vec<bool>, rng: Rng, bugs: Reintroduced) -> World {
         let start = super::epoch();
         let persisted = PersistedState::default();
-        let bugs = Reintroduced::default();
         let count = specs.len();
         World {
             core: new_core(&specs, &persisted, start, bugs),
             now: start,
-            rng: Rng::new(1),
-            reattach: vec![reattach; count],
+            rng,
+            reattach,
             specs,
             monitors: BTreeMap::new(),
             next_pid: 1000,
