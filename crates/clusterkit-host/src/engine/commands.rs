@@ -5,11 +5,11 @@ use clusterkit::{Error, ResourceState};
 
 use crate::error::HostError;
 use crate::events::{Event, EventKind};
-use crate::protocol::{Op, ToMonitor};
+use crate::protocol::Op;
 use crate::state_file::Desired;
 
 use super::calls::CallKind;
-use super::core::{Action, Closing, Command, Core};
+use super::core::{Closing, Command, Core};
 use super::ids::{CallId, RequestId, ResourceId};
 use super::lifecycle::{AfterTerminate, Phase, Then};
 
@@ -36,11 +36,9 @@ impl Core {
                             // Its workload may still run: stop it first.
                             self.set_phase(r, Phase::Offline);
                             self.send_terminate(r, AfterTerminate::Restart, ResourceState::Failed);
-                        } else if open {
-                            self.set_phase(r, Phase::Offline);
                         } else {
                             let shown = ResourceState::Unknown;
-                            self.set_phase(r, Phase::Closed { next, shown });
+                            self.set_phase(r, Phase::idle(open, next, shown));
                         }
                     }
                     self.mark_dirty(r);
@@ -122,16 +120,7 @@ impl Core {
                 });
                 self.finish_closing(None, None);
             }
-            Command::Shutdown => {
-                let monitors: Vec<_> = self.monitors.keys().copied().collect();
-                for monitor in monitors {
-                    self.actions.push_back(Action::Send {
-                        monitor,
-                        message: ToMonitor::Shutdown,
-                    });
-                }
-                self.shutdown = Some((Some(request), self.now));
-            }
+            Command::Shutdown => self.begin_shutdown(Some(request)),
         }
     }
 
@@ -164,14 +153,7 @@ impl Core {
             self.reply(request, Err(error));
         }
         if self.shutdown.is_none() {
-            let monitors: Vec<_> = self.monitors.keys().copied().collect();
-            for monitor in monitors {
-                self.actions.push_back(Action::Send {
-                    monitor,
-                    message: ToMonitor::Shutdown,
-                });
-            }
-            self.shutdown = Some((None, self.now));
+            self.begin_shutdown(None);
         }
     }
 

@@ -433,6 +433,28 @@ impl Core {
         self.stopped
     }
 
+    /// A stop or shutdown has begun: nothing is opened or started any more.
+    pub(crate) fn is_stopping(&self) -> bool {
+        #[cfg(test)]
+        if self.reintroduced.stop_starts_monitors {
+            return self.shutdown.is_some();
+        }
+        self.shutdown.is_some() || self.stopping
+    }
+
+    /// Asks every monitor to exit, and the host to stop once they have
+    /// (answering `request`, if any).
+    pub(crate) fn begin_shutdown(&mut self, request: Option<RequestId>) {
+        let monitors: Vec<_> = self.monitors.keys().copied().collect();
+        for monitor in monitors {
+            self.actions.push_back(Action::Send {
+                monitor,
+                message: ToMonitor::Shutdown,
+            });
+        }
+        self.shutdown = Some((request, self.now));
+    }
+
     // ----------------------------------------------------------- shared bits
 
     pub(crate) fn emit(&mut self, event: Event) {

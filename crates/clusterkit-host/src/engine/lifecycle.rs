@@ -244,6 +244,17 @@ impl Phase {
         }
     }
 
+    /// Idle with no call in flight: `Offline` if the resource is open in its
+    /// monitor, else `Closed`, showing `shown` until the next open does
+    /// `next`.
+    pub(crate) fn idle(open: bool, next: AfterOpen, shown: ResourceState) -> Phase {
+        if open {
+            Phase::Offline
+        } else {
+            Phase::Closed { next, shown }
+        }
+    }
+
     /// Waiting for a restart timer or an operator.
     pub(crate) fn is_held(&self) -> bool {
         matches!(self, Phase::Held { .. })

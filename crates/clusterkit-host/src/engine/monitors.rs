@@ -95,11 +95,7 @@ impl Core {
 
     /// The live monitor for `key`, asking for one if there is none.
     pub(crate) fn ensure_monitor(&mut self, key: MonitorKey) -> Option<MonitorId> {
-        #[cfg(test)]
-        let stopping = self.stopping && !self.reintroduced.stop_starts_monitors;
-        #[cfg(not(test))]
-        let stopping = self.stopping;
-        if self.shutdown.is_some() || stopping {
+        if self.is_stopping() {
             return None;
         }
         if let Some(&id) = self.current.get(&key) {

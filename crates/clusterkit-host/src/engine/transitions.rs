@@ -20,11 +20,7 @@ use super::timers::Timer;
 
 impl Core {
     pub(crate) fn reconcile(&mut self, i: ResourceId) {
-        #[cfg(test)]
-        let stopping = self.stopping && !self.reintroduced.stop_starts_monitors;
-        #[cfg(not(test))]
-        let stopping = self.stopping;
-        if self.shutdown.is_some() || stopping {
+        if self.is_stopping() {
             return;
         }
         if !self.validated {
@@ -261,15 +257,8 @@ impl Core {
             AfterTerminate::ApplyPolicy => self.apply_policy(i),
             AfterTerminate::Restart => {
                 let open = self.res(i).phase.is_open();
-                let phase = if open {
-                    Phase::Offline
-                } else {
-                    Phase::Closed {
-                        next: AfterOpen::recovering(Then::Offline),
-                        shown: ResourceState::Offline,
-                    }
-                };
-                self.set_phase(i, phase);
+                let next = AfterOpen::recovering(Then::Offline);
+                self.set_phase(i, Phase::idle(open, next, ResourceState::Offline));
                 let r = self.res_mut(i);
                 r.restart_due = r.desired == Desired::Online;
                 self.mark_dirty(i);
@@ -451,14 +440,8 @@ impl Core {
     }
 
     pub(crate) fn set_offline(&mut self, i: ResourceId) {
-        let phase = if self.res(i).phase.is_open() {
-            Phase::Offline
-        } else {
-            Phase::Closed {
-                next: self.res(i).phase.next_open(),
-                shown: ResourceState::Offline,
-            }
-        };
+        let phase = &self.res(i).phase;
+        let phase = Phase::idle(phase.is_open(), phase.next_open(), ResourceState::Offline);
         self.set_phase(i, phase);
         self.emit(Event::of(EventKind::ResourceOffline, Some(self.name(i))));
         self.mark_neighbours(i);
@@ -476,15 +459,7 @@ impl Core {
         // Leave the phase (and its timers) before anything else happens.
         let open = self.res(i).phase.is_open();
         let next = self.res(i).phase.next_open();
-        let phase = if open {
-            Phase::Offline
-        } else {
-            Phase::Closed {
-                next,
-                shown: ResourceState::Failed,
-            }
-        };
-        self.set_phase(i, phase);
+        self.set_phase(i, Phase::idle(open, next, ResourceState::Failed));
         self.emit(event);
         self.mark_neighbours(i);
         self.send_terminate(i, AfterTerminate::ApplyPolicy, ResourceState::Failed);
@@ -538,15 +513,11 @@ impl Core {
             r.restarts.reset();
         }
         r.restart_due = r.desired == Desired::Online;
-        let phase = if open && next.then != Then::Restart {
-            Phase::Offline
-        } else {
-            Phase::Closed {
-                next,
-                shown: ResourceState::Unknown,
-            }
-        };
-        self.set_phase(i, phase);
+        let reopen = next.then == Then::Restart;
+        self.set_phase(
+            i,
+            Phase::idle(open && !reopen, next, ResourceState::Unknown),
+        );
         self.mark_dirty(i);
     }
 }

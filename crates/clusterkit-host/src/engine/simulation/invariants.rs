@@ -33,7 +33,7 @@ impl Checker {
         self.violations.push(what);
     }
 
-    pub(crate) fn on_event(&mut self, event: &Event, _core: &Core) {
+    pub(crate) fn on_event(&mut self, event: &Event) {
         let suspects = event
             .field("suspects")
             .and_then(|v| v.as_array())

@@ -130,6 +130,8 @@ pub(crate) struct World {
     pub(crate) broken_spawns: u32,
     /// The host stopped (it could not start): it is started again.
     host_stopped: bool,
+    /// Print each step as it happens (`SIM_DEBUG`).
+    echo: bool,
     /// The operator's answers.
     pub(crate) replies: BTreeMap<RequestId, Result<(), String>>,
     /// Faults that hit every call of an entry point, until removed.
@@ -283,6 +285,7 @@ impl World {
             violations_noted: 0,
             broken_spawns: 0,
             host_stopped: false,
+            echo: std::env::var_os("SIM_DEBUG").is_some(),
             replies: BTreeMap::new(),
             sticky_faults: BTreeMap::new(),
             spawns: BTreeMap::new(),
@@ -312,19 +315,22 @@ impl World {
     }
 
     pub(crate) fn note(&mut self, line: impl AsRef<str>) {
-        let seen = self.checker.violations.len();
-        if seen > self.violations_noted {
-            let ms = self.ms();
-            for v in &self.checker.violations[self.violations_noted..] {
-                self.history.push(format!("{ms:>7} ms  VIOLATION: {v}"));
-            }
-            self.violations_noted = seen;
-        }
+        self.note_violations();
         let line = format!("{:>7} ms  {}", self.ms(), line.as_ref());
-        if std::env::var_os("SIM_DEBUG").is_some() {
+        if self.echo {
             eprintln!("{line}");
         }
         self.history.push(line);
+    }
+
+    /// Puts the violations found since the last note into the history, where
+    /// they happened.
+    fn note_violations(&mut self) {
+        let ms = self.ms();
+        for v in &self.checker.violations[self.violations_noted..] {
+            self.history.push(format!("{ms:>7} ms  VIOLATION: {v}"));
+        }
+        self.violations_noted = self.checker.violations.len();
     }
 
     /// An operator's command; its answer lands in `replies`.
@@ -433,8 +439,7 @@ impl World {
         self.core.handle_timeout(self.now);
         self.carry_out();
         Checker::after_step(self);
-        self.note("");
-        self.history.pop();
+        self.note_violations();
     }
 
     fn carry_out(&mut self) {
@@ -569,7 +574,7 @@ impl World {
                 self.workloads[i.0].own_trouble = true;
             }
         }
-        self.checker.on_event(&event, &self.core);
+        self.checker.on_event(&event);
     }
 
     pub(crate) fn resource_named(&self, name: Option<&str>) -> Option<ResourceId> {
