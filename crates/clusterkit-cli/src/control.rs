@@ -3,7 +3,7 @@
 //!
 //! A request is one JSON object on one line: `{"command":"status"}`,
 //! `{"command":"online","resource":"web"}` (also `offline`, `fail`),
-//! `{"command":"events","follow":true}`. A reply is one JSON line
+//! `{"command":"events","follow":true}`, `{"command":"reload"}`. A reply is one JSON line
 //! `{"ok":true,...}` or `{"ok":false,"error":"..."}`; `events` answers with
 //! event lines instead, and keeps the connection open when following.
 
@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clusterkit_host::{Host, ResourceStatus};
+
+use crate::reload::Reloader;
 use serde_json::{Value, json};
 
 /// Why talking to the control socket failed.
@@ -59,7 +61,12 @@ pub(crate) fn status_json(s: &ResourceStatus) -> Value {
 }
 
 /// Serves the socket at `path` until the process exits.
-pub(crate) fn serve(path: &Path, host: Arc<Host>, events_file: PathBuf) -> std::io::Result<()> {
+pub(crate) fn serve(
+    path: &Path,
+    host: Arc<Host>,
+    events_file: PathBuf,
+    reloader: Arc<Reloader>,
+) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -81,10 +88,11 @@ pub(crate) fn serve(path: &Path, host: Arc<Host>, events_file: PathBuf) -> std::
             for stream in listener.incoming().flatten() {
                 let host = host.clone();
                 let events_file = events_file.clone();
+                let reloader = reloader.clone();
                 let _ = std::thread::Builder::new()
                     .name("ck-control-conn".into())
                     .spawn(move || {
-                        let _ = serve_one(stream, &host, &events_file, own_uid);
+                        let _ = serve_one(stream, &host, &events_file, &reloader, own_uid);
                     });
             }
         })?;
@@ -100,6 +108,7 @@ fn serve_one(
     mut stream: UnixStream,
     host: &Host,
     events_file: &Path,
+    reloader: &Reloader,
     own_uid: rustix::process::Uid,
 ) -> std::io::Result<()> {
     let peer = rustix::net::sockopt::socket_peercred(&stream)?;
@@ -132,6 +141,16 @@ fn serve_one(
         "online" => host.online(resource),
         "offline" => host.offline(resource),
         "fail" => host.fail(resource),
+        "reload" => {
+            let answer = match reloader.reload() {
+                Ok(mut report) => {
+                    report["ok"] = json!(true);
+                    report
+                }
+                Err(problems) => json!({"ok": false, "error": problems}),
+            };
+            return reply(&mut stream, answer);
+        }
         "events" => {
             return stream_events(
                 stream,

@@ -10,6 +10,7 @@ mod control;
 mod demo;
 mod notify;
 mod ocf;
+mod reload;
 mod type_control;
 
 use std::path::{Path, PathBuf};
@@ -102,6 +103,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Makes the running host apply its config file again (as SIGHUP does):
+    /// new resources start, removed ones stop, changed ones change, the
+    /// others are not touched; a file with problems changes nothing.
+    Reload {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Simulates a failure of an online resource.
     Fail {
         /// The resource.
@@ -153,6 +161,7 @@ fn main() -> ExitCode {
         Command::Online { resource, target } => simple(&target, "online", &resource),
         Command::Offline { resource, target } => simple(&target, "offline", &resource),
         Command::Fail { resource, target } => simple(&target, "fail", &resource),
+        Command::Reload { target } => reload_command(&target),
         Command::Demo(args) => demo::run(&args),
         Command::TypeControl(args) => type_control::run(&args),
         Command::Ocf { command } => return ocf::main(command),
@@ -226,21 +235,39 @@ fn run(path: &Path) -> Result<(), String> {
             host.online(name).map_err(|e| e.to_string())?;
         }
     }
-    control::serve(
-        &config.control_socket,
-        host.clone(),
-        config.state_dir.join("events.jsonl"),
-    )
-    .map_err(|e| format!("control socket {}: {e}", config.control_socket.display()))?;
+    let control_socket = config.control_socket.clone();
+    let events_file = config.state_dir.join("events.jsonl");
+    let reloader = Arc::new(reload::Reloader::new(host.clone(), config));
+    control::serve(&control_socket, host.clone(), events_file, reloader.clone())
+        .map_err(|e| format!("control socket {}: {e}", control_socket.display()))?;
     notify::ready(host.clone());
     let mut signal = 0;
-    // SAFETY: waits for one of the blocked signals.
-    unsafe { libc::sigwait(&signals, &mut signal) };
+    loop {
+        // SAFETY: waits for one of the blocked signals.
+        unsafe { libc::sigwait(&signals, &mut signal) };
+        if signal != libc::SIGHUP {
+            break;
+        }
+        match reloader.reload() {
+            Ok(report) => eprintln!("clusterkit: SIGHUP: {}", reload::human_report(&report)),
+            Err(problems) => eprintln!("clusterkit: SIGHUP: {problems}"),
+        }
+    }
     notify::stopping();
     eprintln!("clusterkit: signal {signal}: stopping (workloads keep running)");
-    let _ = std::fs::remove_file(&config.control_socket);
+    let _ = std::fs::remove_file(&control_socket);
     // Control connections may still hold the host: stop it through them.
     host.shutdown_shared();
+    Ok(())
+}
+
+fn reload_command(target: &Target) -> Result<(), String> {
+    let socket = target.socket()?;
+    let answer = control::call(&socket, json!({"command": "reload"})).map_err(|e| e.to_string())?;
+    println!("{}", reload::human_report(&answer));
+    if answer["errors"].as_array().is_some_and(|e| !e.is_empty()) {
+        return Err("reloaded, but some resources did not come online".into());
+    }
     Ok(())
 }
 
@@ -270,7 +297,7 @@ fn validate(path: &Path) -> Result<(), String> {
 }
 
 /// Runs `validate --libraries-only` as a child and collects its problems.
-fn check_libraries_in_child(path: &Path) -> Result<Vec<String>, String> {
+pub(crate) fn check_libraries_in_child(path: &Path) -> Result<Vec<String>, String> {
     use std::os::unix::process::ExitStatusExt;
     let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
     let out = std::process::Command::new(exe)

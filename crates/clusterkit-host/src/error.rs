@@ -72,4 +72,7 @@ pub enum HostError {
     /// The host has stopped.
     #[error("the host has stopped")]
     Stopped,
+    /// A reconfiguration was refused whole: nothing changed.
+    #[error("refused, nothing changed: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Refused(Vec<HostError>),
 }

@@ -62,6 +62,16 @@ clusterkit::stable_enum! {
         StateNotSaved = 22, "state_not_saved";
         /// The state file is written again after `state_not_saved`.
         StateSaved = 23, "state_saved";
+        /// A resource was added to the running host (`reconfigure`).
+        ResourceAdded = 25, "resource_added";
+        /// A resource's configuration changed: `what` changed, and it
+        /// `applies` `now` or at the `next_online`.
+        ResourceChanged = 26, "resource_changed";
+        /// A removed resource is offline and closed, and gone.
+        ResourceRemoved = 27, "resource_removed";
+        /// The host's resources were reconfigured: how many were `added`,
+        /// `changed`, `removed` and left `unchanged`.
+        HostReconfigured = 28, "host_reconfigured";
     }
 }
 

@@ -13,12 +13,13 @@ use crate::config::{ResourceConfig, Timing, TimingOverrides};
 use crate::engine::core::{Command, CoreConfig, ResourceSpec};
 use crate::engine::driver::{Driver, DriverConfig, Message};
 use crate::engine::ids::ResourceId;
+use crate::engine::reconfigure::{Reconfiguration, Reconfigured};
 use crate::error::HostError;
 use crate::escalation::Escalation;
 use crate::events::{Event, Subscriber};
 use crate::process::{MonitorProgram, ProcessControl, SystemProcesses};
 use crate::state_file::{Desired, StateLock};
-use crate::status::{ResourceStatus, StatusBoard};
+use crate::status::{Board, ResourceStatus, StatusBoard};
 
 /// Inputs (monitor frames, commands) queued for the engine at most.
 const INPUT_QUEUE: usize = 16 * 1024;
@@ -147,11 +148,6 @@ impl HostBuilder {
         // the control socket, the state file and the workloads.
         let lock = StateLock::acquire(&self.state_dir)
             .map_err(|problem| HostError::StateFile { problem })?;
-        let names: HashMap<String, usize> = specs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.clone(), i))
-            .collect();
         let placeholder = |s: &ResourceSpec| ResourceStatus {
             name: s.name.clone(),
             type_name: s.type_name.clone(),
@@ -167,9 +163,14 @@ impl HostBuilder {
             last_health: None,
         };
         let board = Arc::new(StatusBoard {
-            statuses: Mutex::new(specs.iter().map(placeholder).collect()),
+            board: Mutex::new(Board::new(specs.iter().map(placeholder).collect())),
             changed: Condvar::new(),
         });
+        let set = ResourceSet {
+            defaults: self.defaults,
+            type_timing: self.type_timing.clone(),
+            resources: self.resources.clone(),
+        };
         let longest_deadline = specs
             .iter()
             .map(|s| s.timing.deadlock_timeout)
@@ -204,7 +205,7 @@ impl HostBuilder {
         let host = Host {
             tx,
             board,
-            names,
+            set: Mutex::new(set),
             thread: Mutex::new(Some(thread)),
         };
         let (reply, answer) = mpsc::sync_channel(1);
@@ -224,16 +225,30 @@ impl HostBuilder {
 pub struct Host {
     tx: SyncSender<Message>,
     board: Arc<StatusBoard>,
-    names: HashMap<String, usize>,
+    /// The resources as last configured; held through a reconfiguration,
+    /// so reconfigurations run one at a time.
+    set: Mutex<ResourceSet>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")
-            .field("resources", &self.names.len())
+            .field("resources", &self.board().statuses.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The resources a running host is to have, with the timing they fall back
+/// to: what [`Host::reconfigure`] takes and [`Host::resources`] gives.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceSet {
+    /// Host-wide timing defaults.
+    pub defaults: Timing,
+    /// Timing overrides by type name.
+    pub type_timing: HashMap<String, TimingOverrides>,
+    /// The resources, in order.
+    pub resources: Vec<ResourceConfig>,
 }
 
 impl Host {
@@ -241,10 +256,16 @@ impl Host {
         self.tx.send(message).map_err(|_| HostError::Stopped)
     }
 
+    fn board(&self) -> std::sync::MutexGuard<'_, Board> {
+        self.board
+            .board
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn index(&self, name: &str) -> Result<ResourceId, HostError> {
-        self.names
-            .get(name)
-            .map(|&i| ResourceId(i))
+        self.board()
+            .id(name)
             .ok_or_else(|| HostError::UnknownResource(name.to_owned()))
     }
 
@@ -291,24 +312,102 @@ impl Host {
         self.send(Message::Ping(reply)).is_ok() && answer.recv_timeout(timeout).is_ok()
     }
 
-    /// The status of every resource, in configuration order.
+    /// The status of every resource, in configuration order (resources
+    /// added later come after those configured at start).
     pub fn status(&self) -> Vec<ResourceStatus> {
-        self.board
-            .statuses
+        self.board().statuses.clone()
+    }
+
+    /// The status of `name`.
+    pub fn resource_status(&self, name: &str) -> Result<ResourceStatus, HostError> {
+        self.board()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| HostError::UnknownResource(name.to_owned()))
+    }
+
+    /// The resources as last configured (at start, or by the last
+    /// [`reconfigure`](Self::reconfigure)).
+    pub fn resources(&self) -> ResourceSet {
+        self.set
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    /// The status of `name`.
-    pub fn resource_status(&self, name: &str) -> Result<ResourceStatus, HostError> {
-        let i = self.index(name)?;
-        Ok(self
-            .board
-            .statuses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)[i.0]
-            .clone())
+    /// Changes the host's resources to `set`, while it runs: resources not
+    /// in the host yet are added (offline: bring them online as wanted),
+    /// those missing from `set` are taken offline, closed and removed,
+    /// changed ones apply their change (timing and dependencies at once,
+    /// the rest when nothing of the resource runs: now if it is offline,
+    /// else at its next online), and the others are not touched at all.
+    ///
+    /// `set` is checked whole first, each resource against its type (a
+    /// library new to the host is loaded for that): any problem refuses it
+    /// whole ([`HostError::Refused`], with every problem) and nothing
+    /// changes.
+    pub fn reconfigure(&self, set: ResourceSet) -> Result<Reconfigured, HostError> {
+        let mut current = self.set.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut problems = Vec::new();
+        if let Err(problem) = set.defaults.check() {
+            problems.push(HostError::Config(format!("host defaults: {problem}")));
+        }
+        let specs =
+            match crate::resolve::resolve_all(&set.resources, &set.defaults, &set.type_timing) {
+                Ok(specs) => specs,
+                Err(more) => {
+                    problems.extend(more);
+                    Vec::new()
+                }
+            };
+        if !problems.is_empty() {
+            return Err(HostError::Refused(problems));
+        }
+        let answer = self.ask(Command::Reconfigure(Reconfiguration {
+            resources: specs,
+            default_timing: set.defaults,
+        }))?;
+        let report = serde_json::from_slice(&answer)
+            .map_err(|e| HostError::Config(format!("the engine's answer: {e}")))?;
+        *current = set;
+        Ok(report)
+    }
+
+    /// Adds `resource` to the running host (offline); see
+    /// [`reconfigure`](Self::reconfigure).
+    pub fn add_resource(&self, resource: ResourceConfig) -> Result<Reconfigured, HostError> {
+        let mut set = self.resources();
+        if set.resources.iter().any(|r| r.name == resource.name) {
+            return Err(HostError::Config(format!(
+                "resource `{}` exists already",
+                resource.name
+            )));
+        }
+        set.resources.push(resource);
+        self.reconfigure(set)
+    }
+
+    /// Replaces the configuration of the resource of the same name; see
+    /// [`reconfigure`](Self::reconfigure) for when the change applies.
+    pub fn update_resource(&self, resource: ResourceConfig) -> Result<Reconfigured, HostError> {
+        let mut set = self.resources();
+        let Some(slot) = set.resources.iter_mut().find(|r| r.name == resource.name) else {
+            return Err(HostError::UnknownResource(resource.name));
+        };
+        *slot = resource;
+        self.reconfigure(set)
+    }
+
+    /// Removes `name` from the running host: it goes offline, is closed
+    /// and forgotten. A resource others depend on is refused.
+    pub fn remove_resource(&self, name: &str) -> Result<Reconfigured, HostError> {
+        let mut set = self.resources();
+        let before = set.resources.len();
+        set.resources.retain(|r| r.name != name);
+        if set.resources.len() == before {
+            return Err(HostError::UnknownResource(name.to_owned()));
+        }
+        self.reconfigure(set)
     }
 
     /// Every event from now on. The receiver may be dropped at any time.
@@ -350,23 +449,19 @@ impl Host {
         mut condition: impl FnMut(&[ResourceStatus]) -> bool,
     ) -> Result<(), HostError> {
         let deadline = Instant::now() + timeout;
-        let mut statuses = self
-            .board
-            .statuses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut board = self.board();
         loop {
-            if condition(&statuses) {
+            if condition(&board.statuses) {
                 return Ok(());
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(HostError::Timeout(timeout, what.to_owned()));
             }
-            statuses = self
+            board = self
                 .board
                 .changed
-                .wait_timeout(statuses, deadline - now)
+                .wait_timeout(board, deadline - now)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
@@ -379,9 +474,9 @@ impl Host {
         state: ResourceState,
         timeout: Duration,
     ) -> Result<(), HostError> {
-        let i = self.index(name)?;
+        self.index(name)?;
         self.wait_for(timeout, &format!("`{name}` to be {state}"), |s| {
-            s[i.0].state == state
+            s.iter().any(|r| r.name == name && r.state == state)
         })
     }
 

@@ -81,10 +81,11 @@ pub use config::{
     Backoff, MIN_DEADLOCK_TIMEOUT, Placement, ResourceConfig, RestartAction, RestartPolicy, Timing,
     TimingOverrides,
 };
+pub use engine::reconfigure::{Applies, Reconfigured, ResourceChange};
 pub use error::HostError;
 pub use escalation::{ESCALATION_EXIT_CODE, Escalation};
 pub use events::{Event, EventKind, rfc3339};
-pub use host::{Host, HostBuilder};
+pub use host::{Host, HostBuilder, ResourceSet};
 pub use monitor::{HOST_PID_ENV, MONITOR_ENV, MONITOR_FD, run_if_monitor, run_monitor};
 pub use policy::{Decision, RestartCounters};
 pub use process::{

@@ -1,10 +1,12 @@
 //! What the host shows of each resource.
 
+use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use clusterkit::{Health, ResourceState};
 
+use crate::engine::ids::ResourceId;
 use crate::state_file::Desired;
 
 /// A resource as the host sees it now.
@@ -39,6 +41,72 @@ pub struct ResourceStatus {
 /// The statuses the engine publishes and the [`Host`](crate::Host) handle
 /// reads; waiters are woken on every change.
 pub(crate) struct StatusBoard {
-    pub(crate) statuses: Mutex<Vec<ResourceStatus>>,
+    pub(crate) board: Mutex<Board>,
     pub(crate) changed: Condvar,
+}
+
+/// The statuses of the resources there are, in the order they were added,
+/// and where each resource's is.
+pub(crate) struct Board {
+    pub(crate) statuses: Vec<ResourceStatus>,
+    /// By resource id: its index in `statuses`; `None` once removed.
+    positions: Vec<Option<usize>>,
+    names: HashMap<String, ResourceId>,
+}
+
+impl Board {
+    /// A board showing `statuses`, resource `i` at index `i`.
+    pub(crate) fn new(statuses: Vec<ResourceStatus>) -> Board {
+        Board {
+            positions: (0..statuses.len()).map(Some).collect(),
+            names: statuses
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.name.clone(), ResourceId(i)))
+                .collect(),
+            statuses,
+        }
+    }
+
+    /// The resource named so.
+    pub(crate) fn id(&self, name: &str) -> Option<ResourceId> {
+        self.names.get(name).copied()
+    }
+
+    /// The status of `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&ResourceStatus> {
+        let i = self.id(name)?;
+        self.positions[i.0].map(|p| &self.statuses[p])
+    }
+
+    /// Shows `status` for resource `i`; a resource not seen before is added.
+    pub(crate) fn show(&mut self, i: ResourceId, status: ResourceStatus) {
+        match self.positions.get(i.0) {
+            Some(Some(p)) => self.statuses[*p] = status,
+            // Removed: a late status is not shown.
+            Some(None) => {}
+            None => {
+                self.positions.resize(i.0 + 1, None);
+                self.positions[i.0] = Some(self.statuses.len());
+                self.names.insert(status.name.clone(), i);
+                self.statuses.push(status);
+            }
+        }
+    }
+
+    /// Forgets resource `i` (removed).
+    pub(crate) fn forget(&mut self, i: ResourceId) {
+        let Some(p) = self.positions.get_mut(i.0).and_then(Option::take) else {
+            return;
+        };
+        let status = self.statuses.remove(p);
+        if self.names.get(&status.name) == Some(&i) {
+            self.names.remove(&status.name);
+        }
+        for q in self.positions.iter_mut().flatten() {
+            if *q > p {
+                *q -= 1;
+            }
+        }
+    }
 }

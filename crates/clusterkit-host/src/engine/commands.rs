@@ -94,7 +94,7 @@ impl Core {
                 let mut errors = Vec::new();
                 for i in (0..self.resources.len()).map(ResourceId) {
                     let r = self.res(i);
-                    if !r.phase.is_open() {
+                    if r.retired || !r.phase.is_open() {
                         continue;
                     }
                     match (r.is_idle(), r.monitor) {
@@ -120,6 +120,7 @@ impl Core {
                 });
                 self.finish_closing(None, None);
             }
+            Command::Reconfigure(plan) => self.on_reconfigure(request, plan),
             Command::Shutdown => self.begin_shutdown(Some(request)),
         }
     }

@@ -105,6 +105,8 @@ pub(crate) enum Command {
     Offline(ResourceId),
     Fail(ResourceId),
     Control(ResourceId, ControlCode, Vec<u8>),
+    /// Change the resources to this set: add, change, remove.
+    Reconfigure(super::reconfigure::Reconfiguration),
     CloseAll,
     Shutdown,
 }
@@ -134,6 +136,8 @@ pub(crate) enum Action {
     Kill { pid: u32, event: Event },
     /// Emit an event.
     Emit(Event),
+    /// A removed resource is gone: drop its status and free its name.
+    Forget(ResourceId),
     /// Write the state file, then answer `reply` (if any): Ok when written,
     /// else an error saying the outcome is not recorded. Either way, tell
     /// the core: [`Input::Persisted`].
@@ -180,6 +184,13 @@ pub(crate) struct ResourceEntry {
     pub(crate) checks: u64,
     /// Its status changed since the last publish.
     pub(crate) status_changed: bool,
+    /// A changed configuration that needs a re-open, applied once nothing
+    /// runs (see `reconfigure`).
+    pub(crate) staged: Option<Box<super::reconfigure::Staged>>,
+    /// Removed from the configuration: it goes offline, closes, retires.
+    pub(crate) removing: bool,
+    /// Removed and closed: its id stays taken, nothing refers to it.
+    pub(crate) retired: bool,
 }
 
 impl ResourceEntry {
@@ -245,7 +256,7 @@ pub(crate) struct Core {
     /// Who had calls in flight when a placement's monitor last died of a
     /// protocol error.
     pub(crate) protocol_suspects: BTreeMap<MonitorKey, Vec<ResourceId>>,
-    dirty: Vec<bool>,
+    pub(crate) dirty: Vec<bool>,
     dirty_list: Vec<ResourceId>,
     changed_list: Vec<ResourceId>,
     pub(crate) default_timing: Timing,
@@ -263,6 +274,8 @@ pub(crate) struct Core {
     pub(crate) now: Instant,
     /// Why the state file cannot be written now, while it cannot.
     pub(crate) persist_failing: Option<String>,
+    /// A reconfiguration waiting for its libraries' types.
+    pub(crate) reconfiguring: Option<super::reconfigure::Waiting>,
     /// Old bugs switched back on, for the simulation to find.
     #[cfg(test)]
     pub(crate) reintroduced: super::simulation::Reintroduced,
@@ -322,6 +335,9 @@ impl Core {
                 degraded: 0,
                 checks: 0,
                 status_changed: true,
+                staged: None,
+                removing: false,
+                retired: false,
             });
         }
         for i in 0..resources.len() {
@@ -355,6 +371,7 @@ impl Core {
             host_pid: config.host_pid,
             now,
             persist_failing: None,
+            reconfiguring: None,
             #[cfg(test)]
             reintroduced: super::simulation::Reintroduced::default(),
         }
@@ -386,6 +403,11 @@ impl Core {
                 self.kill_monitor(monitor, None, &format!("writing to the monitor: {error}"))
             }
             Input::Command(request, command) => self.on_command(request, command),
+        }
+        if self.reconfiguring.is_some() {
+            // Any input may be the one it waits for (a library loaded, or
+            // its monitor died).
+            self.continue_reconfigure();
         }
     }
 
@@ -467,12 +489,21 @@ impl Core {
     /// events that led to it.
     pub(crate) fn stamped(&mut self, mut event: Event) -> Event {
         event.ts = self.clock.system_time(self.now);
+        self.publish_changed();
+        event
+    }
+
+    /// Publishes the statuses that changed since the last publish.
+    pub(crate) fn publish_changed(&mut self) {
         let changed = self.take_changed();
-        if !changed.is_empty() {
-            let statuses = changed.into_iter().map(|i| (i, self.status(i))).collect();
+        let statuses: Vec<_> = changed
+            .into_iter()
+            .filter(|&i| !self.res(i).retired)
+            .map(|i| (i, self.status(i)))
+            .collect();
+        if !statuses.is_empty() {
             self.actions.push_back(Action::Publish(statuses));
         }
-        event
     }
 
     pub(crate) fn reply(&mut self, request: RequestId, answer: Result<Vec<u8>, HostError>) {
@@ -538,7 +569,7 @@ impl Core {
 
     pub(crate) fn mark_all_dirty(&mut self, filter: impl Fn(&Core, ResourceId) -> bool) {
         for i in 0..self.resources.len() {
-            if filter(self, ResourceId(i)) {
+            if !self.resources[i].retired && filter(self, ResourceId(i)) {
                 self.mark_dirty(ResourceId(i));
             }
         }

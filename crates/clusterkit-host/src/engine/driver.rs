@@ -210,6 +210,14 @@ impl Driver {
                 }
                 Action::Emit(event) => self.emit(event),
                 Action::Publish(statuses) => self.show(statuses),
+                Action::Forget(i) => {
+                    self.board
+                        .board
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .forget(i);
+                    self.board.changed.notify_all();
+                }
                 Action::Persist { state, reply } => {
                     let error = self.state_file.save(&state).err().map(|e| {
                         let path = self.state_file.path().display().to_string();
@@ -323,15 +331,15 @@ impl Driver {
 
     /// Puts statuses on the board and wakes its waiters.
     fn show(&self, changed: Vec<(ResourceId, ResourceStatus)>) {
-        let mut statuses = self
+        let mut board = self
             .board
-            .statuses
+            .board
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         for (i, status) in changed {
-            statuses[i.0] = status;
+            board.show(i, status);
         }
-        drop(statuses);
+        drop(board);
         self.board.changed.notify_all();
     }
 }

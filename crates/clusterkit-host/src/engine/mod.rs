@@ -9,8 +9,9 @@
 //!   offline, pending, terminate, failure, restart policy), [`health`]
 //!   (polling), [`recovery`] (deadlines, deaths, blame, isolation),
 //!   [`calls`] and [`timers`] (the tables of what is in flight and what is
-//!   due), [`decide`] (the pure decisions, table-tested) and [`publish`]
-//!   (statuses and the persisted state).
+//!   due), [`decide`] (the pure decisions, table-tested), [`publish`]
+//!   (statuses and the persisted state) and [`reconfigure`] (resources
+//!   added, changed and removed while the host runs).
 //! - [`driver`]: the engine thread. It reads the clock, carries out the
 //!   core's actions, and owns the monitor processes and their sockets, the
 //!   event log, the state file and the published statuses.
@@ -30,6 +31,7 @@ pub(crate) mod ids;
 pub(crate) mod lifecycle;
 pub(crate) mod monitors;
 pub(crate) mod publish;
+pub(crate) mod reconfigure;
 pub(crate) mod recovery;
 pub(crate) mod timers;
 pub(crate) mod transitions;

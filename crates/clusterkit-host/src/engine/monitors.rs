@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use clusterkit::Characteristics;
+use clusterkit::{Characteristics, Properties};
 
 use crate::config::Placement;
 use crate::error::HostError;
@@ -13,7 +13,7 @@ use crate::events::{Event, EventKind};
 use crate::protocol::{Op, Outcome};
 
 use super::calls::CallKind;
-use super::core::{Action, Core};
+use super::core::{Action, Core, ResourceSpec};
 use super::ids::{LibraryId, MonitorId, ResourceId};
 use super::timers::Timer;
 
@@ -67,6 +67,9 @@ pub(crate) struct MonitorEntry {
     pub(crate) protocol_error: bool,
     /// Its thread diagnostics are being read before it is killed.
     pub(crate) diagnosing: bool,
+    /// Asked to exit: its resources were removed or moved, and its end is
+    /// no failure.
+    pub(crate) retiring: bool,
 }
 
 impl MonitorEntry {
@@ -121,6 +124,7 @@ impl Core {
                 escalated: false,
                 protocol_error: false,
                 diagnosing: false,
+                retiring: false,
             },
         );
         self.current.insert(key, id);
@@ -322,54 +326,21 @@ impl Core {
         }
         let mut problems = Vec::new();
         for i in (0..self.resources.len()).map(ResourceId) {
-            let lib = self.library_of(i);
-            let spec = &self.res(i).spec;
-            let types = self.libraries[lib.0].types.as_ref().expect("loaded");
-            let Some(ty) = types.iter().find(|t| t.name == spec.type_name) else {
-                problems.push(HostError::UnknownType {
-                    resource: spec.name.clone(),
-                    type_name: spec.type_name.clone(),
-                    library: spec.library.display().to_string(),
-                    available: types.iter().map(|t| t.name.to_string()).collect(),
-                });
-                continue;
-            };
-            let checked = ty
-                .schema
-                .coerce(&spec.properties)
-                .and_then(|typed| ty.schema.validate(&typed));
-            match checked {
-                Ok(valid) => {
-                    let characteristics = ty.characteristics;
+            match self.validate_spec(&self.res(i).spec) {
+                Ok((valid, characteristics)) => {
                     let r = self.res_mut(i);
                     r.validated = valid;
                     r.characteristics = characteristics;
                 }
-                Err(errors) => problems.push(HostError::Properties {
-                    resource: spec.name.clone(),
-                    errors,
-                }),
+                Err(problem) => problems.push(problem),
             }
         }
-        // A SINGLE_GROUP_INSTANCE type allows one resource per group.
-        for (i, r) in self.resources.iter().enumerate() {
-            if !r
-                .characteristics
-                .contains(Characteristics::SINGLE_GROUP_INSTANCE)
-            {
-                continue;
-            }
-            if let Some(other) = self.resources[..i]
-                .iter()
-                .find(|o| o.spec.group == r.spec.group && o.spec.type_name == r.spec.type_name)
-            {
-                problems.push(HostError::Config(format!(
-                    "resources `{}` and `{}` are both of type `{}` in group `{}`, which allows one \
-                     (SINGLE_GROUP_INSTANCE)",
-                    other.spec.name, r.spec.name, r.spec.type_name, r.spec.group
-                )));
-            }
-        }
+        let kinds: Vec<_> = self
+            .resources
+            .iter()
+            .map(|r| (&r.spec, r.characteristics))
+            .collect();
+        problems.extend(single_group_instance_problems(&kinds));
         if let Some(first) = problems.into_iter().next() {
             self.fail_start(first);
             return;
@@ -380,4 +351,64 @@ impl Core {
             self.reply(request, Ok(Vec::new()));
         }
     }
+
+    /// Checks `spec` against its type (the library's types must be known):
+    /// its validated properties and the type's characteristics, or the
+    /// problem, naming the resource.
+    pub(crate) fn validate_spec(
+        &self,
+        spec: &ResourceSpec,
+    ) -> Result<(Properties, Characteristics), HostError> {
+        let library = self
+            .libraries
+            .iter()
+            .find(|l| l.path == spec.library)
+            .and_then(|l| l.types.as_ref());
+        let Some(types) = library else {
+            return Err(HostError::Library {
+                path: spec.library.display().to_string(),
+                problem: format!("{}: its types are not known", spec.library.display()),
+            });
+        };
+        let Some(ty) = types.iter().find(|t| t.name == spec.type_name) else {
+            return Err(HostError::UnknownType {
+                resource: spec.name.clone(),
+                type_name: spec.type_name.clone(),
+                library: spec.library.display().to_string(),
+                available: types.iter().map(|t| t.name.to_string()).collect(),
+            });
+        };
+        ty.schema
+            .coerce(&spec.properties)
+            .and_then(|typed| ty.schema.validate(&typed))
+            .map(|valid| (valid, ty.characteristics))
+            .map_err(|errors| HostError::Properties {
+                resource: spec.name.clone(),
+                errors,
+            })
+    }
+}
+
+/// A SINGLE_GROUP_INSTANCE type allows one resource per group: a problem
+/// for each second one.
+pub(crate) fn single_group_instance_problems(
+    resources: &[(&ResourceSpec, Characteristics)],
+) -> Vec<HostError> {
+    let mut problems = Vec::new();
+    for (i, (r, characteristics)) in resources.iter().enumerate() {
+        if !characteristics.contains(Characteristics::SINGLE_GROUP_INSTANCE) {
+            continue;
+        }
+        if let Some((other, _)) = resources[..i]
+            .iter()
+            .find(|(o, _)| o.group == r.group && o.type_name == r.type_name)
+        {
+            problems.push(HostError::Config(format!(
+                "resources `{}` and `{}` are both of type `{}` in group `{}`, which allows one \
+                 (SINGLE_GROUP_INSTANCE)",
+                other.name, r.name, r.type_name, r.group
+            )));
+        }
+    }
+    problems
 }

@@ -22,6 +22,7 @@ impl Core {
             resources: self
                 .resources
                 .iter()
+                .filter(|r| !r.retired)
                 .map(|r| {
                     (
                         r.spec.name.clone(),

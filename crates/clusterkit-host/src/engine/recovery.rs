@@ -173,7 +173,7 @@ impl Core {
         if self.current.get(&m.key) == Some(&monitor) {
             self.current.remove(&m.key);
         }
-        if self.shutdown.is_some() {
+        if self.shutdown.is_some() || m.retiring {
             return;
         }
         let lost_calls = self.calls.take_monitor(monitor);

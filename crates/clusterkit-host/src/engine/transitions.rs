@@ -30,6 +30,9 @@ impl Core {
             }
             return;
         }
+        if self.res(i).retired || self.settle_change(i) {
+            return;
+        }
         let r = self.res(i);
         if !r.is_idle() || r.phase.is_held() || matches!(r.phase, Phase::Terminating { .. }) {
             return;

@@ -484,7 +484,7 @@ impl World {
                     self.deliver_later(latency, monitor, Delivery::Frame(hello));
                 }
                 Action::Send { monitor, message } => self.receive(monitor, message),
-                Action::Release { .. } | Action::Publish(_) => {}
+                Action::Release { .. } | Action::Publish(_) | Action::Forget(_) => {}
                 Action::Diagnose { monitor, call, .. } => {
                     let stopped = self.monitors.get(&monitor).is_some_and(|m| m.stopped);
                     let state = if stopped { "T" } else { "S" };

@@ -1,0 +1,214 @@
+//! `clusterkit reload` and SIGHUP through the real binary: the host applies
+//! the difference with its config file, and what did not change is not
+//! touched.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clusterkit_testkit::{TempDir, cdylib};
+use serde_json::Value;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn clusterkit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_clusterkit"))
+}
+
+fn resource(name: &str, work: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[[resource]]
+name = "{name}"
+library = "dummy"
+type = "dummy"
+{extra}
+[resource.properties]
+state_dir = "{work}"
+"#,
+        work = work.display()
+    )
+}
+
+fn write_config(dir: &TempDir, resources: &[String]) -> PathBuf {
+    let text = format!(
+        r#"state_dir = "{state}"
+[defaults]
+looks_alive_interval = "100ms"
+is_alive_interval = "300ms"
+deadlock_timeout = "1s"
+restart_delay = "50ms"
+[libraries]
+dummy = "{dummy}"
+{resources}"#,
+        state = dir.path().join("state").display(),
+        dummy = cdylib("clusterkit-example-dummy", "clusterkit_dummy").display(),
+        resources = resources.concat(),
+    );
+    let path = dir.path().join("clusterkit.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Running {
+    child: Child,
+    config: PathBuf,
+}
+
+impl Running {
+    fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = clusterkit()
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn status(&self) -> Vec<Value> {
+        let (ok, out, err) = self.cli(&["status", "--json"]);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// Waits for a condition on `status --json` (the host may not answer yet).
+    fn wait_status(&self, what: &str, mut pred: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let (ok, out, err) = self.cli(&["status", "--json"]);
+            let s: Vec<Value> = if ok {
+                serde_json::from_str(&out).unwrap()
+            } else {
+                Vec::new()
+            };
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not reached: {s:?} {err}"
+            );
+            std::thread::sleep(Duration::from_millis(20)); // polling a separate process
+        }
+    }
+
+    /// Event lines about `name` in the log.
+    fn events_about(&self, name: &str) -> Vec<Value> {
+        let (ok, out, err) = self.cli(&["events", "--json"]);
+        assert!(ok, "{err}");
+        out.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["resource"] == name)
+            .collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a valid pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn names(status: &[Value]) -> Vec<&str> {
+    status.iter().map(|r| r["name"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn reload_and_sighup_apply_the_difference_and_touch_nothing_else() {
+    let dir = TempDir::new("cli-reload");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let web = resource("web", &work, "");
+    let config = write_config(
+        &dir,
+        &[
+            web.clone(),
+            resource("app", &work, r#"depends_on = ["web"]"#),
+            resource("old", &work, ""),
+        ],
+    );
+    let child = clusterkit()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let host = Running { child, config };
+    let before = host.wait_status("all online", |s| {
+        s.len() == 3 && s.iter().all(|r| r["state"] == "online")
+    });
+    let web_before = host.events_about("web").len();
+
+    // app's timing changes, old goes, extra comes.
+    write_config(
+        &dir,
+        &[
+            web.clone(),
+            resource("app", &work, r#"depends_on = ["web"]"#)
+                + "[resource.timing]\nlooks_alive_interval = \"200ms\"\n",
+            resource("extra", &work, ""),
+        ],
+    );
+    let (ok, out, err) = host.cli(&["reload"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("added    extra"), "{out}");
+    assert!(out.contains("changed  app (timing): applied now"), "{out}");
+    assert!(out.contains("removed  old"), "{out}");
+    assert!(
+        out.contains("1 added, 1 changed, 1 removed, 1 unchanged"),
+        "{out}"
+    );
+    let after = host.wait_status("extra online, old gone", |s| {
+        names(s) == ["web", "app", "extra"] && s.iter().all(|r| r["state"] == "online")
+    });
+    assert!(!work.join("old.state").exists(), "old's workload stopped");
+    // Untouched: the same monitor, no restart, no new event.
+    for i in 0..2 {
+        assert_eq!(after[i]["monitor_pid"], before[i]["monitor_pid"]);
+        assert_eq!(after[i]["restarts"], 0);
+    }
+    assert_eq!(host.events_about("web").len(), web_before);
+    assert!(
+        host.events_about("app")
+            .iter()
+            .all(|e| e["kind"] != "resource_offline" && e["kind"] != "resource_restarted"),
+    );
+
+    // A file with problems is refused whole, naming each; nothing changes.
+    let good = std::fs::read_to_string(&host.config).unwrap();
+    let bad = format!(
+        "{good}{}{}",
+        resource("typo", &work, "").replace("type = \"dummy\"", "type = \"dumy\""),
+        resource("nodir", &work, "").replace(
+            &format!("state_dir = \"{}\"", work.display()),
+            "state_dir = \"\""
+        ),
+    );
+    std::fs::write(&host.config, bad).unwrap();
+    let (ok, out, err) = host.cli(&["reload"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("not reloaded, the host is unchanged"), "{err}");
+    assert!(err.contains("typo") && err.contains("dumy"), "{err}");
+    assert!(err.contains("nodir") && err.contains("state_dir"), "{err}");
+    assert_eq!(names(&host.status()), ["web", "app", "extra"]);
+
+    // SIGHUP does the same.
+    std::fs::write(
+        &host.config,
+        format!("{good}{}", resource("hup", &work, "")),
+    )
+    .unwrap();
+    // SAFETY: kill(2) with a valid pid.
+    unsafe { libc::kill(host.child.id() as i32, libc::SIGHUP) };
+    host.wait_status("hup online", |s| {
+        names(s) == ["web", "app", "extra", "hup"] && s.iter().all(|r| r["state"] == "online")
+    });
+    assert_eq!(host.events_about("web").len(), web_before);
+}
