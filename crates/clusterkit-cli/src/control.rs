@@ -3,7 +3,8 @@
 //!
 //! A request is one JSON object on one line: `{"command":"status"}`,
 //! `{"command":"online","resource":"web"}` (also `offline`, `fail`),
-//! `{"command":"events","follow":true}`, `{"command":"reload"}`. A reply is one JSON line
+//! `{"command":"events","follow":true}`, `{"command":"reload"}`, and the
+//! OCF agents' `{"command":"ocf","action":"start",…}` (`managed`). A reply is one JSON line
 //! `{"ok":true,...}` or `{"ok":false,"error":"..."}`; `events` answers with
 //! event lines instead, and keeps the connection open when following.
 
@@ -99,6 +100,29 @@ pub(crate) fn serve(
     Ok(())
 }
 
+/// The peer's uid (`SO_PEERCRED`). Read with libc: a peer in another PID
+/// namespace has pid 0 there, which `rustix`'s credentials refuse.
+fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `ucred` is plain data; getsockopt writes at most `len` bytes
+    // into it, on a socket this function borrows.
+    unsafe {
+        let mut cred: libc::ucred = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        );
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(cred.uid)
+    }
+}
+
 fn reply(stream: &mut UnixStream, value: Value) -> std::io::Result<()> {
     writeln!(stream, "{value}")?;
     stream.flush()
@@ -111,11 +135,11 @@ fn serve_one(
     reloader: &Reloader,
     own_uid: rustix::process::Uid,
 ) -> std::io::Result<()> {
-    let peer = rustix::net::sockopt::socket_peercred(&stream)?;
-    if peer.uid != own_uid {
+    let peer_uid = peer_uid(&stream)?;
+    if peer_uid != own_uid.as_raw() {
         return reply(
             &mut stream,
-            json!({"ok": false, "error": format!("uid {} may not control this host", peer.uid.as_raw())}),
+            json!({"ok": false, "error": format!("uid {peer_uid} may not control this host")}),
         );
     }
     // One request line, of bounded size, within a bounded time.
@@ -141,6 +165,7 @@ fn serve_one(
         "online" => host.online(resource),
         "offline" => host.offline(resource),
         "fail" => host.fail(resource),
+        "ocf" => return reply(&mut stream, reloader.managed().serve(&request)),
         "reload" => {
             let answer = match reloader.reload() {
                 Ok(mut report) => {

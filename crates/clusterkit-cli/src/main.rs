@@ -8,6 +8,7 @@
 mod config;
 mod control;
 mod demo;
+mod managed;
 mod notify;
 mod ocf;
 mod reload;
@@ -212,7 +213,13 @@ fn run(path: &Path) -> Result<(), String> {
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
-    let host = Arc::new(builder(&config).start().map_err(|e| e.to_string())?);
+    // Resources Pacemaker manages here come back too, and re-attach.
+    let managed = managed::load(&config.state_dir)?;
+    let mut host_builder = builder(&config);
+    for resource in managed::configs(&managed)? {
+        host_builder = host_builder.resource(resource);
+    }
+    let host = Arc::new(host_builder.start().map_err(|e| e.to_string())?);
     let events = host.subscribe();
     std::thread::spawn(move || {
         for e in events {
@@ -237,7 +244,8 @@ fn run(path: &Path) -> Result<(), String> {
     }
     let control_socket = config.control_socket.clone();
     let events_file = config.state_dir.join("events.jsonl");
-    let reloader = Arc::new(reload::Reloader::new(host.clone(), config));
+    let managed = managed::Managed::new(&config.state_dir, host.clone(), managed);
+    let reloader = Arc::new(reload::Reloader::new(host.clone(), config, managed));
     control::serve(&control_socket, host.clone(), events_file, reloader.clone())
         .map_err(|e| format!("control socket {}: {e}", control_socket.display()))?;
     notify::ready(host.clone());

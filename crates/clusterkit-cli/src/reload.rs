@@ -16,20 +16,29 @@ use clusterkit_host::{Applies, Host, Reconfigured, ResourceSet};
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::managed::Managed;
 
 /// Reloads the config a host was started from.
 pub(crate) struct Reloader {
     host: Arc<Host>,
     /// The config as last applied.
     running: Mutex<Config>,
+    /// The resources Pacemaker manages here: kept across a reload.
+    managed: Arc<Managed>,
 }
 
 impl Reloader {
-    pub(crate) fn new(host: Arc<Host>, config: Config) -> Reloader {
+    pub(crate) fn new(host: Arc<Host>, config: Config, managed: Arc<Managed>) -> Reloader {
         Reloader {
             host,
             running: Mutex::new(config),
+            managed,
         }
+    }
+
+    /// The resources Pacemaker manages through this host.
+    pub(crate) fn managed(&self) -> &Managed {
+        &self.managed
     }
 
     /// Re-reads the config file and applies it; the report as JSON, or
@@ -71,10 +80,16 @@ impl Reloader {
         if !problems.is_empty() {
             return Err(refused(&path, problems));
         }
-        let report = self
-            .host
-            .reconfigure(resource_set(&fresh))
-            .map_err(|e| refused(&path, vec![e.to_string()]))?;
+        let report = {
+            // Pacemaker's resources stay; none is registered meanwhile.
+            let managed = self.managed.lock();
+            let mut set = resource_set(&fresh);
+            set.resources
+                .extend(crate::managed::configs(&managed).map_err(|e| refused(&path, vec![e]))?);
+            self.host
+                .reconfigure(set)
+                .map_err(|e| refused(&path, vec![e.to_string()]))?
+        };
         // New resources come online as at start, unless told not to.
         let mut errors = Vec::new();
         for r in &fresh.resources {

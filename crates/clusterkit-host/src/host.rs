@@ -305,6 +305,22 @@ impl Host {
         self.ask(Command::Control(i, code, input.to_vec()))
     }
 
+    /// Runs a health check of the online resource `name` now
+    /// (`looks_alive`, or `is_alive` when `deep`) and returns its result:
+    /// a check already in flight answers for both. A check that passes
+    /// its deadline is answered at once with [`Error::Timeout`](clusterkit::Error::Timeout),
+    /// naming what the monitor's threads wait in, while the host recovers.
+    /// A resource that is not online is [`HostError::InvalidState`].
+    pub fn check(&self, name: &str, deep: bool) -> Result<clusterkit::Health, HostError> {
+        let resource = self.index(name)?;
+        let answer = self.ask(Command::Check {
+            resource,
+            looks: !deep,
+        })?;
+        crate::engine::health::decode_health(&answer)
+            .ok_or_else(|| HostError::Config("the engine's check answer does not decode".into()))
+    }
+
     /// Whether the engine answers within `timeout`: a liveness probe for a
     /// service watchdog (systemd's `WatchdogSec=`).
     pub fn is_responsive(&self, timeout: Duration) -> bool {

@@ -89,7 +89,8 @@ pub use host::{Host, HostBuilder, ResourceSet};
 pub use monitor::{HOST_PID_ENV, MONITOR_ENV, MONITOR_FD, run_if_monitor, run_monitor};
 pub use policy::{Decision, RestartCounters};
 pub use process::{
-    MonitorProgram, ProcessControl, SystemProcesses, hand_socket_to_monitor, thread_diagnostics,
+    MonitorProgram, ProcessControl, SystemProcesses, hand_socket_to_monitor, summarize_threads,
+    thread_diagnostics,
 };
 pub use state_file::{ClockMark, Desired, PersistedResource, PersistedState};
 pub use static_types::{STATIC_LIBRARY_PREFIX, register_static_library, static_library_path};

@@ -114,6 +114,29 @@ pub(crate) fn spawn_monitor(
     })
 }
 
+/// One line naming what the threads of [`thread_diagnostics`] wait in
+/// (`name state wchan`), for a message: at most six, those idling in an
+/// event loop left out.
+pub fn summarize_threads(threads: &Value) -> String {
+    let Some(list) = threads.as_array() else {
+        return threads["error"].as_str().unwrap_or("unknown").to_owned();
+    };
+    let busy: Vec<String> = list
+        .iter()
+        .filter(|t| !matches!(t["wchan"].as_str(), Some("do_epoll_wait" | "ep_poll")))
+        .take(6)
+        .map(|t| {
+            format!(
+                "{} {} {}",
+                t["name"].as_str().unwrap_or("?"),
+                t["state"].as_str().unwrap_or("?"),
+                t["wchan"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    busy.join(", ")
+}
+
 /// Per-thread state of a process from `/proc/<pid>/task/*`: what each thread
 /// was doing, to find the cause of a hang afterwards. Files that cannot be
 /// read (kernel `stack` needs privileges) are reported as such.

@@ -243,3 +243,42 @@ fn garbage_from_a_monitor_ends_that_monitor_and_the_host_lives() {
     })
     .unwrap();
 }
+
+#[test]
+fn an_operator_check_answers_with_the_result_and_a_hung_one_with_the_diagnosis() {
+    let dir = TempDir::new("host-check-now");
+    let control = control_file(&dir, "f");
+    let host = builder(dir.path())
+        .resource(
+            fault("f", dir.path())
+                .property("control_file", control.to_str().unwrap())
+                // Slow periodic checks: the answers below come from the
+                // operator's own.
+                .timing(|t| {
+                    t.looks_alive_interval = Some(Duration::from_secs(60));
+                    t.is_alive_interval = Some(Duration::from_secs(60));
+                }),
+        )
+        .start()
+        .unwrap();
+    assert!(matches!(
+        host.check("f", false),
+        Err(clusterkit_host::HostError::InvalidState { .. })
+    ));
+    host.online("f").unwrap();
+    host.wait_for_state("f", ResourceState::Online, PATIENCE)
+        .unwrap();
+    assert_eq!(host.check("f", false).unwrap(), clusterkit::Health::Healthy);
+    std::fs::write(&control, "degrade is_alive\n").unwrap();
+    assert!(matches!(
+        host.check("f", true).unwrap(),
+        clusterkit::Health::Degraded(_)
+    ));
+    std::fs::write(&control, "hang looks_alive\n").unwrap();
+    let error = host.check("f", false).unwrap_err().to_string();
+    assert!(
+        error.contains("looks_alive did not answer within its deadline of 1000 ms"),
+        "{error}"
+    );
+    assert!(error.contains("threads:"), "{error}");
+}

@@ -17,6 +17,7 @@
 //! `clusterkit ocf install` writes one wrapper script per type under
 //! `/usr/lib/ocf/resource.d/clusterkit/`.
 
+mod delegate;
 mod log;
 mod meta;
 
@@ -214,6 +215,7 @@ fn run_action(library: &Path, type_name: &str, action: &str, log: &Arc<AgentLog>
     if action.is_empty() {
         return Outcome::fail(OCF_ERR_ARGS, "no action given");
     }
+    let library_path = library;
     let library = match Library::load(library, log.logger()) {
         Ok(l) => l,
         Err(e) => return unusable(type_name, action, OCF_ERR_INSTALLED, e.to_string()),
@@ -240,6 +242,16 @@ fn run_action(library: &Path, type_name: &str, action: &str, log: &Arc<AgentLog>
                     OCF_ERR_UNIMPLEMENTED,
                     format!("type `{type_name}` has no property that applies live"),
                 );
+            }
+            if let Some(socket) = delegate::host_for(type_name) {
+                // A node-local host keeps the resource between operations.
+                return match properties(&ty) {
+                    Ok(props) => delegate::run(&socket, action, library_path, type_name, &props),
+                    Err(_) if matches!(action, "stop" | "monitor") => {
+                        delegate::run(&socket, action, library_path, type_name, &Properties::new())
+                    }
+                    Err(e) => Outcome::error("invalid configuration", &e),
+                };
             }
             let opened = properties(&ty).and_then(|props| Instance::new(&ty, props, log));
             match (opened, action) {

@@ -120,6 +120,7 @@ impl Core {
                 });
                 self.finish_closing(None, None);
             }
+            Command::Check { resource, looks } => self.check_now(request, resource, looks),
             Command::Reconfigure(plan) => self.on_reconfigure(request, plan),
             Command::Shutdown => self.begin_shutdown(Some(request)),
         }

@@ -105,6 +105,12 @@ pub(crate) enum Command {
     Offline(ResourceId),
     Fail(ResourceId),
     Control(ResourceId, ControlCode, Vec<u8>),
+    /// Run a health check now (`looks_alive` if `looks`, else `is_alive`)
+    /// and answer with its result.
+    Check {
+        resource: ResourceId,
+        looks: bool,
+    },
     /// Change the resources to this set: add, change, remove.
     Reconfigure(super::reconfigure::Reconfiguration),
     CloseAll,
@@ -274,6 +280,8 @@ pub(crate) struct Core {
     pub(crate) now: Instant,
     /// Why the state file cannot be written now, while it cannot.
     pub(crate) persist_failing: Option<String>,
+    /// Requests waiting for a resource's next check result (`looks`).
+    pub(crate) check_waiters: Vec<(ResourceId, bool, RequestId)>,
     /// A reconfiguration waiting for its libraries' types.
     pub(crate) reconfiguring: Option<super::reconfigure::Waiting>,
     /// Old bugs switched back on, for the simulation to find.
@@ -372,6 +380,7 @@ impl Core {
             now,
             persist_failing: None,
             reconfiguring: None,
+            check_waiters: Vec::new(),
             #[cfg(test)]
             reintroduced: super::simulation::Reintroduced::default(),
         }
@@ -541,6 +550,15 @@ impl Core {
             Phase::Online { .. } => {
                 self.timers.cancel(health(true));
                 self.timers.cancel(health(false));
+                if !matches!(self.resources[i.0].phase, Phase::Online { .. }) {
+                    let state = self.resources[i.0].phase.state();
+                    self.answer_checks(i, None, |name| {
+                        Err(HostError::InvalidState {
+                            resource: name.to_owned(),
+                            state,
+                        })
+                    });
+                }
             }
             Phase::Pending { .. } => self.timers.cancel(Timer::Pending(i)),
             Phase::Held { .. } => self.timers.cancel(Timer::Restart(i)),

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use clusterkit::Health;
 
+use crate::error::HostError;
 use crate::events::{Event, EventKind};
 use crate::protocol::Op;
 
 use super::calls::CallKind;
 use super::core::Core;
 use super::decide;
-use super::ids::{CallId, ResourceId};
+use super::ids::{CallId, RequestId, ResourceId};
 use super::lifecycle::{CheckPlan, Phase};
 use super::timers::Timer;
 
@@ -60,6 +61,43 @@ impl Core {
         }
     }
 
+    /// An operator's check: the next result of this kind answers it; one
+    /// is sent now unless one is in flight already. Only an online
+    /// resource is checked.
+    pub(crate) fn check_now(&mut self, request: RequestId, i: ResourceId, looks: bool) {
+        let Some(plan) = self.plan_mut(i, looks) else {
+            let state = self.res(i).phase.state();
+            let resource = self.name(i).to_owned();
+            self.reply(request, Err(HostError::InvalidState { resource, state }));
+            return;
+        };
+        let idle = plan.in_flight.is_none();
+        self.check_waiters.push((i, looks, request));
+        if idle {
+            self.send_health_check(i, looks);
+        }
+    }
+
+    /// Answers the checks of `i` waiting for `looks` (both kinds if `None`).
+    pub(crate) fn answer_checks(
+        &mut self,
+        i: ResourceId,
+        looks: Option<bool>,
+        answer: impl Fn(&str) -> Result<Vec<u8>, HostError>,
+    ) {
+        if self.check_waiters.is_empty() {
+            return;
+        }
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.check_waiters)
+            .into_iter()
+            .partition(|&(r, l, _)| r == i && looks.is_none_or(|looks| looks == l));
+        self.check_waiters = later;
+        for (_, _, request) in now {
+            let answer = answer(self.name(i));
+            self.reply(request, answer);
+        }
+    }
+
     pub(crate) fn on_health(
         &mut self,
         i: ResourceId,
@@ -78,6 +116,9 @@ impl Core {
         r.last_latency = Some(latency);
         r.checks += 1;
         r.last_health = Some(health.clone());
+        let encoded = encode_health(&health);
+        self.answer_checks(i, Some(looks), |_| Ok(encoded.clone()));
+        let r = self.res_mut(i);
         if let Health::Degraded(_) = health
             && matches!(r.phase, Phase::Online { .. })
         {
@@ -119,4 +160,25 @@ impl Core {
             }
         }
     }
+}
+
+/// A check's result as an operator's check answer carries it.
+fn encode_health(health: &Health) -> Vec<u8> {
+    let (kind, reason) = match health {
+        Health::Healthy => ("healthy", ""),
+        Health::Degraded(r) => ("degraded", r.as_str()),
+        Health::Failed(r) => ("failed", r.as_str()),
+    };
+    serde_json::to_vec(&serde_json::json!({ "health": kind, "reason": reason })).unwrap_or_default()
+}
+
+/// The result [`encode_health`] encoded.
+pub(crate) fn decode_health(bytes: &[u8]) -> Option<Health> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let reason = v["reason"].as_str().unwrap_or_default().to_owned();
+    Some(match v["health"].as_str()? {
+        "healthy" => Health::Healthy,
+        "degraded" => Health::Degraded(reason),
+        _ => Health::Failed(reason),
+    })
 }

@@ -72,12 +72,28 @@ impl Core {
         let Some(call) = self.calls.get(id) else {
             return; // answered after all
         };
-        let (resource, op, elapsed, deadline) = (
+        let (resource, op, elapsed, deadline, kind) = (
             call.resource,
             call.op,
             self.now.saturating_duration_since(call.started),
             call.deadline,
+            call.kind,
         );
+        if let Some(i) = resource
+            && matches!(kind, CallKind::LooksAlive | CallKind::IsAlive)
+        {
+            // Whoever waits for this check hears why now, with the
+            // diagnosis, not when the recovery is over.
+            let why = format!(
+                "{op} did not answer within its deadline of {} ms; the host kills its monitor \
+                 (pid {pid}); threads: {}",
+                millis(deadline),
+                crate::process::summarize_threads(&threads)
+            );
+            self.answer_checks(i, Some(kind == CallKind::LooksAlive), |_| {
+                Err(HostError::Call(clusterkit::Error::Timeout(why.clone())))
+            });
+        }
         let mut event = Event::of(EventKind::CallTimedOut, resource.map(|i| self.name(i)))
             .with("call", op)
             .with("elapsed_ms", millis(elapsed))

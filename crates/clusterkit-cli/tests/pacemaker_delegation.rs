@@ -1,0 +1,255 @@
+//! Delegation under a real Pacemaker: with a node-local `clusterkit run`,
+//! the `ocf:clusterkit:*` agents are thin clients of it. The host keeps the
+//! resource between operations, pushes a failure to Pacemaker at once
+//! (`crm_resource --fail`), and a SIGKILL of the host followed by a new
+//! start costs Pacemaker nothing: no failure, no restart, and a monitor
+//! that arrives meanwhile waits for the host and answers "running".
+//!
+//! Needs root and Debian's `pacemaker`, `corosync`, `pacemaker-cli-utils`
+//! and `resource-agents` (`scripts/test` installs them).
+
+mod support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use clusterkit_testkit::{TempDir, cdylib};
+use serde_json::Value;
+use support::pacemaker::*;
+
+const ID: &str = "ck-delegated";
+
+/// The pids of processes whose command line contains `needle` (seen from
+/// outside the cluster's PID namespace).
+fn pids_with(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) && !cmdline.starts_with("nsenter") {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn host_status(config: &Path) -> Option<Vec<Value>> {
+    let out = Command::new(env!("CARGO_BIN_EXE_clusterkit"))
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!("status: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn host_resource(config: &Path) -> Option<Value> {
+    host_status(config)?.into_iter().find(|r| r["name"] == ID)
+}
+
+#[test]
+fn a_node_local_host_runs_what_pacemaker_starts() {
+    let tmp = TempDir::new("pacemaker-host");
+    let dir = tmp.path().to_owned();
+    let library = cdylib("clusterkit-example-dummy", "clusterkit_dummy");
+    let root = dir.join("install");
+    let out = Command::new(env!("CARGO_BIN_EXE_clusterkit"))
+        .args(["ocf", "install", "--root"])
+        .arg(&root)
+        .arg("--library")
+        .arg(&library)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The node-local host, as systemd would run it on a node.
+    let host_dir = dir.join("host");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    let config = host_dir.join("clusterkit.toml");
+    let socket = host_dir.join("control.sock");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "{state}"
+[defaults]
+looks_alive_interval = "100ms"
+is_alive_interval = "300ms"
+deadlock_timeout = "1s"
+[libraries]
+dummy = "{library}"
+"#,
+            state = host_dir.display(),
+            library = library.display()
+        ),
+    )
+    .unwrap();
+    // Pacemaker's agents find the host through CLUSTERKIT_SOCKET (without
+    // it, through /etc/clusterkit/clusterkit.toml).
+    let wrapper = std::fs::read_to_string(root.join("usr/lib/ocf/resource.d/clusterkit/dummy"))
+        .unwrap()
+        .replacen(
+            "\nexec ",
+            &format!("\nexport CLUSTERKIT_SOCKET='{}'\nexec ", socket.display()),
+            1,
+        );
+    let cluster_dir = dir.join("cluster");
+    std::fs::create_dir_all(cluster_dir.join("resource.d/clusterkit")).unwrap();
+    let agent = cluster_dir.join("resource.d/clusterkit/dummy");
+    std::fs::write(&agent, wrapper).unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let workload = work.join(format!("{ID}.state"));
+
+    let cluster = Cluster::start(&cluster_dir);
+    let config_arg = config.to_str().unwrap();
+    let host_log = dir.join("host.log");
+    let run_host = || {
+        let exe = env!("CARGO_BIN_EXE_clusterkit");
+        let child = cluster.spawn(&[exe, "run", "--config", config_arg], &host_log);
+        poll("the host's control socket", || {
+            std::os::unix::net::UnixStream::connect(&socket).ok()
+        });
+        child
+    };
+    let mut host = run_host();
+
+    // A monitor every 10 s at depth 0: slow on purpose, so a quick
+    // recovery below can only come from the host's push.
+    cluster.create(&format!(
+        r#"<primitive id="{ID}" class="ocf" provider="clusterkit" type="dummy">
+  <instance_attributes id="{ID}-ia">
+    <nvpair id="{ID}-state-dir" name="state_dir" value="{}"/>
+  </instance_attributes>
+  <operations>
+    <op id="{ID}-monitor-0" name="monitor" interval="10s" timeout="20s"/>
+  </operations>
+</primitive>"#,
+        work.display()
+    ));
+    cluster.wait_for("the delegated resource started", |s| {
+        s.started(ID) && s.last_rc(ID, "monitor", Some("10000ms")) == Some(0)
+    });
+    let resource = host_resource(&config).unwrap_or_else(|| {
+        panic!(
+            "the host runs it: {:?}\nhost log:\n{}\npacemaker log:\n{}",
+            host_status(&config),
+            std::fs::read_to_string(&host_log).unwrap_or_default(),
+            cluster.log_tail()
+        )
+    });
+    assert_eq!(resource["state"], "online", "{resource}");
+    assert!(workload.exists());
+
+    // A failure the host sees reaches Pacemaker at once.
+    let killed = Instant::now();
+    std::fs::remove_file(&workload).unwrap();
+    // (`crm_resource --fail` may count the injected failure more than once.)
+    let s = cluster.wait_for("the pushed failure recovered", |s| {
+        s.fail_count(ID) >= 1 && s.started(ID)
+    });
+    poll("the workload back", || workload.exists().then_some(()));
+    eprintln!(
+        "failure to running again: {:?} (monitor interval 10 s)",
+        killed.elapsed()
+    );
+    let failures = s.failures(ID);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let host_text = std::fs::read_to_string(&host_log).unwrap_or_default();
+    assert_eq!(
+        host_text
+            .matches(&format!("told Pacemaker `{ID}` failed"))
+            .count(),
+        1,
+        "{host_text}"
+    );
+
+    // The host is SIGKILLed and started again. A monitor that arrives
+    // meanwhile waits for it and answers "running"; Pacemaker sees no
+    // failure and the workload no restart.
+    let inode = std::fs::metadata(&workload).unwrap().ino();
+    let fails = cluster.status().fail_count(ID);
+    let pids = pids_with(&format!("run --config {config_arg}"));
+    assert!(!pids.is_empty(), "the host's pid");
+    for pid in pids {
+        // SAFETY: kill(2) on the host process this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = host.wait();
+    poll("the host gone", || {
+        std::os::unix::net::UnixStream::connect(&socket).err()
+    });
+    let agent_path = "/usr/lib/ocf/resource.d/clusterkit/dummy".to_owned();
+    let state_dir_env = format!("OCF_RESKEY_state_dir={}", work.display());
+    let mut monitor = cluster.spawn(
+        &[
+            "env",
+            "OCF_ROOT=/usr/lib/ocf",
+            &format!("OCF_RESOURCE_INSTANCE={ID}"),
+            &state_dir_env,
+            "OCF_RESKEY_CRM_meta_timeout=20000",
+            &agent_path,
+            "monitor",
+        ],
+        &dir.join("monitor.log"),
+    );
+    host = run_host();
+    let status = monitor.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(dir.join("monitor.log")).unwrap_or_default()
+    );
+    poll("the host re-attached", || {
+        host_resource(&config).filter(|r| r["state"] == "online")
+    });
+    let resource = host_resource(&config).unwrap();
+    assert_eq!(resource["restarts"], 0, "{resource}");
+    assert_eq!(
+        std::fs::metadata(&workload).unwrap().ino(),
+        inode,
+        "not restarted"
+    );
+    cluster.ok(&["crm_resource", "--force-check", "-r", ID]);
+    assert_eq!(
+        cluster.status().fail_count(ID),
+        fails,
+        "no Pacemaker failure"
+    );
+
+    // Stop: the host takes it offline and forgets it.
+    cluster.ok(&[
+        "crm_resource",
+        "-r",
+        ID,
+        "--meta",
+        "-p",
+        "target-role",
+        "-v",
+        "Stopped",
+    ]);
+    cluster.wait_for("stopped", |s| s.stopped(ID));
+    assert!(!workload.exists());
+    poll("the host forgot it", || {
+        host_status(&config)
+            .filter(|s| s.iter().all(|r| r["name"] != ID))
+            .map(drop)
+    });
+    let registry = std::fs::read_to_string(host_dir.join("managed.json")).unwrap();
+    assert!(!registry.contains(ID), "{registry}");
+    drop(cluster);
+    let _ = host.wait();
+}

@@ -1,0 +1,3 @@
+//! Shared by the CLI's integration tests.
+
+pub mod pacemaker;
