@@ -11,7 +11,7 @@
 mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -56,10 +56,10 @@ fn host_resource(config: &Path) -> Option<Value> {
     host_status(config)?.into_iter().find(|r| r["name"] == ID)
 }
 
-#[test]
-fn a_node_local_host_runs_what_pacemaker_starts() {
-    let tmp = TempDir::new("pacemaker-host");
-    let dir = tmp.path().to_owned();
+/// A single-node cluster whose clusterkit agents delegate to a host
+/// configured in `dir/host` (not started): the cluster, the host's config,
+/// its socket and its log file.
+fn delegated_cluster(dir: &Path) -> (Cluster, PathBuf, PathBuf, PathBuf) {
     let library = cdylib("clusterkit-example-dummy", "clusterkit_dummy");
     let root = dir.join("install");
     let out = Command::new(env!("CARGO_BIN_EXE_clusterkit"))
@@ -111,11 +111,19 @@ dummy = "{library}"
     std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
     let work = dir.join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let workload = work.join(format!("{ID}.state"));
 
     let cluster = Cluster::start(&cluster_dir);
+    (cluster, config, socket, dir.join("host.log"))
+}
+
+#[test]
+fn a_node_local_host_runs_what_pacemaker_starts() {
+    let tmp = TempDir::new("pacemaker-host");
+    let dir = tmp.path().to_owned();
+    let (cluster, config, socket, host_log) = delegated_cluster(&dir);
+    let work = dir.join("work");
+    let workload = work.join(format!("{ID}.state"));
     let config_arg = config.to_str().unwrap();
-    let host_log = dir.join("host.log");
     let run_host = || {
         let exe = env!("CARGO_BIN_EXE_clusterkit");
         let child = cluster.spawn(&[exe, "run", "--config", config_arg], &host_log);
@@ -248,8 +256,102 @@ dummy = "{library}"
             .filter(|s| s.iter().all(|r| r["name"] != ID))
             .map(drop)
     });
-    let registry = std::fs::read_to_string(host_dir.join("managed.json")).unwrap();
+    let registry = std::fs::read_to_string(dir.join("host/managed.json")).unwrap();
     assert!(!registry.contains(ID), "{registry}");
+    drop(cluster);
+    let _ = host.wait();
+}
+
+/// The measurement behind `docs/BENCHMARKS.md` ("A failure reaches
+/// Pacemaker"): a workload killed behind the agent's back, until it runs
+/// again, for the delegated `ocf:clusterkit:dummy` (the host pushes the
+/// failure) and the stock `ocf:heartbeat:Dummy` (Pacemaker's monitor finds
+/// it), both monitored every 10 s, killed at the same instant, in one
+/// cluster. Run by `scripts/bench-failure-push`; not part of the suite.
+#[test]
+#[ignore = "a benchmark: scripts/bench-failure-push"]
+fn measure_failure_to_running_again() {
+    let rounds: usize = std::env::var("CK_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let tmp = TempDir::new("pacemaker-push-bench");
+    let dir = tmp.path().to_owned();
+    let (cluster, config, socket, host_log) = delegated_cluster(&dir);
+    let exe = env!("CARGO_BIN_EXE_clusterkit");
+    let mut host = cluster.spawn(
+        &[exe, "run", "--config", config.to_str().unwrap()],
+        &host_log,
+    );
+    poll("the host's control socket", || {
+        std::os::unix::net::UnixStream::connect(&socket).ok()
+    });
+    let work = dir.join("work");
+    let ours = work.join(format!("{ID}.state"));
+    let stock = work.join("stock.state");
+    cluster.create(&format!(
+        r#"<primitive id="{ID}" class="ocf" provider="clusterkit" type="dummy">
+  <instance_attributes id="{ID}-ia">
+    <nvpair id="{ID}-state-dir" name="state_dir" value="{}"/>
+  </instance_attributes>
+  <operations>
+    <op id="{ID}-monitor-0" name="monitor" interval="10s" timeout="20s"/>
+  </operations>
+</primitive>"#,
+        work.display()
+    ));
+    cluster.create(&format!(
+        r#"<primitive id="stock" class="ocf" provider="heartbeat" type="Dummy">
+  <instance_attributes id="stock-ia">
+    <nvpair id="stock-state" name="state" value="{}"/>
+  </instance_attributes>
+  <operations>
+    <op id="stock-monitor-0" name="monitor" interval="10s" timeout="20s"/>
+  </operations>
+</primitive>"#,
+        stock.display()
+    ));
+    cluster.wait_for("both started", |s| s.started(ID) && s.started("stock"));
+    let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        poll("both running", || {
+            (ours.exists() && stock.exists()).then_some(())
+        });
+        let killed = Instant::now();
+        std::fs::remove_file(&ours).unwrap();
+        std::fs::remove_file(&stock).unwrap();
+        let mut back: [Option<f64>; 2] = [None, None];
+        while back.iter().any(Option::is_none) {
+            for (i, file) in [&ours, &stock].into_iter().enumerate() {
+                if back[i].is_none() && file.exists() {
+                    back[i] = Some(killed.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            assert!(killed.elapsed() < DEADLINE, "round {round}: {back:?}");
+            std::thread::sleep(std::time::Duration::from_millis(5)); // measuring, 5 ms resolution
+        }
+        for i in 0..2 {
+            times[i].push(back[i].unwrap());
+        }
+        eprintln!(
+            "round {round}: clusterkit {:?} ms, stock {:?} ms",
+            back[0], back[1]
+        );
+        // Let Pacemaker settle (and forget nothing) before the next kill.
+        cluster.wait_for("both started again", |s| {
+            s.started(ID) && s.started("stock")
+        });
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ours_ms, stock_ms) = (median(&mut times[0]), median(&mut times[1]));
+    println!(
+        "failure-push rounds={rounds} monitor_interval=10s clusterkit_median_ms={ours_ms:.0} \
+         stock_median_ms={stock_ms:.0} ratio={:.1}",
+        stock_ms / ours_ms
+    );
     drop(cluster);
     let _ = host.wait();
 }
