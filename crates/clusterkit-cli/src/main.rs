@@ -236,12 +236,15 @@ fn run(path: &Path) -> Result<(), String> {
             eprintln!("{}", human_event(&e.to_json()));
         }
     });
-    for r in &config.resources {
-        let name = r.name.get_ref();
-        if r.autostart && !persisted.resources.contains_key(name) {
-            host.online(name).map_err(|e| e.to_string())?;
-        }
-    }
+    // All at once: one state write, however many resources there are.
+    let first_seen: Vec<&str> = config
+        .resources
+        .iter()
+        .map(|r| (r, r.name.get_ref().as_str()))
+        .filter(|(r, name)| r.autostart && !persisted.resources.contains_key(*name))
+        .map(|(_, name)| name)
+        .collect();
+    host.online_many(&first_seen).map_err(|e| e.to_string())?;
     let control_socket = config.control_socket.clone();
     let events_file = config.state_dir.join("events.jsonl");
     let managed = managed::Managed::new(&config.state_dir, host.clone(), managed);

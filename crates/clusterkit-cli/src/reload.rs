@@ -92,14 +92,14 @@ impl Reloader {
         };
         // New resources come online as at start, unless told not to.
         let mut errors = Vec::new();
-        for r in &fresh.resources {
-            let name = r.name.get_ref();
-            if r.autostart
-                && report.added.iter().any(|a| a == name)
-                && let Err(e) = self.host.online(name)
-            {
-                errors.push(format!("`{name}`: online: {e}"));
-            }
+        let added: Vec<&str> = fresh
+            .resources
+            .iter()
+            .filter(|r| r.autostart && report.added.iter().any(|a| a == r.name.get_ref()))
+            .map(|r| r.name.get_ref().as_str())
+            .collect();
+        if let Err(e) = self.host.online_many(&added) {
+            errors.push(format!("online {}: {e}", added.join(", ")));
         }
         *running = fresh;
         let mut answer = report_json(&path, &report);

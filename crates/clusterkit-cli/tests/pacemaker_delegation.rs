@@ -266,8 +266,8 @@ fn a_node_local_host_runs_what_pacemaker_starts() {
 /// Pacemaker"): a workload killed behind the agent's back, until it runs
 /// again, for the delegated `ocf:clusterkit:dummy` (the host pushes the
 /// failure) and the stock `ocf:heartbeat:Dummy` (Pacemaker's monitor finds
-/// it), both monitored every 10 s, killed at the same instant, in one
-/// cluster. Run by `scripts/bench-failure-push`; not part of the suite.
+/// it), both monitored every 10 s, killed at the same instant (a random
+/// point of the monitor's period), in one cluster. Run by `scripts/bench-failure-push`; not part of the suite.
 #[test]
 #[ignore = "a benchmark: scripts/bench-failure-push"]
 fn measure_failure_to_running_again() {

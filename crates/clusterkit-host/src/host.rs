@@ -282,6 +282,17 @@ impl Host {
         self.ask(Command::Online(i)).map(drop)
     }
 
+    /// Wants every resource of `names` online, as [`online`](Self::online)
+    /// does for one, with one write of the state for all: how a host
+    /// brings thousands of resources online at start.
+    pub fn online_many(&self, names: &[&str]) -> Result<(), HostError> {
+        let resources = names
+            .iter()
+            .map(|name| self.index(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.ask(Command::OnlineMany(resources)).map(drop)
+    }
+
     /// Wants `name` offline: its dependents go offline first, then it.
     pub fn offline(&self, name: &str) -> Result<(), HostError> {
         let i = self.index(name)?;

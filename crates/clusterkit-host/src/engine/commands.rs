@@ -25,26 +25,15 @@ impl Core {
                 self.check_validation();
             }
             Command::Online(i) => {
-                let mut chain = Vec::new();
-                self.collect_dependencies(i, &mut chain);
-                for r in chain {
-                    self.set_desired(r, Desired::Online);
-                    if let Phase::Held { open, next, .. } = self.res(r).phase {
-                        // An operator online clears a failed resource's history.
-                        self.res_mut(r).restarts.reset();
-                        if open && next.then == Then::Restart {
-                            // Its workload may still run: stop it first.
-                            self.set_phase(r, Phase::Offline);
-                            self.send_terminate(r, AfterTerminate::Restart, ResourceState::Failed);
-                        } else {
-                            let shown = ResourceState::Unknown;
-                            self.set_phase(r, Phase::idle(open, next, shown));
-                        }
-                    }
-                    self.mark_dirty(r);
-                }
+                self.want_online(i);
                 // Answered once recorded: an outcome that cannot be
                 // persisted is an error the operator sees.
+                self.persist_then_reply(Some(request));
+            }
+            Command::OnlineMany(resources) => {
+                for i in resources {
+                    self.want_online(i);
+                }
                 self.persist_then_reply(Some(request));
             }
             Command::Offline(i) => {
@@ -156,6 +145,28 @@ impl Core {
         }
         if self.shutdown.is_none() {
             self.begin_shutdown(None);
+        }
+    }
+
+    /// Wants `i` online, with its dependencies.
+    fn want_online(&mut self, i: ResourceId) {
+        let mut chain = Vec::new();
+        self.collect_dependencies(i, &mut chain);
+        for r in chain {
+            self.set_desired(r, Desired::Online);
+            if let Phase::Held { open, next, .. } = self.res(r).phase {
+                // An operator online clears a failed resource's history.
+                self.res_mut(r).restarts.reset();
+                if open && next.then == Then::Restart {
+                    // Its workload may still run: stop it first.
+                    self.set_phase(r, Phase::Offline);
+                    self.send_terminate(r, AfterTerminate::Restart, ResourceState::Failed);
+                } else {
+                    let shown = ResourceState::Unknown;
+                    self.set_phase(r, Phase::idle(open, next, shown));
+                }
+            }
+            self.mark_dirty(r);
         }
     }
 

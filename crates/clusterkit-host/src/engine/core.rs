@@ -102,6 +102,8 @@ pub(crate) enum Input {
 pub(crate) enum Command {
     Start,
     Online(ResourceId),
+    /// Several at once: one state write for all.
+    OnlineMany(Vec<ResourceId>),
     Offline(ResourceId),
     Fail(ResourceId),
     Control(ResourceId, ControlCode, Vec<u8>),

@@ -65,6 +65,9 @@ pub(crate) struct Driver {
     writers: HashMap<MonitorId, UnixStream>,
     requests: HashMap<RequestId, SyncSender<Result<Vec<u8>, HostError>>>,
     next_request: u64,
+    /// The newest state to write, and who waits for it: a batch of inputs
+    /// writes the state file once, however many changes it made.
+    unsaved: Option<(crate::state_file::PersistedState, Vec<RequestId>)>,
     _lock: StateLock,
 }
 
@@ -100,6 +103,7 @@ impl Driver {
             writers: HashMap::new(),
             requests: HashMap::new(),
             next_request: 0,
+            unsaved: None,
             _lock: config.lock,
         })
     }
@@ -109,6 +113,7 @@ impl Driver {
         loop {
             self.core.handle_timeout(Instant::now());
             self.carry_out();
+            self.save_state();
             self.publish();
             if self.core.is_stopped() {
                 break;
@@ -218,27 +223,13 @@ impl Driver {
                         .forget(i);
                     self.board.changed.notify_all();
                 }
-                Action::Persist { state, reply } => {
-                    let error = self.state_file.save(&state).err().map(|e| {
-                        let path = self.state_file.path().display().to_string();
-                        tracing::error!(target: "clusterkit::host", "cannot write {path}: {e}");
-                        format!("{path}: {e}")
-                    });
-                    if let Some(reply) = reply.and_then(|r| self.requests.remove(&r)) {
-                        let answer = match &error {
-                            None => Ok(Vec::new()),
-                            Some(problem) => Err(HostError::StateFile {
-                                problem: format!(
-                                    "done, but not recorded: {problem}; the host retries every \
-                                     second, and a host restarted before it succeeds would \
-                                     not know"
-                                ),
-                            }),
-                        };
-                        let _ = reply.send(answer);
+                Action::Persist { state, reply } => match &mut self.unsaved {
+                    Some((newest, waiting)) => {
+                        *newest = state;
+                        waiting.extend(reply);
                     }
-                    self.core.handle(Input::Persisted { error }, Instant::now());
-                }
+                    None => self.unsaved = Some((state, reply.into_iter().collect())),
+                },
                 Action::Reply { request, answer } => {
                     if let Some(reply) = self.requests.remove(&request) {
                         let _ = reply.send(answer);
@@ -253,6 +244,7 @@ impl Driver {
                     self.emit(event.clone());
                     match &self.escalation {
                         Escalation::ExitProcess => {
+                            self.save_state();
                             self.events.sync();
                             std::process::exit(ESCALATION_EXIT_CODE);
                         }
@@ -260,6 +252,7 @@ impl Driver {
                     }
                 }
                 Action::Stopped { request } => {
+                    self.save_state();
                     self.events.sync();
                     if let Some(reply) = request.and_then(|r| self.requests.remove(&r)) {
                         let _ = reply.send(Ok(Vec::new()));
@@ -271,6 +264,33 @@ impl Driver {
 
     fn emit(&mut self, event: Event) {
         self.events.emit(event);
+    }
+
+    /// Writes the newest state asked for, then answers those who waited
+    /// for it; the core hears how it went.
+    fn save_state(&mut self) {
+        let Some((state, replies)) = self.unsaved.take() else {
+            return;
+        };
+        let error = self.state_file.save(&state).err().map(|e| {
+            let path = self.state_file.path().display().to_string();
+            tracing::error!(target: "clusterkit::host", "cannot write {path}: {e}");
+            format!("{path}: {e}")
+        });
+        for reply in replies.into_iter().filter_map(|r| self.requests.remove(&r)) {
+            let answer = match &error {
+                None => Ok(Vec::new()),
+                Some(problem) => Err(HostError::StateFile {
+                    problem: format!(
+                        "done, but not recorded: {problem}; the host retries every second, and \
+                         a host restarted before it succeeds would not know"
+                    ),
+                }),
+            };
+            let _ = reply.send(answer);
+        }
+        self.core.handle(Input::Persisted { error }, Instant::now());
+        self.carry_out();
     }
 
     fn spawn(&mut self, monitor: MonitorId) {

@@ -71,9 +71,15 @@ impl Core {
     }
 
     fn on_reply(&mut self, id: CallId, outcome: Outcome) {
+        if !self.calls.get(id).is_some_and(|c| c.sent) {
+            // A late reply to a call given up on, or one to a call never
+            // sent (still waiting for the window): forged.
+            return;
+        }
         let Some(call) = self.calls.take(id) else {
-            return; // a late reply to a call already given up on
+            return;
         };
+        self.send_waiting(call.monitor);
         let elapsed = self
             .now
             .saturating_duration_since(call.written.unwrap_or(call.started));
