@@ -1,0 +1,760 @@
+//! The checks that run inside a check process, one scenario per process.
+//!
+//! Each scenario loads the library afresh and reports on its stdout (as
+//! [`Line`]s): before every call into the library, which call and how long
+//! it may take; after it, the check's result. The supervisor
+//! ([`super::supervise`]) turns a process that dies or stops answering
+//! into the failure of the call in flight.
+
+use std::io::Write as _;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clusterkit::{
+    Characteristics, Error, Health, Level, Logger, Properties, Reply, Resource, ResourceState,
+    StatusReporter, StatusSink, Transition,
+};
+use clusterkit_loader::{Library, LoadError, LoadedResource, ResourceTypeHandle};
+
+use super::report::{CheckLine, Facts, Line, PREFIX, human};
+use super::{Budgets, CheckArgs, Scenario, evidence};
+
+/// Check names shared with the supervisor.
+pub(crate) mod names {
+    pub(crate) const LOADS: &str = "library loads";
+    pub(crate) const TABLE: &str = "ABI version and table";
+    pub(crate) const TYPE: &str = "type";
+    pub(crate) const PROPERTIES: &str = "properties";
+    pub(crate) const OPEN: &str = "open";
+    pub(crate) const ONLINE: &str = "online";
+    pub(crate) const LOOKS_ALIVE: &str = "looks_alive";
+    pub(crate) const IS_ALIVE: &str = "is_alive";
+    pub(crate) const OFFLINE: &str = "offline";
+    pub(crate) const STOPPED: &str = "offline stops the workload";
+    pub(crate) const CLOSE: &str = "close";
+    pub(crate) const TERMINATE: &str = "terminate";
+    pub(crate) const TERMINATE_PENDING: &str = "terminate ends a pending online";
+    pub(crate) const REATTACH: &str = "reattach";
+    pub(crate) const PANICS: &str = "panics come back as errors";
+}
+
+use names::*;
+
+/// Writes one protocol line (flushed: the supervisor times the next one).
+pub(crate) fn emit(line: &Line) {
+    let text = serde_json::to_string(line).expect("protocol lines serialize");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{PREFIX}{text}");
+    let _ = out.flush();
+}
+
+fn check(line: CheckLine) {
+    emit(&Line::Check(line));
+}
+
+/// A logger that forwards the library's lines to the supervisor.
+fn forwarding_logger() -> Logger {
+    Logger::from_fn(|level: Level, message: &str| {
+        emit(&Line::Log {
+            level: level.to_string(),
+            message: message.to_owned(),
+        })
+    })
+}
+
+/// Runs `scenario` in this process; the exit code means nothing to the
+/// supervisor, which reads the lines.
+pub(crate) fn run(scenario: Scenario, args: &CheckArgs) -> std::process::ExitCode {
+    let driver = Driver {
+        args,
+        budgets: args.budgets(),
+    };
+    match scenario {
+        Scenario::Load => driver.load(),
+        Scenario::Lifecycle => driver.lifecycle(),
+        Scenario::Terminate => driver.terminate(),
+        Scenario::ReattachStart => driver.reattach_start(),
+        Scenario::ReattachAdopt => driver.reattach_adopt(),
+        Scenario::Cleanup => driver.cleanup(),
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// What a pending operation sends back.
+enum Progress {
+    Report,
+    Complete(Result<ResourceState, Error>),
+}
+
+struct ProgressSink(Mutex<Sender<Progress>>);
+
+impl StatusSink for ProgressSink {
+    fn report(&self, _: ResourceState, _: u32, _: Duration) -> Reply {
+        let _ = self.0.lock().map(|s| s.send(Progress::Report));
+        Reply::Continue
+    }
+    fn complete(&self, outcome: Result<ResourceState, Error>) {
+        let _ = self.0.lock().map(|s| s.send(Progress::Complete(outcome)));
+    }
+}
+
+fn reporter(going_online: bool) -> (StatusReporter, Receiver<Progress>) {
+    let (sender, receiver) = mpsc::channel();
+    let sink = Arc::new(ProgressSink(Mutex::new(sender)));
+    let status = if going_online {
+        StatusReporter::online(sink)
+    } else {
+        StatusReporter::offline(sink)
+    };
+    (status, receiver)
+}
+
+struct Driver<'a> {
+    args: &'a CheckArgs,
+    budgets: Budgets,
+}
+
+impl Driver<'_> {
+    fn hang(&self) -> Duration {
+        self.args.hang_timeout
+    }
+
+    /// Announces a call, runs it and measures it.
+    fn call<T>(
+        &self,
+        what: &str,
+        check: &str,
+        limit: Duration,
+        f: impl FnOnce() -> T,
+    ) -> (T, Duration) {
+        emit(&Line::Call {
+            what: what.to_owned(),
+            check: check.to_owned(),
+            limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+        });
+        let started = Instant::now();
+        let value = f();
+        (value, started.elapsed())
+    }
+
+    /// The library, the type and the validated properties, for the
+    /// resource scenarios (the load scenario reported their problems).
+    fn prepare(&self, check: &str) -> Option<(ResourceTypeHandle, Properties)> {
+        let (loaded, _) = self.call("startup", check, self.hang(), || {
+            Library::load(&self.args.library, forwarding_logger())
+        });
+        let library = loaded.ok()?;
+        let ty = library.resource_type(self.args.type_name.as_deref().unwrap_or_default())?;
+        let props = self.properties(&ty).ok()?;
+        Some((ty, props))
+    }
+
+    /// Parses and validates the `name=value` arguments: by the schema, then
+    /// by the type's own `VALIDATE_PROPERTIES`.
+    fn properties(&self, ty: &ResourceTypeHandle) -> Result<Properties, String> {
+        let mut pairs = Vec::new();
+        for a in &self.args.properties {
+            let (k, v) = a
+                .split_once('=')
+                .ok_or_else(|| format!("argument {a:?}: expected name=value"))?;
+            pairs.push((k, v));
+        }
+        let typed = crate::ocf::parse_assignments(ty.schema(), pairs).map_err(|e| e.to_string())?;
+        let valid = ty.schema().validate(&typed).map_err(|e| {
+            let mut text = e.to_string();
+            for missing in e
+                .iter()
+                .filter(|e| e.problem == clusterkit::Problem::Missing)
+            {
+                if let Some(spec) = ty.schema().spec(&missing.property) {
+                    text.push_str(&format!(" ({}: {})", spec.name, spec.description));
+                }
+            }
+            text
+        })?;
+        crate::ocf::validate(ty, &valid)
+            .map_err(|e| format!("the type's own validation (VALIDATE_PROPERTIES): {e}"))?;
+        Ok(valid)
+    }
+
+    fn load(&self) {
+        emit(&Line::Plan {
+            checks: vec![LOADS.into(), TABLE.into()],
+        });
+        let (loaded, elapsed) = self.call("startup", LOADS, self.hang(), || {
+            Library::load(&self.args.library, forwarding_logger())
+        });
+        let library = match loaded {
+            Ok(library) => library,
+            Err(e @ (LoadError::AbiMismatch { .. } | LoadError::InvalidTable { .. })) => {
+                check(CheckLine::pass(
+                    LOADS,
+                    "dlopen and clusterkit_startup succeeded",
+                ));
+                check(CheckLine::fail(TABLE, e.to_string()));
+                return;
+            }
+            Err(e) => {
+                check(CheckLine::fail(LOADS, e.to_string()));
+                check(CheckLine::skip(TABLE, "the library did not load"));
+                return;
+            }
+        };
+        check(CheckLine::timed(
+            LOADS,
+            elapsed,
+            self.budgets.startup,
+            None,
+            "dlopen and clusterkit_startup",
+        ));
+        let version = library.abi_version();
+        let identity = library
+            .identity()
+            .map(|(name, version)| format!("; {name} {version}"))
+            .unwrap_or_default();
+        let types: Vec<ResourceTypeHandle> = library.types().collect();
+        check(CheckLine::pass(
+            TABLE,
+            format!(
+                "ABI {}.{} (this host speaks {}.{}){identity}; {} type(s): {}",
+                version >> 16,
+                version & 0xffff,
+                clusterkit::ffi::CK_ABI_VERSION_MAJOR,
+                clusterkit::ffi::CK_ABI_VERSION_MINOR,
+                types.len(),
+                names_of(&types)
+            ),
+        ));
+        for ty in &types {
+            check(describe(ty));
+        }
+        let ty = match (&self.args.type_name, types.as_slice()) {
+            (Some(name), _) => types.iter().find(|t| t.name() == name),
+            (None, [only]) => Some(only),
+            (None, _) => None,
+        };
+        let Some(ty) = ty else {
+            check(CheckLine::fail(
+                TYPE,
+                match &self.args.type_name {
+                    Some(name) => format!(
+                        "the library exports no type `{name}` (it exports: {})",
+                        names_of(&types)
+                    ),
+                    None => format!(
+                        "the library exports {} types ({}): name the one to check",
+                        types.len(),
+                        names_of(&types)
+                    ),
+                },
+            ));
+            return;
+        };
+        let (valid, line) = match self.properties(ty) {
+            Ok(p) => (
+                true,
+                CheckLine::pass(
+                    PROPERTIES,
+                    format!(
+                        "{} given, valid by the schema and the type's VALIDATE_PROPERTIES ({} with defaults)",
+                        self.args.properties.len(),
+                        p.len()
+                    ),
+                ),
+            ),
+            Err(e) => (false, CheckLine::fail(PROPERTIES, e)),
+        };
+        check(line);
+        let panics =
+            evidence::panic_evidence(&self.args.library).unwrap_or(evidence::PanicEvidence {
+                rust: false,
+                unwinds: false,
+            });
+        emit(&Line::Facts(Facts {
+            type_name: ty.name().to_owned(),
+            properties_valid: valid,
+            reattach: ty.characteristics().contains(Characteristics::REATTACH),
+            rust: panics.rust,
+            unwinds: panics.unwinds,
+        }));
+    }
+
+    /// Opens the resource, reporting under `check` (timed when `timed`).
+    fn open(
+        &self,
+        ty: &ResourceTypeHandle,
+        props: &Properties,
+        recover: bool,
+        check_name: &str,
+        timed: bool,
+    ) -> Option<LoadedResource> {
+        let (opened, elapsed) = self.call("open", check_name, self.hang(), || {
+            ty.open(&self.args.name, props, recover, forwarding_logger())
+        });
+        match opened {
+            Ok(r) => {
+                if timed {
+                    check(CheckLine::timed(
+                        check_name,
+                        elapsed,
+                        self.budgets.open,
+                        None,
+                        format!("recover = {recover}"),
+                    ));
+                }
+                Some(r)
+            }
+            Err(e) => {
+                check(CheckLine::timed(
+                    check_name,
+                    elapsed,
+                    self.budgets.open,
+                    Some(format!("open returned an error: {e}")),
+                    "",
+                ));
+                None
+            }
+        }
+    }
+
+    /// Runs `online` or `offline` to its end, reporting it as `name`
+    /// (nothing is reported when `name` is `None`); whether it reached
+    /// its target state.
+    fn transition(&self, r: &LoadedResource, going_online: bool, name: Option<&str>) -> bool {
+        let what = if going_online { ONLINE } else { OFFLINE };
+        let check_name = name.unwrap_or(what);
+        let budget = if going_online {
+            self.budgets.online
+        } else {
+            self.budgets.offline
+        };
+        let timeouts = r.resource_type().operation_timeouts();
+        let advised = if going_online {
+            timeouts.start
+        } else {
+            timeouts.stop
+        };
+        let (status, progress) = reporter(going_online);
+        let (returned, elapsed) = self.call(what, check_name, self.hang(), || {
+            if going_online {
+                r.online(status)
+            } else {
+                r.offline(status)
+            }
+        });
+        let report = |problem: Option<String>, detail: String| {
+            if name.is_some() {
+                check(CheckLine::timed(
+                    check_name, elapsed, budget, problem, detail,
+                ));
+            }
+        };
+        match returned {
+            Err(e) => {
+                report(
+                    Some(format!("{what} returned an error: {e}")),
+                    String::new(),
+                );
+                false
+            }
+            Ok(Transition::Done) => {
+                report(None, "completed at once".into());
+                true
+            }
+            Ok(Transition::Pending) => {
+                let (problem, detail) = self.await_pending(what, check_name, &progress, advised);
+                if problem.is_some() {
+                    // What a host does with a pending call that fails or stalls.
+                    let _ = self.call("terminate", check_name, self.hang(), || r.terminate());
+                }
+                let reached = problem.is_none();
+                report(
+                    problem,
+                    format!("returned pending in {}; {detail}", human(elapsed)),
+                );
+                reached
+            }
+        }
+    }
+
+    /// Waits for a pending operation's end: reports must come within the
+    /// pending timeout, the end within the type's advised timeout.
+    fn await_pending(
+        &self,
+        what: &str,
+        check_name: &str,
+        progress: &Receiver<Progress>,
+        advised: Duration,
+    ) -> (Option<String>, String) {
+        let pending_timeout = self.args.pending_timeout;
+        emit(&Line::Call {
+            what: format!("{what} (pending)"),
+            check: check_name.to_owned(),
+            limit_ms: millis(advised + self.hang()),
+        });
+        let started = Instant::now();
+        let mut last = started;
+        let mut reports = 0u32;
+        let mut longest = Duration::ZERO;
+        loop {
+            let left = advised.saturating_sub(started.elapsed());
+            let wait = left.min(pending_timeout.saturating_sub(last.elapsed()));
+            let gap_detail = |reports: u32, longest: Duration| {
+                format!(
+                    "{reports} progress reports (longest gap {}; pending timeout {})",
+                    human(longest),
+                    human(pending_timeout)
+                )
+            };
+            match progress.recv_timeout(wait) {
+                Ok(Progress::Report) => {
+                    reports += 1;
+                    longest = longest.max(last.elapsed());
+                    last = Instant::now();
+                }
+                Ok(Progress::Complete(outcome)) => {
+                    longest = longest.max(last.elapsed());
+                    let detail = format!(
+                        "completed in {} after {}",
+                        human(started.elapsed()),
+                        gap_detail(reports, longest)
+                    );
+                    return match outcome {
+                        Ok(_) => (None, detail),
+                        Err(e) => (Some(format!("the pending {what} failed: {e}")), detail),
+                    };
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    let problem = if left <= wait {
+                        format!(
+                            "the pending {what} did not complete within the type's advised \
+                             timeout ({}) after {}",
+                            human(advised),
+                            gap_detail(reports, longest)
+                        )
+                    } else {
+                        format!(
+                            "the pending {what} sent no progress report for {} (the pending \
+                             timeout; {reports} reports before): a host would terminate it",
+                            human(pending_timeout)
+                        )
+                    };
+                    return (Some(problem), String::new());
+                }
+            }
+        }
+    }
+
+    fn health(&self, r: &LoadedResource, deep: bool, name: Option<&str>) -> Health {
+        let what = if deep { IS_ALIVE } else { LOOKS_ALIVE };
+        let budget = if deep {
+            self.budgets.is_alive
+        } else {
+            self.budgets.looks_alive
+        };
+        let check_name = name.unwrap_or(what);
+        let (health, elapsed) = self.call(what, check_name, self.hang(), || {
+            if deep { r.is_alive() } else { r.looks_alive() }
+        });
+        if let Some(name) = name {
+            let problem = match &health {
+                Health::Healthy => None,
+                other => Some(format!(
+                    "{what} says {}: a resource just brought online should be healthy",
+                    health_text(other)
+                )),
+            };
+            check(CheckLine::timed(name, elapsed, budget, problem, "healthy"));
+        }
+        health
+    }
+
+    fn close(&self, r: LoadedResource, name: Option<&str>) {
+        let check_name = name.unwrap_or(CLOSE);
+        let (closed, elapsed) = self.call("close", check_name, self.hang(), || r.close());
+        if let Some(name) = name {
+            check(CheckLine::timed(
+                name,
+                elapsed,
+                self.budgets.close,
+                closed
+                    .err()
+                    .map(|e| format!("close returned an error: {e}")),
+                "",
+            ));
+        }
+    }
+
+    fn lifecycle(&self) {
+        let plan = [OPEN, ONLINE, LOOKS_ALIVE, IS_ALIVE, OFFLINE, STOPPED, CLOSE];
+        emit(&Line::Plan {
+            checks: plan.iter().map(|s| (*s).to_owned()).collect(),
+        });
+        let skip_from = |first: usize, why: &str| {
+            for name in &plan[first..] {
+                check(CheckLine::skip(name, why));
+            }
+        };
+        let Some((ty, props)) = self.prepare(OPEN) else {
+            return skip_from(0, "the library, type or properties are not usable");
+        };
+        let Some(r) = self.open(&ty, &props, false, OPEN, true) else {
+            return skip_from(1, "open failed");
+        };
+        if !self.transition(&r, true, Some(ONLINE)) {
+            let _ = self.call("terminate", CLOSE, self.hang(), || r.terminate());
+            skip_from(2, "online failed");
+            return self.close(r, None);
+        }
+        self.health(&r, false, Some(LOOKS_ALIVE));
+        self.health(&r, true, Some(IS_ALIVE));
+        if self.transition(&r, false, Some(OFFLINE)) {
+            let after = self.health(&r, false, None);
+            check(match after {
+                Health::Healthy => CheckLine::fail(
+                    STOPPED,
+                    "looks_alive still says healthy after offline completed",
+                ),
+                other => CheckLine::pass(STOPPED, format!("looks_alive: {}", health_text(&other))),
+            });
+        } else {
+            let _ = self.call("terminate", STOPPED, self.hang(), || r.terminate());
+            check(CheckLine::skip(STOPPED, "offline failed"));
+        }
+        self.close(r, Some(CLOSE));
+    }
+
+    fn terminate(&self) {
+        emit(&Line::Plan {
+            checks: vec![TERMINATE_PENDING.into(), TERMINATE.into()],
+        });
+        let skip_both = |why: String| {
+            check(CheckLine::skip(TERMINATE_PENDING, why.clone()));
+            check(CheckLine::skip(TERMINATE, why));
+        };
+        let Some((ty, props)) = self.prepare(TERMINATE) else {
+            return skip_both("the library, type or properties are not usable".into());
+        };
+        let Some(r) = self.open(&ty, &props, false, TERMINATE_PENDING, false) else {
+            return skip_both("open failed".into());
+        };
+        let (status, progress) = reporter(true);
+        let (returned, _) = self.call(ONLINE, TERMINATE_PENDING, self.hang(), || r.online(status));
+        let pending = match returned {
+            Err(e) => {
+                skip_both(format!("online returned an error: {e}"));
+                return self.close(r, None);
+            }
+            Ok(Transition::Done) => {
+                check(CheckLine::skip(
+                    TERMINATE_PENDING,
+                    "online completed at once with these properties: give properties that \
+                     make it pending to check this",
+                ));
+                false
+            }
+            Ok(Transition::Pending) => true,
+        };
+        let (terminated, elapsed) = self.call(TERMINATE, TERMINATE, self.hang(), || r.terminate());
+        let budget = self.budgets.terminate;
+        if pending {
+            let left = budget.saturating_sub(elapsed);
+            let line = loop {
+                match progress.recv_timeout(left) {
+                    Ok(Progress::Report) => continue,
+                    Ok(Progress::Complete(outcome)) => {
+                        let with = match outcome {
+                            Ok(_) => "success".to_owned(),
+                            Err(e) => e.to_string(),
+                        };
+                        break CheckLine::pass(
+                            TERMINATE_PENDING,
+                            format!(
+                                "the pending online ended within {} of terminate (with: {with})",
+                                human(budget)
+                            ),
+                        );
+                    }
+                    Err(_) => {
+                        break CheckLine::fail(
+                            TERMINATE_PENDING,
+                            format!(
+                                "the pending online had not ended {} after terminate was called",
+                                human(budget)
+                            ),
+                        );
+                    }
+                }
+            };
+            check(line);
+        }
+        let problem = match terminated {
+            Err(e) => Some(format!("terminate returned an error: {e}")),
+            Ok(()) => match self.health(&r, false, None) {
+                Health::Healthy => Some(
+                    "the workload still runs after terminate (looks_alive says healthy)".into(),
+                ),
+                _ => None,
+            },
+        };
+        check(CheckLine::timed(
+            TERMINATE,
+            elapsed,
+            budget,
+            problem,
+            "the workload is stopped",
+        ));
+        self.close(r, None);
+    }
+
+    /// Starts the workload and leaves it running, as a monitor that dies.
+    fn reattach_start(&self) {
+        let Some((ty, props)) = self.prepare(REATTACH) else {
+            return check(CheckLine::skip(
+                REATTACH,
+                "the library, type or properties are not usable",
+            ));
+        };
+        let Some(r) = self.open(&ty, &props, false, REATTACH, false) else {
+            return check(CheckLine::skip(REATTACH, "open failed"));
+        };
+        if !self.transition(&r, true, None) {
+            return check(CheckLine::skip(REATTACH, "online failed"));
+        }
+        if !matches!(self.health(&r, false, None), Health::Healthy) {
+            return check(CheckLine::skip(
+                REATTACH,
+                "looks_alive is not healthy after online",
+            ));
+        }
+        // Ends like a killed monitor: no offline, no close, no destructor.
+        // SAFETY: _exit ends the process at once; nothing runs after it.
+        unsafe { libc::_exit(0) }
+    }
+
+    /// Adopts the workload `reattach_start` left running.
+    fn reattach_adopt(&self) {
+        emit(&Line::Plan {
+            checks: vec![REATTACH.into()],
+        });
+        let Some((ty, props)) = self.prepare(REATTACH) else {
+            return check(CheckLine::skip(
+                REATTACH,
+                "the library, type or properties are not usable",
+            ));
+        };
+        let (opened, elapsed) = self.call("open", REATTACH, self.hang(), || {
+            ty.open(&self.args.name, &props, true, forwarding_logger())
+        });
+        let r = match opened {
+            Ok(r) => r,
+            Err(e) => {
+                return check(CheckLine::fail(
+                    REATTACH,
+                    format!("open with recover = true returned an error: {e}"),
+                ));
+            }
+        };
+        let quick = self.health(&r, false, None);
+        let deep = self.health(&r, true, None);
+        let problem = match (&quick, &deep) {
+            (Health::Healthy, Health::Healthy) => None,
+            _ => Some(format!(
+                "open with recover = true did not adopt the running workload: looks_alive says \
+                 {}, is_alive says {}",
+                health_text(&quick),
+                health_text(&deep)
+            )),
+        };
+        check(CheckLine::timed(
+            REATTACH,
+            elapsed,
+            self.budgets.open,
+            problem,
+            "open with recover = true adopted the running workload (healthy without online)",
+        ));
+        if !self.transition(&r, false, None) {
+            let _ = self.call("terminate", REATTACH, self.hang(), || r.terminate());
+        }
+        self.close(r, None);
+    }
+
+    /// Stops whatever a process that died left running.
+    fn cleanup(&self) {
+        if let Some((ty, props)) = self.prepare("cleanup") {
+            if let Some(r) = self.open(&ty, &props, true, "cleanup", false) {
+                let _ = self.call("terminate", "cleanup", self.hang(), || r.terminate());
+                self.close(r, None);
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn names_of(types: &[ResourceTypeHandle]) -> String {
+    types
+        .iter()
+        .map(|t| format!("`{}`", t.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn health_text(h: &Health) -> String {
+    match h {
+        Health::Healthy => "healthy".into(),
+        Health::Degraded(why) => format!("degraded ({why})"),
+        Health::Failed(why) => format!("failed ({why})"),
+    }
+}
+
+/// The check of one type's description and schema (the loader checked the
+/// schema's consistency already).
+fn describe(ty: &ResourceTypeHandle) -> CheckLine {
+    let name = format!("type `{}`: description and schema", ty.name());
+    let d = ty.description();
+    let specs = ty.schema().specs();
+    let undocumented: Vec<&str> = specs
+        .iter()
+        .filter(|s| s.description.trim().is_empty())
+        .map(|s| s.name.as_ref())
+        .collect();
+    if d.description.trim().is_empty() {
+        return CheckLine::fail(&name, "the type has no description");
+    }
+    if !undocumented.is_empty() {
+        return CheckLine::fail(
+            &name,
+            format!(
+                "properties without a description: {}",
+                undocumented.join(", ")
+            ),
+        );
+    }
+    let required: Vec<&str> = specs
+        .iter()
+        .filter(|s| s.required)
+        .map(|s| s.name.as_ref())
+        .collect();
+    let characteristics: Vec<&str> = d.characteristics.iter_names().map(|(n, _)| n).collect();
+    CheckLine::pass(
+        &name,
+        format!(
+            "{} properties (required: {}); characteristics: {}",
+            specs.len(),
+            if required.is_empty() {
+                "none".to_owned()
+            } else {
+                required.join(", ")
+            },
+            if characteristics.is_empty() {
+                "none".to_owned()
+            } else {
+                characteristics.join(", ")
+            }
+        ),
+    )
+}
