@@ -110,6 +110,27 @@ fn reporter(going_online: bool) -> (StatusReporter, Receiver<Progress>) {
     (status, receiver)
 }
 
+/// The check a call is made for, and whether it reports its own line.
+#[derive(Debug, Clone, Copy)]
+enum As<'a> {
+    /// The call is the check: its result is reported as this line.
+    Reported(&'a str),
+    /// The call serves this check, which reports (or not) by itself.
+    OnBehalfOf(&'a str),
+}
+
+impl<'a> As<'a> {
+    fn name(self) -> &'a str {
+        match self {
+            As::Reported(name) | As::OnBehalfOf(name) => name,
+        }
+    }
+
+    fn is_reported(self) -> bool {
+        matches!(self, As::Reported(_))
+    }
+}
+
 struct Driver<'a> {
     args: &'a CheckArgs,
     budgets: Budgets,
@@ -321,9 +342,9 @@ impl Driver<'_> {
     /// Runs `online` or `offline` to its end, reporting it as `name`
     /// (nothing is reported when `name` is `None`); whether it reached
     /// its target state.
-    fn transition(&self, r: &LoadedResource, going_online: bool, name: Option<&str>) -> bool {
+    fn transition(&self, r: &LoadedResource, going_online: bool, as_check: As<'_>) -> bool {
         let what = if going_online { ONLINE } else { OFFLINE };
-        let check_name = name.unwrap_or(what);
+        let check_name = as_check.name();
         let budget = if going_online {
             self.budgets.online
         } else {
@@ -344,7 +365,7 @@ impl Driver<'_> {
             }
         });
         let report = |problem: Option<String>, detail: String| {
-            if name.is_some() {
+            if as_check.is_reported() {
                 check(CheckLine::timed(
                     check_name, elapsed, budget, problem, detail,
                 ));
@@ -446,18 +467,18 @@ impl Driver<'_> {
         }
     }
 
-    fn health(&self, r: &LoadedResource, deep: bool, name: Option<&str>) -> Health {
+    fn health(&self, r: &LoadedResource, deep: bool, as_check: As<'_>) -> Health {
         let what = if deep { IS_ALIVE } else { LOOKS_ALIVE };
         let budget = if deep {
             self.budgets.is_alive
         } else {
             self.budgets.looks_alive
         };
-        let check_name = name.unwrap_or(what);
+        let check_name = as_check.name();
         let (health, elapsed) = self.call(what, check_name, self.hang(), || {
             if deep { r.is_alive() } else { r.looks_alive() }
         });
-        if let Some(name) = name {
+        if as_check.is_reported() {
             let problem = match &health {
                 Health::Healthy => None,
                 other => Some(format!(
@@ -465,17 +486,17 @@ impl Driver<'_> {
                     health_text(other)
                 )),
             };
-            check(CheckLine::timed(name, elapsed, budget, problem, "healthy"));
+            check(CheckLine::timed(check_name, elapsed, budget, problem, "healthy"));
         }
         health
     }
 
-    fn close(&self, r: LoadedResource, name: Option<&str>) {
-        let check_name = name.unwrap_or(CLOSE);
+    fn close(&self, r: LoadedResource, as_check: As<'_>) {
+        let check_name = as_check.name();
         let (closed, elapsed) = self.call("close", check_name, self.hang(), || r.close());
-        if let Some(name) = name {
+        if as_check.is_reported() {
             check(CheckLine::timed(
-                name,
+                check_name,
                 elapsed,
                 self.budgets.close,
                 closed
@@ -502,15 +523,15 @@ impl Driver<'_> {
         let Some(r) = self.open(&ty, &props, false, OPEN, true) else {
             return skip_from(1, "open failed");
         };
-        if !self.transition(&r, true, Some(ONLINE)) {
+        if !self.transition(&r, true, As::Reported(ONLINE)) {
             let _ = self.call("terminate", CLOSE, self.hang(), || r.terminate());
             skip_from(2, "online failed");
-            return self.close(r, None);
+            return self.close(r, As::OnBehalfOf(CLOSE));
         }
-        self.health(&r, false, Some(LOOKS_ALIVE));
-        self.health(&r, true, Some(IS_ALIVE));
-        if self.transition(&r, false, Some(OFFLINE)) {
-            let after = self.health(&r, false, None);
+        self.health(&r, false, As::Reported(LOOKS_ALIVE));
+        self.health(&r, true, As::Reported(IS_ALIVE));
+        if self.transition(&r, false, As::Reported(OFFLINE)) {
+            let after = self.health(&r, false, As::OnBehalfOf(STOPPED));
             check(match after {
                 Health::Healthy => CheckLine::fail(
                     STOPPED,
@@ -522,7 +543,7 @@ impl Driver<'_> {
             let _ = self.call("terminate", STOPPED, self.hang(), || r.terminate());
             check(CheckLine::skip(STOPPED, "offline failed"));
         }
-        self.close(r, Some(CLOSE));
+        self.close(r, As::Reported(CLOSE));
     }
 
     fn terminate(&self) {
@@ -544,7 +565,7 @@ impl Driver<'_> {
         let pending = match returned {
             Err(e) => {
                 skip_both(format!("online returned an error: {e}"));
-                return self.close(r, None);
+                return self.close(r, As::OnBehalfOf(TERMINATE));
             }
             Ok(Transition::Done) => {
                 check(CheckLine::skip(
@@ -591,7 +612,7 @@ impl Driver<'_> {
         }
         let problem = match terminated {
             Err(e) => Some(format!("terminate returned an error: {e}")),
-            Ok(()) => match self.health(&r, false, None) {
+            Ok(()) => match self.health(&r, false, As::OnBehalfOf(TERMINATE)) {
                 Health::Healthy => Some(
                     "the workload still runs after terminate (looks_alive says healthy)".into(),
                 ),
@@ -605,7 +626,7 @@ impl Driver<'_> {
             problem,
             "the workload is stopped",
         ));
-        self.close(r, None);
+        self.close(r, As::OnBehalfOf(TERMINATE));
     }
 
     /// Starts the workload and leaves it running, as a monitor that dies.
@@ -619,10 +640,10 @@ impl Driver<'_> {
         let Some(r) = self.open(&ty, &props, false, REATTACH, false) else {
             return check(CheckLine::skip(REATTACH, "open failed"));
         };
-        if !self.transition(&r, true, None) {
+        if !self.transition(&r, true, As::OnBehalfOf(REATTACH)) {
             return check(CheckLine::skip(REATTACH, "online failed"));
         }
-        if !matches!(self.health(&r, false, None), Health::Healthy) {
+        if !matches!(self.health(&r, false, As::OnBehalfOf(REATTACH)), Health::Healthy) {
             return check(CheckLine::skip(
                 REATTACH,
                 "looks_alive is not healthy after online",
@@ -656,8 +677,8 @@ impl Driver<'_> {
                 ));
             }
         };
-        let quick = self.health(&r, false, None);
-        let deep = self.health(&r, true, None);
+        let quick = self.health(&r, false, As::OnBehalfOf(REATTACH));
+        let deep = self.health(&r, true, As::OnBehalfOf(REATTACH));
         let problem = match (&quick, &deep) {
             (Health::Healthy, Health::Healthy) => None,
             _ => Some(format!(
@@ -674,10 +695,10 @@ impl Driver<'_> {
             problem,
             "open with recover = true adopted the running workload (healthy without online)",
         ));
-        if !self.transition(&r, false, None) {
+        if !self.transition(&r, false, As::OnBehalfOf(REATTACH)) {
             let _ = self.call("terminate", REATTACH, self.hang(), || r.terminate());
         }
-        self.close(r, None);
+        self.close(r, As::OnBehalfOf(REATTACH));
     }
 
     /// Stops whatever a process that died left running.
@@ -685,7 +706,7 @@ impl Driver<'_> {
         if let Some((ty, props)) = self.prepare("cleanup") {
             if let Some(r) = self.open(&ty, &props, true, "cleanup", false) {
                 let _ = self.call("terminate", "cleanup", self.hang(), || r.terminate());
-                self.close(r, None);
+                self.close(r, As::OnBehalfOf("cleanup"));
             }
         }
     }

@@ -272,7 +272,7 @@ fn supervise(args: &CheckArgs, scenario: Scenario, type_name: Option<&str>) -> R
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // Killing the child this process started, by its own handle.
                 let _ = child.kill();
-                hung = Some(wait);
+                hung = Some(wait - GRACE);
                 break;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -430,12 +430,15 @@ fn reattach(args: &CheckArgs, report: &mut Report, facts: &Facts, observed_abort
 /// Stops what a dead child left running, and says so.
 fn clean_up(args: &CheckArgs, report: &mut Report, ty: Option<&str>, death: &str) {
     let run = supervise(args, Scenario::Cleanup, ty);
-    report.notes.push(match run.died {
+    let note = match run.died {
         None => {
             format!("after `{death}`, opened the resource with recover = true and terminated it")
         }
         Some(why) => format!("cleanup after `{death}` failed too: {why}"),
-    });
+    };
+    if !report.notes.contains(&note) {
+        report.notes.push(note);
+    }
 }
 
 fn keep_logs(args: &CheckArgs, report: &mut Report, logs: Vec<String>) {

@@ -142,10 +142,18 @@ pub(crate) fn human(d: Duration) -> String {
     if ms < 1.0 {
         format!("{:.0} µs", ms * 1000.0)
     } else if ms < 1000.0 {
-        format!("{ms:.1} ms")
+        trim_zero(format!("{ms:.1}")) + " ms"
     } else {
-        format!("{:.2} s", ms / 1000.0)
+        trim_zero(format!("{:.2}", ms / 1000.0)) + " s"
     }
+}
+
+/// `300.0` → `300`, `1.50` → `1.5`, `1.00` → `1`.
+fn trim_zero(number: String) -> String {
+    number
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_owned()
 }
 
 /// The whole report: every line, in order.
@@ -252,7 +260,7 @@ mod tests {
         assert_eq!(over.outcome, Outcome::Fail);
         assert_eq!(
             over.detail,
-            "took 450.0 ms: over its 300.0 ms budget by 150.0 ms"
+            "took 450 ms: over its 300 ms budget by 150 ms"
         );
         let within = CheckLine::timed(
             "open",
