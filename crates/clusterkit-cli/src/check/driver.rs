@@ -6,9 +6,11 @@
 //! ([`super::supervise`]) turns a process that dies or stops answering
 //! into the failure of the call in flight.
 
+use std::fs::File;
 use std::io::Write as _;
+use std::os::fd::FromRawFd as _;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use clusterkit::{
@@ -41,12 +43,47 @@ pub(crate) mod names {
 
 use names::*;
 
+/// Where protocol lines go: the supervisor's pipe, moved off stdout.
+static PROTOCOL: OnceLock<Mutex<File>> = OnceLock::new();
+
+/// Moves the supervisor's pipe from stdout to a descriptor closed on exec,
+/// and points stdout at stderr. A process the library starts (a daemon,
+/// a VM) would otherwise inherit the pipe and hold it open after this
+/// process ends; and what the library prints on stdout stays out of the
+/// protocol.
+fn take_protocol_pipe() -> std::io::Result<()> {
+    // SAFETY: duplicates descriptor 1 into a new descriptor this process
+    // owns from here on; closed on exec.
+    let fd = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 3) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and nothing else owns it.
+    let file = unsafe { File::from_raw_fd(fd) };
+    // SAFETY: replaces descriptor 1 with a copy of descriptor 2; the
+    // protocol no longer uses 1.
+    if unsafe { libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let _ = PROTOCOL.set(Mutex::new(file));
+    Ok(())
+}
+
 /// Writes one protocol line (flushed: the supervisor times the next one).
 pub(crate) fn emit(line: &Line) {
     let text = serde_json::to_string(line).expect("protocol lines serialize");
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{PREFIX}{text}");
-    let _ = out.flush();
+    let text = format!("{PREFIX}{text}\n");
+    match PROTOCOL.get() {
+        Some(pipe) => {
+            let mut pipe = pipe.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = pipe.write_all(text.as_bytes());
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
+    }
 }
 
 fn check(line: CheckLine) {
@@ -66,6 +103,10 @@ fn forwarding_logger() -> Logger {
 /// Runs `scenario` in this process; the exit code means nothing to the
 /// supervisor, which reads the lines.
 pub(crate) fn run(scenario: Scenario, args: &CheckArgs) -> std::process::ExitCode {
+    if let Err(e) = take_protocol_pipe() {
+        eprintln!("clusterkit check: moving the protocol off stdout: {e}");
+        return std::process::ExitCode::from(2);
+    }
     let driver = Driver {
         args,
         budgets: args.budgets(),

@@ -269,6 +269,11 @@ fn supervise(args: &CheckArgs, scenario: Scenario, type_name: Option<&str>) -> R
             Ok(Line::Check(line)) => run.checks.push(line),
             Ok(Line::Facts(facts)) => run.facts = Some(facts),
             Ok(Line::Log { level, message }) => run.logs.push(format!("{level}: {message}")),
+            // A process that ended while something it started still holds
+            // its pipe (a library that forks without exec): it ended.
+            Err(mpsc::RecvTimeoutError::Timeout) if matches!(child.try_wait(), Ok(Some(_))) => {
+                break;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // Killing the child this process started, by its own handle.
                 let _ = child.kill();
@@ -279,6 +284,7 @@ fn supervise(args: &CheckArgs, scenario: Scenario, type_name: Option<&str>) -> R
         }
     }
     let status = child.wait();
+    reap_orphans();
     let death = match (hung, status) {
         (Some(limit), _) => Some(format!(
             "no return after {}: hung (the check killed its process)",
@@ -326,6 +332,18 @@ fn supervise(args: &CheckArgs, scenario: Scenario, type_name: Option<&str>) -> R
     run
 }
 
+/// Reaps the processes reparented to this one that have ended.
+fn reap_orphans() {
+    loop {
+        // SAFETY: waits for any ended child without blocking; every child
+        // this process waits for by handle was waited for already.
+        let pid = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        if pid <= 0 {
+            break;
+        }
+    }
+}
+
 fn signal_name(signal: i32) -> String {
     match signal {
         libc::SIGABRT => "SIGABRT".into(),
@@ -345,6 +363,12 @@ pub(crate) fn main(args: CheckArgs) -> ExitCode {
     if let Some(scenario) = args.scenario {
         return driver::run(scenario, &args);
     }
+    // What a scenario's library starts and leaves behind when the scenario
+    // ends (the re-attach leaves its workload on purpose) is reparented
+    // here rather than to init, and reaped after each scenario: no zombie
+    // outlives the check, whatever init does.
+    // SAFETY: a plain flag on this process.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let mut report = Report {
         library: args.library.display().to_string(),
         type_name: args.type_name.clone(),
