@@ -527,7 +527,9 @@ impl Driver<'_> {
                     health_text(other)
                 )),
             };
-            check(CheckLine::timed(check_name, elapsed, budget, problem, "healthy"));
+            check(CheckLine::timed(
+                check_name, elapsed, budget, problem, "healthy",
+            ));
         }
         health
     }
@@ -572,13 +574,13 @@ impl Driver<'_> {
         self.health(&r, false, As::Reported(LOOKS_ALIVE));
         self.health(&r, true, As::Reported(IS_ALIVE));
         if self.transition(&r, false, As::Reported(OFFLINE)) {
-            let after = self.health(&r, false, As::OnBehalfOf(STOPPED));
+            let after = self.health(&r, true, As::OnBehalfOf(STOPPED));
             check(match after {
                 Health::Healthy => CheckLine::fail(
                     STOPPED,
-                    "looks_alive still says healthy after offline completed",
+                    "is_alive still says healthy after offline completed",
                 ),
-                other => CheckLine::pass(STOPPED, format!("looks_alive: {}", health_text(&other))),
+                other => CheckLine::pass(STOPPED, format!("is_alive: {}", health_text(&other))),
             });
         } else {
             let _ = self.call("terminate", STOPPED, self.hang(), || r.terminate());
@@ -651,22 +653,32 @@ impl Driver<'_> {
             };
             check(line);
         }
-        let problem = match terminated {
-            Err(e) => Some(format!("terminate returned an error: {e}")),
-            Ok(()) => match self.health(&r, false, As::OnBehalfOf(TERMINATE)) {
-                Health::Healthy => Some(
-                    "the workload still runs after terminate (looks_alive says healthy)".into(),
-                ),
-                _ => None,
-            },
-        };
-        check(CheckLine::timed(
+        let problem = terminated
+            .err()
+            .map(|e| format!("terminate returned an error: {e}"));
+        let ok = problem.is_none();
+        let mut line = CheckLine::timed(
             TERMINATE,
             elapsed,
             budget,
             problem,
             "the workload is stopped",
-        ));
+        );
+        // A type may leave part of its workload behind on purpose (a DNS
+        // record that would take waiting on servers to remove): a warning,
+        // not a failure; and whether it is left can depend on timing.
+        if ok
+            && matches!(
+                self.health(&r, true, As::OnBehalfOf(TERMINATE)),
+                Health::Healthy
+            )
+        {
+            line.warn(
+                "is_alive still says healthy after terminate: the workload was left running \
+                 (the contract wants it stopped, unless the type documents why not)",
+            );
+        }
+        check(line);
         self.close(r, As::OnBehalfOf(TERMINATE));
     }
 
@@ -684,7 +696,10 @@ impl Driver<'_> {
         if !self.transition(&r, true, As::OnBehalfOf(REATTACH)) {
             return check(CheckLine::skip(REATTACH, "online failed"));
         }
-        if !matches!(self.health(&r, false, As::OnBehalfOf(REATTACH)), Health::Healthy) {
+        if !matches!(
+            self.health(&r, false, As::OnBehalfOf(REATTACH)),
+            Health::Healthy
+        ) {
             return check(CheckLine::skip(
                 REATTACH,
                 "looks_alive is not healthy after online",
@@ -744,11 +759,11 @@ impl Driver<'_> {
 
     /// Stops whatever a process that died left running.
     fn cleanup(&self) {
-        if let Some((ty, props)) = self.prepare("cleanup") {
-            if let Some(r) = self.open(&ty, &props, true, "cleanup", false) {
-                let _ = self.call("terminate", "cleanup", self.hang(), || r.terminate());
-                self.close(r, As::OnBehalfOf("cleanup"));
-            }
+        if let Some((ty, props)) = self.prepare("cleanup")
+            && let Some(r) = self.open(&ty, &props, true, "cleanup", false)
+        {
+            let _ = self.call("terminate", "cleanup", self.hang(), || r.terminate());
+            self.close(r, As::OnBehalfOf("cleanup"));
         }
     }
 }

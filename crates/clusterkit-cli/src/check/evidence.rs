@@ -46,6 +46,58 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// Builds a tiny cdylib with `rustc -C panic=STRATEGY` (and `strip`).
+    fn cdylib(dir: &Path, strategy: &str) -> std::path::PathBuf {
+        let source = dir.join("lib.rs");
+        std::fs::write(
+            &source,
+            "#[unsafe(no_mangle)] pub extern \"C\" fn f(x: i32) -> i32 { \
+             std::panic::catch_unwind(|| if x > 3 { panic!(\"x\") } else { x }).unwrap_or(0) }",
+        )
+        .unwrap();
+        let out = dir.join(format!("lib{strategy}.so"));
+        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+        let status = std::process::Command::new(&rustc)
+            .args([
+                "--edition=2024",
+                "--crate-type=cdylib",
+                "-C",
+                "strip=symbols",
+                "-C",
+            ])
+            .arg(format!("panic={strategy}"))
+            .arg("-o")
+            .arg(&out)
+            .arg(&source)
+            .status()
+            .unwrap_or_else(|e| panic!("running {rustc}: {e}"));
+        assert!(status.success(), "{rustc} failed");
+        out
+    }
+
+    #[test]
+    fn the_panic_strategy_of_a_stripped_rust_library_is_read_from_its_file() {
+        let dir = std::env::temp_dir().join(format!("ck-evidence-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let unwind = panic_evidence(&cdylib(&dir, "unwind")).unwrap();
+        let abort = panic_evidence(&cdylib(&dir, "abort")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            unwind,
+            PanicEvidence {
+                rust: true,
+                unwinds: true
+            }
+        );
+        assert_eq!(
+            abort,
+            PanicEvidence {
+                rust: true,
+                unwinds: false
+            }
+        );
+    }
+
     #[test]
     fn strings_are_found_only_whole() {
         assert!(contains(

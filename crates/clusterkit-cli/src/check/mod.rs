@@ -479,7 +479,7 @@ fn panic_line(facts: &Facts, report: &Report, observed_abort: bool) -> CheckLine
     let observed: Vec<String> = report
         .checks
         .iter()
-        .filter(|c| c.detail.contains("panicked: "))
+        .filter(|c| c.outcome == report::Outcome::Fail && c.detail.contains("panicked: "))
         .map(|c| format!("`{}`", c.name))
         .collect();
     if !facts.rust {

@@ -20,6 +20,8 @@ pub(crate) enum Outcome {
     Fail,
     /// Not checked; the detail says why.
     Skip,
+    /// Passed, with something the author should look at; no failure.
+    Warn,
 }
 
 /// One line of the report.
@@ -59,6 +61,14 @@ impl CheckLine {
 
     pub(crate) fn skip(name: &str, detail: impl Into<String>) -> CheckLine {
         CheckLine::new(name, Outcome::Skip, detail)
+    }
+
+    /// Turns a pass into a warning saying `why`.
+    pub(crate) fn warn(&mut self, why: &str) {
+        if self.outcome == Outcome::Pass {
+            self.outcome = Outcome::Warn;
+            self.detail = format!("{}; but {why}", self.detail);
+        }
     }
 
     /// A timed call that returned: passes when `elapsed` is within `budget`,
@@ -180,16 +190,14 @@ impl Report {
     /// Sets the verdict line from the checks.
     pub(crate) fn conclude(&mut self) {
         let failed = self.failed();
-        let skipped = self
-            .checks
-            .iter()
-            .filter(|c| c.outcome == Outcome::Skip)
-            .count();
+        let count = |outcome| self.checks.iter().filter(|c| c.outcome == outcome).count();
+        let (passed, warned, skipped) = (
+            count(Outcome::Pass),
+            count(Outcome::Warn),
+            count(Outcome::Skip),
+        );
         self.verdict = if failed.is_empty() {
-            format!(
-                "PASS: {} checks passed, {skipped} skipped",
-                self.checks.len() - skipped
-            )
+            format!("PASS: {passed} checks passed, {warned} with warnings, {skipped} skipped")
         } else {
             format!(
                 "FAIL: {} of {} checks failed ({})",
@@ -220,6 +228,7 @@ impl Report {
                 Outcome::Pass => "pass",
                 Outcome::Fail => "FAIL",
                 Outcome::Skip => "skip",
+                Outcome::Warn => "WARN",
             };
             let timing = match (c.elapsed_ms, c.budget_ms) {
                 (Some(e), Some(b)) => format!(
@@ -258,10 +267,7 @@ mod tests {
             "",
         );
         assert_eq!(over.outcome, Outcome::Fail);
-        assert_eq!(
-            over.detail,
-            "took 450 ms: over its 300 ms budget by 150 ms"
-        );
+        assert_eq!(over.detail, "took 450 ms: over its 300 ms budget by 150 ms");
         let within = CheckLine::timed(
             "open",
             Duration::from_millis(20),
