@@ -238,12 +238,12 @@ impl Report {
                 ),
                 _ => String::new(),
             };
-            let _ = writeln!(
-                out,
+            let line = format!(
                 "{outcome}  {:<width$}  {timing:>19}  {}",
                 c.name,
                 c.detail.replace('\n', "; ")
             );
+            let _ = writeln!(out, "{}", line.trim_end());
         }
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
