@@ -249,6 +249,20 @@ fn check_passes_the_c_resource() {
         "not built by rustc",
     );
     assert!(!pidfile.exists(), "the process was stopped");
+
+    // A command that cannot run fails online, saying why.
+    let (code, report) = check(&[
+        path(&library),
+        r#"command=["/nonexistent/program"]"#,
+        &format!("pidfile={}", path(&pidfile)),
+    ]);
+    assert_eq!(code, 1, "{report}");
+    assert_outcome(
+        &report,
+        "online",
+        "FAIL",
+        "running /nonexistent/program: No such file or directory",
+    );
 }
 
 /// Checks the fault-injection type with `faults` (and a 1 s hang timeout).
@@ -274,9 +288,8 @@ fn fault_injection() -> PathBuf {
 }
 
 #[test]
-fn check_fails_the_fault_injection_type_where_its_faults_are() {
-    let dir = TempDir::new("check-faults");
-
+fn check_fails_a_hang_in_looks_alive_and_cleans_up_after_it() {
+    let dir = TempDir::new("check-hang");
     let (code, report) = check_faults(&dir, &["hang_in=looks_alive"]);
     assert_eq!(code, 1, "{report}");
     assert_outcome(
@@ -302,7 +315,11 @@ fn check_fails_the_fault_injection_type_where_its_faults_are() {
         !fault_injection_runs(&dir),
         "the cleanup stopped the workload\n{report}"
     );
+}
 
+#[test]
+fn check_fails_a_panic_in_online_and_cites_it_as_caught() {
+    let dir = TempDir::new("check-panic");
     let (code, report) = check_faults(&dir, &["panic_in=online"]);
     assert_eq!(code, 1, "{report}");
     assert_outcome(
@@ -317,7 +334,11 @@ fn check_fails_the_fault_injection_type_where_its_faults_are() {
         "pass",
         "the panics seen in `online` came back as `panicked` errors",
     );
+}
 
+#[test]
+fn check_fails_an_abort_in_online() {
+    let dir = TempDir::new("check-abort");
     let (code, report) = check_faults(&dir, &["abort_in=online"]);
     assert_eq!(code, 1, "{report}");
     assert_outcome(
@@ -327,12 +348,22 @@ fn check_fails_the_fault_injection_type_where_its_faults_are() {
         "online: the process died of SIGABRT during the call",
     );
     assert_outcome(&report, "reattach", "FAIL", "SIGABRT");
+    assert!(!fault_injection_runs(&dir), "{report}");
+}
 
-    let (code, report) = check_faults(&dir, &["slow_in=open", "slow_for=1s"]);
+#[test]
+fn check_fails_a_slow_open_saying_by_how_much() {
+    let dir = TempDir::new("check-slow");
+    // However fast the machine, a 500 ms sleep is over a 300 ms budget.
+    let (code, report) = check_faults(&dir, &["slow_in=open", "slow_for=500ms"]);
     assert_eq!(code, 1, "{report}");
     assert_outcome(&report, "open", "FAIL", "over its 300 ms budget by");
     assert_outcome(&report, "close", "pass", "");
+}
 
+#[test]
+fn check_fails_a_pending_online_that_stops_reporting() {
+    let dir = TempDir::new("check-stall");
     let (code, report) = check_faults(&dir, &["pending_online=10s", "stall_reports=true"]);
     assert_eq!(code, 1, "{report}");
     assert_outcome(
@@ -342,7 +373,11 @@ fn check_fails_the_fault_injection_type_where_its_faults_are() {
         "the pending online sent no progress report for 500 ms (the pending timeout",
     );
     assert_outcome(&report, "terminate ends a pending online", "pass", "");
+}
 
+#[test]
+fn check_fails_an_unhealthy_is_alive() {
+    let dir = TempDir::new("check-fail");
     let (code, report) = check_faults(&dir, &["fail_in=is_alive"]);
     assert_eq!(code, 1, "{report}");
     assert_outcome(&report, "is_alive", "FAIL", "is_alive says failed");

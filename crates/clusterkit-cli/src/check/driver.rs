@@ -53,8 +53,9 @@ static PROTOCOL: OnceLock<Mutex<File>> = OnceLock::new();
 /// protocol.
 fn take_protocol_pipe() -> std::io::Result<()> {
     // SAFETY: duplicates descriptor 1 into a new descriptor this process
-    // owns from here on; closed on exec.
-    let fd = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 3) };
+    // owns from here on; closed on exec. Above the low numbers a library
+    // may assume are its host's (a monitor's socket is descriptor 3).
+    let fd = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 100) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
