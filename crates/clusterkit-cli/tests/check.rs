@@ -385,6 +385,24 @@ fn check_fails_an_unhealthy_is_alive() {
     assert!(!fault_injection_runs(&dir), "{report}");
 }
 
+#[test]
+fn check_warns_about_a_degraded_is_alive_without_failing() {
+    let dir = TempDir::new("check-degrade");
+    let (code, report) = check_faults(&dir, &["degrade_in=is_alive"]);
+    assert_eq!(code, 0, "{report}");
+    assert_outcome(
+        &report,
+        "is_alive",
+        "WARN",
+        "degraded (fault-injection: told to degrade in is_alive)",
+    );
+    assert_outcome(&report, "reattach", "pass", "adopted the running workload");
+    assert!(
+        report.contains("\nverdict: PASS: 13 checks passed, 1 with warnings, 1 skipped"),
+        "{report}"
+    );
+}
+
 fn fault_injection_runs(dir: &TempDir) -> bool {
     dir.path().join("clusterkit-check.running").exists()
 }
