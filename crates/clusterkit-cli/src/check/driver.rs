@@ -57,7 +57,12 @@ fn take_protocol_pipe() -> std::io::Result<()> {
     // SAFETY: duplicates descriptor 1 into a new descriptor this process
     // owns from here on; closed on exec. Above the low numbers a library
     // may assume are its host's (a monitor's socket is descriptor 3).
-    let fd = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 100) };
+    let mut fd = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 100) };
+    if fd < 0 {
+        // A descriptor limit under 100: the lowest free one will do.
+        // SAFETY: as above.
+        fd = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 3) };
+    }
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -154,6 +159,23 @@ fn reporter(going_online: bool) -> (StatusReporter, Receiver<Progress>) {
     (status, receiver)
 }
 
+/// Announces the library's `shutdown` (and unload) when dropped, so that a
+/// library that hangs or crashes there is not blamed on the call before.
+struct UnloadNotice {
+    check: String,
+    limit: Duration,
+}
+
+impl Drop for UnloadNotice {
+    fn drop(&mut self) {
+        emit(&Line::Call {
+            what: "shutdown".to_owned(),
+            check: self.check.clone(),
+            limit_ms: millis(self.limit),
+        });
+    }
+}
+
 /// The check a call is made for, and whether it reports its own line.
 #[derive(Debug, Clone, Copy)]
 enum As<'a> {
@@ -205,14 +227,20 @@ impl Driver<'_> {
 
     /// The library, the type and the validated properties, for the
     /// resource scenarios (the load scenario reported their problems).
-    fn prepare(&self, check: &str) -> Option<(ResourceTypeHandle, Properties)> {
+    /// The last of the three is dropped first: it announces the library's
+    /// `shutdown`, which runs when the type handle goes.
+    fn prepare(&self, check: &str) -> Option<(ResourceTypeHandle, Properties, UnloadNotice)> {
         let (loaded, _) = self.call("startup", check, self.hang(), || {
             Library::load(&self.args.library, forwarding_logger())
         });
         let library = loaded.ok()?;
         let ty = library.resource_type(self.args.type_name.as_deref().unwrap_or_default())?;
         let props = self.properties(&ty).ok()?;
-        Some((ty, props))
+        let notice = UnloadNotice {
+            check: check.to_owned(),
+            limit: self.hang(),
+        };
+        Some((ty, props, notice))
     }
 
     /// Parses and validates the `name=value` arguments: by the schema, then
@@ -465,7 +493,7 @@ impl Driver<'_> {
                 check(CheckLine::skip(name, why));
             }
         };
-        let Some((ty, props)) = self.prepare(OPEN) else {
+        let Some((ty, props, _unload)) = self.prepare(OPEN) else {
             return skip_from(0, "the library, type or properties are not usable");
         };
         let Some(r) = self.open(&ty, &props, false, OPEN, true) else {
@@ -502,7 +530,7 @@ impl Driver<'_> {
             check(CheckLine::skip(TERMINATE_PENDING, why.clone()));
             check(CheckLine::skip(TERMINATE, why));
         };
-        let Some((ty, props)) = self.prepare(TERMINATE) else {
+        let Some((ty, props, _unload)) = self.prepare(TERMINATE) else {
             return skip_both("the library, type or properties are not usable".into());
         };
         let Some(r) = self.open(&ty, &props, false, TERMINATE_PENDING, false) else {
@@ -589,7 +617,7 @@ impl Driver<'_> {
 
     /// Starts the workload and leaves it running, as a monitor that dies.
     fn reattach_start(&self) {
-        let Some((ty, props)) = self.prepare(REATTACH) else {
+        let Some((ty, props, _unload)) = self.prepare(REATTACH) else {
             return check(CheckLine::skip(
                 REATTACH,
                 "the library, type or properties are not usable",
@@ -620,7 +648,7 @@ impl Driver<'_> {
         emit(&Line::Plan {
             checks: vec![REATTACH.into()],
         });
-        let Some((ty, props)) = self.prepare(REATTACH) else {
+        let Some((ty, props, _unload)) = self.prepare(REATTACH) else {
             return check(CheckLine::skip(
                 REATTACH,
                 "the library, type or properties are not usable",
@@ -665,7 +693,7 @@ impl Driver<'_> {
 
     /// Stops whatever a process that died left running.
     fn cleanup(&self) {
-        if let Some((ty, props)) = self.prepare("cleanup")
+        if let Some((ty, props, _unload)) = self.prepare("cleanup")
             && let Some(r) = self.open(&ty, &props, true, "cleanup", false)
         {
             let _ = self.call("terminate", "cleanup", self.hang(), || r.terminate());
