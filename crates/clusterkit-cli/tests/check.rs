@@ -444,4 +444,20 @@ fn check_says_why_a_library_cannot_be_checked() {
 
     let (code, _) = check(&[path(&dummy), "--budget=opne=1s"]);
     assert_eq!(code, 2, "a usage error");
+
+    // A startup that panics: the boundary returns it, the library does not load.
+    let panicky = cdylib("clusterkit-fixtures", "clusterkit_fixtures");
+    let out = clusterkit()
+        .args(["check", path(&panicky)])
+        .env("CLUSTERKIT_FIXTURE_STARTUP", "panic")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{report}");
+    assert_outcome(
+        &report,
+        "library loads",
+        "FAIL",
+        "startup failed: panicked: panicky: told to panic in startup",
+    );
 }
