@@ -71,6 +71,7 @@ fn assert_passes(code: i32, report: &str, skipped: &[&str], may_warn: &[&str]) {
         "online",
         "looks_alive",
         "is_alive",
+        "control",
         "offline",
         "offline stops the workload",
         "close",
@@ -398,7 +399,7 @@ fn check_warns_about_a_degraded_is_alive_without_failing() {
     );
     assert_outcome(&report, "reattach", "pass", "adopted the running workload");
     assert!(
-        report.contains("\nverdict: PASS: 13 checks passed, 1 with warnings, 1 skipped"),
+        report.contains("\nverdict: PASS: 14 checks passed, 1 with warnings, 1 skipped"),
         "{report}"
     );
 }

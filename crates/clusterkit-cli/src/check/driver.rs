@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use clusterkit::{
-    Error, Health, Level, Logger, Properties, Reply, Resource, ResourceState, StatusReporter,
-    StatusSink, Transition,
+    ControlCode, Error, ErrorCode, Health, Level, Logger, Properties, Reply, Resource,
+    ResourceState, StatusReporter, StatusSink, Transition,
 };
 use clusterkit_loader::{Library, LoadedResource, ResourceTypeHandle};
 
@@ -34,6 +34,7 @@ pub(crate) mod names {
     pub(crate) const ONLINE: &str = "online";
     pub(crate) const LOOKS_ALIVE: &str = "looks_alive";
     pub(crate) const IS_ALIVE: &str = "is_alive";
+    pub(crate) const CONTROL: &str = "control";
     pub(crate) const OFFLINE: &str = "offline";
     pub(crate) const STOPPED: &str = "offline stops the workload";
     pub(crate) const CLOSE: &str = "close";
@@ -467,6 +468,32 @@ impl Driver<'_> {
         health
     }
 
+    /// Sends a code no clusterkit version defines: the answer must be
+    /// `Unsupported`, on which a host applies its default handling.
+    fn unknown_control(&self, r: &LoadedResource) {
+        let code = ControlCode(ControlCode::TYPE_SPECIFIC_BASE.0 - 1);
+        let (answer, elapsed) = self.call(CONTROL, CONTROL, self.hang(), || r.control(code, &[]));
+        let problem = match answer {
+            Err(e) if e.code() == ErrorCode::Unsupported => None,
+            Err(e) => Some(format!(
+                "{code}, a code no clusterkit version defines, returned `{e}`: unknown codes \
+                 must return Unsupported, on which a host applies its default handling"
+            )),
+            Ok(output) => Some(format!(
+                "{code}, a code no clusterkit version defines, succeeded ({} bytes): unknown \
+                 codes must return Unsupported, on which a host applies its default handling",
+                output.len()
+            )),
+        };
+        check(CheckLine::timed(
+            CONTROL,
+            elapsed,
+            self.budgets.control,
+            problem,
+            format!("{code} (unknown) returned Unsupported"),
+        ));
+    }
+
     fn close(&self, r: LoadedResource, as_check: As<'_>) {
         let check_name = as_check.name();
         let (closed, elapsed) = self.call("close", check_name, self.hang(), || r.close());
@@ -484,7 +511,16 @@ impl Driver<'_> {
     }
 
     fn lifecycle(&self) {
-        let plan = [OPEN, ONLINE, LOOKS_ALIVE, IS_ALIVE, OFFLINE, STOPPED, CLOSE];
+        let plan = [
+            OPEN,
+            ONLINE,
+            LOOKS_ALIVE,
+            IS_ALIVE,
+            CONTROL,
+            OFFLINE,
+            STOPPED,
+            CLOSE,
+        ];
         emit(&Line::Plan {
             checks: plan.iter().map(|s| (*s).to_owned()).collect(),
         });
@@ -506,6 +542,7 @@ impl Driver<'_> {
         }
         self.health(&r, false, As::Reported(LOOKS_ALIVE));
         self.health(&r, true, As::Reported(IS_ALIVE));
+        self.unknown_control(&r);
         if self.transition(&r, false, As::Reported(OFFLINE)) {
             let after = self.health(&r, true, As::OnBehalfOf(STOPPED));
             check(match after {

@@ -56,7 +56,8 @@ pub(crate) struct CheckArgs {
     #[arg(long, default_value = "180s", value_parser = parse_duration)]
     pending_timeout: Duration,
     /// Another budget for one entry point, as ENTRY=DURATION (startup,
-    /// open, close, online, offline, terminate, looks_alive, is_alive);
+    /// open, close, online, offline, terminate, looks_alive, is_alive,
+    /// control);
     /// repeatable.
     #[arg(long = "budget", value_parser = parse_budget)]
     budget_overrides: Vec<(String, Duration)>,
@@ -98,10 +99,11 @@ pub(crate) struct Budgets {
     pub(crate) terminate: Duration,
     pub(crate) looks_alive: Duration,
     pub(crate) is_alive: Duration,
+    pub(crate) control: Duration,
 }
 
 /// The entry points `--budget` names, with their default budgets.
-const DEFAULT_BUDGETS: [(&str, u64); 8] = [
+const DEFAULT_BUDGETS: [(&str, u64); 9] = [
     ("startup", 300),
     ("open", 300),
     ("close", 300),
@@ -110,6 +112,7 @@ const DEFAULT_BUDGETS: [(&str, u64); 8] = [
     ("terminate", 1000),
     ("looks_alive", 50),
     ("is_alive", 300),
+    ("control", 300),
 ];
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -161,6 +164,7 @@ impl CheckArgs {
             terminate: get("terminate"),
             looks_alive: get("looks_alive"),
             is_alive: get("is_alive"),
+            control: get("control"),
         }
     }
 
