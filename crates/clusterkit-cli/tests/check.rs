@@ -363,6 +363,16 @@ fn check_fails_a_slow_open_saying_by_how_much() {
 }
 
 #[test]
+fn check_fails_a_slow_terminate_against_its_own_budget() {
+    let dir = TempDir::new("check-slow-terminate");
+    let (code, report) = check_faults(&dir, &["slow_in=terminate", "slow_for=1200ms"]);
+    assert_eq!(code, 1, "{report}");
+    assert_outcome(&report, "terminate", "FAIL", "over its 1 s budget by");
+    assert_outcome(&report, "open", "pass", "");
+    assert!(!fault_injection_runs(&dir), "{report}");
+}
+
+#[test]
 fn check_fails_a_pending_online_that_stops_reporting() {
     let dir = TempDir::new("check-stall");
     let (code, report) = check_faults(&dir, &["pending_online=10s", "stall_reports=true"]);

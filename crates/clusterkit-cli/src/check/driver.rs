@@ -593,8 +593,12 @@ impl Driver<'_> {
         let (terminated, elapsed) = self.call(TERMINATE, TERMINATE, self.hang(), || r.terminate());
         let budget = self.budgets.terminate;
         if pending {
-            let left = budget.saturating_sub(elapsed);
+            // Measured from when terminate was called; reports do not
+            // extend the wait.
+            let called = Instant::now() - elapsed;
+            let deadline = called + budget;
             let line = loop {
+                let left = deadline.saturating_duration_since(Instant::now());
                 match progress.recv_timeout(left) {
                     Ok(Progress::Report) => continue,
                     Ok(Progress::Complete(outcome)) => {
@@ -605,7 +609,9 @@ impl Driver<'_> {
                         break CheckLine::pass(
                             TERMINATE_PENDING,
                             format!(
-                                "the pending online ended within {} of terminate (with: {with})",
+                                "the pending online ended {} after terminate was called \
+                                 (budget {}; with: {with})",
+                                human(called.elapsed()),
                                 human(budget)
                             ),
                         );
