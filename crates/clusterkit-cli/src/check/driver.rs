@@ -272,42 +272,33 @@ impl Driver<'_> {
         Ok(valid)
     }
 
-    /// Opens the resource, reporting under `check` (timed when `timed`).
+    /// Opens the resource; reports the line when `as_check` says so, and
+    /// returns the error's text.
     fn open(
         &self,
         ty: &ResourceTypeHandle,
         props: &Properties,
         recover: bool,
-        check_name: &str,
-        timed: bool,
-    ) -> Option<LoadedResource> {
+        as_check: As<'_>,
+    ) -> Result<LoadedResource, String> {
+        let check_name = as_check.name();
         let (opened, elapsed) = self.call("open", check_name, self.hang(), || {
             ty.open(&self.args.name, props, recover, forwarding_logger())
         });
-        match opened {
-            Ok(r) => {
-                if timed {
-                    check(CheckLine::timed(
-                        check_name,
-                        elapsed,
-                        self.budgets.open,
-                        None,
-                        format!("recover = {recover}"),
-                    ));
-                }
-                Some(r)
-            }
-            Err(e) => {
-                check(CheckLine::timed(
-                    check_name,
-                    elapsed,
-                    self.budgets.open,
-                    Some(format!("open returned an error: {e}")),
-                    "",
-                ));
-                None
-            }
+        let problem = opened
+            .as_ref()
+            .err()
+            .map(|e| format!("open returned an error: {e}"));
+        if as_check.is_reported() {
+            check(CheckLine::timed(
+                check_name,
+                elapsed,
+                self.budgets.open,
+                problem.clone(),
+                format!("recover = {recover}"),
+            ));
         }
+        opened.map_err(|_| problem.unwrap_or_default())
     }
 
     /// Runs `online` or `offline` to its end, reporting it as `name`
@@ -532,7 +523,7 @@ impl Driver<'_> {
         let Some((ty, props, _unload)) = self.prepare(OPEN) else {
             return skip_from(0, "the library, type or properties are not usable");
         };
-        let Some(r) = self.open(&ty, &props, false, OPEN, true) else {
+        let Ok(r) = self.open(&ty, &props, false, As::Reported(OPEN)) else {
             return skip_from(1, "open failed");
         };
         if !self.transition(&r, true, As::Reported(ONLINE)) {
@@ -570,8 +561,9 @@ impl Driver<'_> {
         let Some((ty, props, _unload)) = self.prepare(TERMINATE) else {
             return skip_both("the library, type or properties are not usable".into());
         };
-        let Some(r) = self.open(&ty, &props, false, TERMINATE_PENDING, false) else {
-            return skip_both("open failed".into());
+        let r = match self.open(&ty, &props, false, As::OnBehalfOf(TERMINATE_PENDING)) {
+            Ok(r) => r,
+            Err(e) => return skip_both(e),
         };
         let (status, progress) = reporter(true);
         let (returned, _) = self.call(ONLINE, TERMINATE_PENDING, self.hang(), || r.online(status));
@@ -666,8 +658,9 @@ impl Driver<'_> {
                 "the library, type or properties are not usable",
             ));
         };
-        let Some(r) = self.open(&ty, &props, false, REATTACH, false) else {
-            return check(CheckLine::skip(REATTACH, "open failed"));
+        let r = match self.open(&ty, &props, false, As::OnBehalfOf(REATTACH)) {
+            Ok(r) => r,
+            Err(e) => return check(CheckLine::skip(REATTACH, e)),
         };
         if !self.transition(&r, true, As::OnBehalfOf(REATTACH)) {
             return check(CheckLine::skip(REATTACH, "online failed"));
@@ -737,7 +730,7 @@ impl Driver<'_> {
     /// Stops whatever a process that died left running.
     fn cleanup(&self) {
         if let Some((ty, props, _unload)) = self.prepare("cleanup")
-            && let Some(r) = self.open(&ty, &props, true, "cleanup", false)
+            && let Ok(r) = self.open(&ty, &props, true, As::OnBehalfOf("cleanup"))
         {
             let _ = self.call("terminate", "cleanup", self.hang(), || r.terminate());
             self.close(r, As::OnBehalfOf("cleanup"));
