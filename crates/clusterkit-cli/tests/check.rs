@@ -432,7 +432,20 @@ fn check_says_why_a_library_cannot_be_checked() {
         "not a loadable shared library",
     );
 
+    // A truncated library crashes its loader: the check survives it.
     let dummy = cdylib("clusterkit-example-dummy", "clusterkit_dummy");
+    let bytes = std::fs::read(&dummy).unwrap();
+    let truncated = dir.path().join("libtruncated.so");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 4]).unwrap();
+    let (code, report) = check(&[path(&truncated)]);
+    assert_eq!(code, 2, "{report}");
+    assert_outcome(&report, "library loads", "FAIL", "");
+    assert!(
+        report.contains("startup: the process died of SIG")
+            || report.contains("not a loadable shared library"),
+        "{report}"
+    );
+
     let (code, report) = check(&[path(&dummy), "dumy"]);
     assert_eq!(code, 2, "{report}");
     assert_outcome(
