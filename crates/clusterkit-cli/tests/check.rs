@@ -436,14 +436,14 @@ fn check_says_why_a_library_cannot_be_checked() {
     let dummy = cdylib("clusterkit-example-dummy", "clusterkit_dummy");
     let bytes = std::fs::read(&dummy).unwrap();
     let truncated = dir.path().join("libtruncated.so");
-    std::fs::write(&truncated, &bytes[..bytes.len() / 4]).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 20]).unwrap();
     let (code, report) = check(&[path(&truncated)]);
     assert_eq!(code, 2, "{report}");
-    assert_outcome(&report, "library loads", "FAIL", "");
-    assert!(
-        report.contains("startup: the process died of SIG")
-            || report.contains("not a loadable shared library"),
-        "{report}"
+    assert_outcome(
+        &report,
+        "library loads",
+        "FAIL",
+        "startup: the process died of SIGBUS during the call",
     );
 
     let (code, report) = check(&[path(&dummy), "dumy"]);
