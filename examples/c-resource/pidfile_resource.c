@@ -266,15 +266,41 @@ static int32_t pf_online(void *handle, ck_status_reporter reporter, uint32_t *st
         *state = CK_STATE_ONLINE;
         return CK_OK;
     }
+    /* The child reports a failed exec through this pipe; exec closes it
+     * (O_CLOEXEC). Online returns once the command runs, so that is_alive
+     * never sees the forked copy of this process. */
+    int exec_pipe[2];
+    if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
+        pthread_mutex_unlock(&r->lock);
+        return fail(error, CK_E_IO, "pipe2: %s", strerror(errno));
+    }
     pid_t pid = fork();
     if (pid < 0) {
+        int e = errno;
+        close(exec_pipe[0]);
+        close(exec_pipe[1]);
         pthread_mutex_unlock(&r->lock);
-        return fail(error, CK_E_IO, "fork: %s", strerror(errno));
+        return fail(error, CK_E_IO, "fork: %s", strerror(e));
     }
     if (pid == 0) {
         setsid();
         execvp(r->argv[0], r->argv);
+        int e = errno;
+        ssize_t ignored = write(exec_pipe[1], &e, sizeof e);
+        (void)ignored;
         _exit(127);
+    }
+    close(exec_pipe[1]);
+    int exec_errno = 0;
+    ssize_t got;
+    do {
+        got = read(exec_pipe[0], &exec_errno, sizeof exec_errno);
+    } while (got < 0 && errno == EINTR);
+    close(exec_pipe[0]);
+    if (got == (ssize_t)sizeof exec_errno) {
+        waitpid(pid, NULL, 0);
+        pthread_mutex_unlock(&r->lock);
+        return fail(error, CK_E_FAILED, "running %s: %s", r->argv[0], strerror(exec_errno));
     }
     r->pid = pid;
     r->is_child = 1;

@@ -5,6 +5,7 @@
 //! commands. The binary is also its own monitor process: a host started by
 //! `clusterkit run` re-executes it for each monitor.
 
+mod check;
 mod config;
 mod control;
 mod demo;
@@ -124,6 +125,10 @@ enum Command {
     /// --resource) in this process, without a host: e.g. a disk's FORMAT
     /// before the cluster sees it.
     TypeControl(type_control::TypeControlArgs),
+    /// Checks that a resource library keeps the contract: loads it, brings
+    /// a resource online and offline, times every entry point against its
+    /// budget, terminates, re-attaches; prints a report and a verdict.
+    Check(check::CheckArgs),
     /// Pacemaker OCF resource agent.
     Ocf {
         #[command(subcommand)]
@@ -166,6 +171,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::TypeControl(args) => type_control::run(&args),
         Command::Ocf { command } => return ocf::main(command),
+        Command::Check(args) => return check::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
