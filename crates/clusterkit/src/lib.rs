@@ -144,6 +144,7 @@ mod error;
 pub mod export;
 pub mod ffi;
 mod log;
+pub mod logging;
 mod name;
 pub mod properties;
 mod resource;
@@ -155,7 +156,7 @@ mod worker;
 pub use characteristics::Characteristics;
 pub use control::ControlCode;
 pub use error::{Error, ErrorCode, Result};
-pub use log::{Level, LogSink, Logger};
+pub use log::{Level, LogScope, LogSink, Logger};
 pub use name::{MAX_RESOURCE_NAME_LEN, validate_resource_name};
 pub use properties::{
     Apply, DecodeError, Problem, Properties, PropertyError, PropertyErrors, PropertyKind,

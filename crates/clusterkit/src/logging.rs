@@ -1,0 +1,171 @@
+//! Routes the `tracing` and `log` macros of a resource library to the host.
+//!
+//! With the cargo feature `tracing` (or `log`), a library built with
+//! [`export_resource_types!`](crate::export_resource_types) installs, at
+//! `startup`, a subscriber ([`HostTracing`]) or logger ([`HostLog`]) that
+//! sends each record to [`Logger::current`]: the resource whose entry point
+//! runs on this thread (the export glue [enters](Logger::enter) its logger
+//! around every call), else the library's own logger. The host receives each
+//! line with its level, as if logged through
+//! [`ResourceContext::log`](crate::ResourceContext::log).
+//!
+//! On a thread of the resource's own (a worker), enter the resource's
+//! logger first (`let _scope = ctx.log().enter();`), or lines go to the
+//! library's logger.
+//!
+//! A host that links resource types into itself (feature
+//! `no-startup-symbol`) keeps its own subscriber and logger: nothing is
+//! installed then.
+
+#[cfg(any(feature = "tracing", feature = "log"))]
+use crate::{Level, Logger};
+
+/// Installs what the enabled features provide, once; a subscriber or logger
+/// set before (by this library) stays.
+pub(crate) fn install() {
+    #[cfg(all(feature = "tracing", not(feature = "no-startup-symbol")))]
+    let _ = tracing::subscriber::set_global_default(HostTracing::default());
+    #[cfg(all(feature = "log", not(feature = "no-startup-symbol")))]
+    if log::set_logger(&HostLog).is_ok() {
+        log::set_max_level(log::LevelFilter::Trace);
+    }
+}
+
+/// Sends `message` to the current logger, if any.
+#[cfg(any(feature = "tracing", feature = "log"))]
+fn send(level: Level, message: std::fmt::Arguments<'_>) {
+    if let Some(logger) = Logger::current() {
+        logger.log(level, message);
+    }
+}
+
+/// A `tracing` subscriber sending every event to [`Logger::current`], its
+/// fields after the message as ` key=value`. Spans are accepted and ignored.
+#[cfg(feature = "tracing")]
+#[derive(Debug, Default)]
+pub struct HostTracing {
+    next_span: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(feature = "tracing")]
+impl tracing::Subscriber for HostTracing {
+    fn enabled(&self, _metadata: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, _span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        use std::sync::atomic::Ordering;
+        // Span ids must not be zero.
+        tracing::span::Id::from_u64(self.next_span.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn record(&self, _span: &tracing::span::Id, _values: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _span: &tracing::span::Id, _follows: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => Level::Error,
+            tracing::Level::WARN => Level::Warn,
+            tracing::Level::INFO => Level::Info,
+            tracing::Level::DEBUG => Level::Debug,
+            tracing::Level::TRACE => Level::Trace,
+        };
+        let mut line = Line::default();
+        event.record(&mut line);
+        send(level, format_args!("{}{}", line.message, line.fields));
+    }
+
+    fn enter(&self, _span: &tracing::span::Id) {}
+
+    fn exit(&self, _span: &tracing::span::Id) {}
+}
+
+/// An event's message and its other fields.
+#[cfg(feature = "tracing")]
+#[derive(Default)]
+struct Line {
+    message: String,
+    fields: String,
+}
+
+#[cfg(feature = "tracing")]
+impl tracing::field::Visit for Line {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            self.fields.push_str(&format!(" {}={value:?}", field.name()));
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message.push_str(&format!("{value:?}"));
+        } else {
+            self.fields
+                .push_str(&format!(" {}={value:?}", field.name()));
+        }
+    }
+}
+
+/// A `log` logger sending every record to [`Logger::current`].
+#[cfg(feature = "log")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostLog;
+
+#[cfg(feature = "log")]
+impl log::Log for HostLog {
+    fn enabled(&self, _metadata: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let level = match record.level() {
+            log::Level::Error => Level::Error,
+            log::Level::Warn => Level::Warn,
+            log::Level::Info => Level::Info,
+            log::Level::Debug => Level::Debug,
+            log::Level::Trace => Level::Trace,
+        };
+        send(level, *record.args());
+    }
+
+    fn flush(&self) {}
+}
+
+#[cfg(all(test, feature = "tracing", feature = "log"))]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn tracing_and_log_records_reach_the_current_logger_with_their_level() {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let logger =
+            Logger::from_fn(move |level, msg| sink.lock().unwrap().push(format!("{level} {msg}")));
+        let scope = logger.enter();
+        tracing::subscriber::with_default(HostTracing::default(), || {
+            tracing::warn!(disk = "sda", "almost full");
+            tracing::debug!("checked");
+        });
+        log::Log::log(
+            &HostLog,
+            &log::Record::builder()
+                .level(log::Level::Error)
+                .args(format_args!("gone"))
+                .build(),
+        );
+        drop(scope);
+        // Outside any scope (and no library logger in this test): dropped.
+        log::Log::log(
+            &HostLog,
+            &log::Record::builder().args(format_args!("lost")).build(),
+        );
+        assert_eq!(
+            *lines.lock().unwrap(),
+            ["warn almost full disk=\"sda\"", "debug checked", "error gone"]
+        );
+    }
+}
