@@ -5,10 +5,13 @@
 //! commands. The binary is also its own monitor process: a host started by
 //! `clusterkit run` re-executes it for each monitor.
 
+mod alerts;
 mod config;
 mod control;
 mod demo;
+mod metrics;
 mod notify;
+mod observe;
 mod ocf;
 mod type_control;
 
@@ -220,6 +223,7 @@ fn run(path: &Path) -> Result<(), String> {
             eprintln!("{}", human_event(&e.to_json()));
         }
     });
+    observe::start(&config, &host)?;
     for r in &config.resources {
         let name = r.name.get_ref();
         if r.autostart && !persisted.resources.contains_key(name) {

@@ -16,6 +16,7 @@ use crate::engine::ids::ResourceId;
 use crate::error::HostError;
 use crate::escalation::Escalation;
 use crate::events::{Event, Subscriber};
+use crate::metrics::{CheckKind, CheckLatency, LatencySnapshot};
 use crate::process::{MonitorProgram, ProcessControl, SystemProcesses};
 use crate::state_file::{Desired, StateLock};
 use crate::status::{ResourceStatus, StatusBoard};
@@ -179,6 +180,7 @@ impl HostBuilder {
         // Bounded: a monitor flooding the host (a library logging in a loop)
         // is slowed down at its socket instead of growing the host's memory.
         let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
+        let check_latency = Arc::new(CheckLatency::default());
         let driver = Driver::new(
             DriverConfig {
                 lock,
@@ -187,6 +189,7 @@ impl HostBuilder {
                 process: self.process,
                 escalation: self.escalation,
                 subscribers: self.subscribers,
+                check_latency: check_latency.clone(),
             },
             CoreConfig {
                 resources: specs,
@@ -204,6 +207,7 @@ impl HostBuilder {
         let host = Host {
             tx,
             board,
+            check_latency,
             names,
             thread: Mutex::new(Some(thread)),
         };
@@ -224,6 +228,7 @@ impl HostBuilder {
 pub struct Host {
     tx: SyncSender<Message>,
     board: Arc<StatusBoard>,
+    check_latency: Arc<CheckLatency>,
     names: HashMap<String, usize>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -298,6 +303,13 @@ impl Host {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The latencies of every `kind` health check since the host started
+    /// (host → monitor → resource → host), as a histogram over
+    /// [`CHECK_LATENCY_BUCKETS_US`](crate::CHECK_LATENCY_BUCKETS_US).
+    pub fn check_latency(&self, kind: CheckKind) -> LatencySnapshot {
+        self.check_latency.snapshot(kind)
     }
 
     /// The status of `name`.

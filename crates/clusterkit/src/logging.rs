@@ -95,7 +95,8 @@ impl tracing::field::Visit for Line {
         if field.name() == "message" {
             self.message.push_str(value);
         } else {
-            self.fields.push_str(&format!(" {}={value:?}", field.name()));
+            self.fields
+                .push_str(&format!(" {}={value:?}", field.name()));
         }
     }
 
@@ -165,7 +166,11 @@ mod tests {
         );
         assert_eq!(
             *lines.lock().unwrap(),
-            ["warn almost full disk=\"sda\"", "debug checked", "error gone"]
+            [
+                "warn almost full disk=\"sda\"",
+                "debug checked",
+                "error gone"
+            ]
         );
     }
 }

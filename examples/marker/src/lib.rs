@@ -19,7 +19,10 @@ impl ResourceType for MarkerType {
             description: "Online while its marker file exists".into(),
             characteristics: Characteristics::REATTACH,
             schema: Schema::new(vec![
-                PropertySpec::string("path").describe("The marker file").required().min(1),
+                PropertySpec::string("path")
+                    .describe("The marker file")
+                    .required()
+                    .min(1),
             ]),
         }
     }
@@ -29,7 +32,12 @@ impl ResourceType for MarkerType {
     }
 
     // Properties arrive validated against the schema, defaults filled in.
-    fn open(&self, ctx: ResourceContext, properties: &Properties, _recover: bool) -> Result<Marker> {
+    fn open(
+        &self,
+        ctx: ResourceContext,
+        properties: &Properties,
+        _recover: bool,
+    ) -> Result<Marker> {
         let path = PathBuf::from(properties.str("path")?);
         Ok(Marker { ctx, path })
     }
@@ -45,9 +53,10 @@ impl Resource for Marker {
 
     fn offline(&self, _status: StatusReporter) -> Result<Transition> {
         match std::fs::remove_file(&self.path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::io(format_args!("removing {}", self.path.display()), &e))
-            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
+                format_args!("removing {}", self.path.display()),
+                &e,
+            )),
             _ => Ok(Transition::Done),
         }
     }

@@ -15,11 +15,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::error::HostError;
 use crate::escalation::{ESCALATION_EXIT_CODE, Escalation};
 use crate::events::{Event, EventSink, Subscriber};
+use crate::metrics::{CheckKind, CheckLatency};
 use crate::process::{self, MonitorProgram, ProcessControl};
 use crate::protocol::{self, FromMonitor, ToMonitor};
 use crate::state_file::{ClockMark, StateFile, StateLock};
 use crate::status::{ResourceStatus, StatusBoard};
 
+use super::calls::CallKind;
 use super::core::{Action, Command, Core, CoreConfig, Input};
 use super::ids::{CallId, MonitorId, RequestId, ResourceId};
 
@@ -49,6 +51,8 @@ pub(crate) struct DriverConfig {
     pub(crate) process: Arc<dyn ProcessControl>,
     pub(crate) escalation: Escalation,
     pub(crate) subscribers: Vec<Sender<Event>>,
+    /// Where health-check latencies are counted.
+    pub(crate) check_latency: Arc<CheckLatency>,
 }
 
 /// The engine thread: the core plus the I/O it asks for.
@@ -65,6 +69,7 @@ pub(crate) struct Driver {
     writers: HashMap<MonitorId, UnixStream>,
     requests: HashMap<RequestId, SyncSender<Result<Vec<u8>, HostError>>>,
     next_request: u64,
+    check_latency: Arc<CheckLatency>,
     _lock: StateLock,
 }
 
@@ -100,6 +105,7 @@ impl Driver {
             writers: HashMap::new(),
             requests: HashMap::new(),
             next_request: 0,
+            check_latency: config.check_latency,
             _lock: config.lock,
         })
     }
@@ -135,7 +141,17 @@ impl Driver {
 
     fn receive(&mut self, message: Message) {
         match message {
-            Message::Monitor(input) => self.core.handle(input, Instant::now()),
+            Message::Monitor(input) => {
+                let now = Instant::now();
+                if let Input::Frame {
+                    message: FromMonitor::Reply { call, .. },
+                    ..
+                } = &input
+                {
+                    self.count_check_latency(CallId(*call), now);
+                }
+                self.core.handle(input, now)
+            }
             Message::Request(command, reply) => {
                 self.next_request += 1;
                 let request = RequestId(self.next_request);
@@ -259,6 +275,22 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Counts a health check's latency as the core will see it (from the
+    /// call's write to its reply), before the core takes the call.
+    fn count_check_latency(&self, call: CallId, now: Instant) {
+        let Some(call) = self.core.calls.get(call) else {
+            return;
+        };
+        let kind = match call.kind {
+            CallKind::LooksAlive => CheckKind::LooksAlive,
+            CallKind::IsAlive => CheckKind::IsAlive,
+            _ => return,
+        };
+        let since = call.written.unwrap_or(call.started);
+        self.check_latency
+            .record(kind, now.saturating_duration_since(since));
     }
 
     fn emit(&mut self, event: Event) {
