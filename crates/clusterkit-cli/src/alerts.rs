@@ -42,7 +42,7 @@ pub(crate) struct AlertSection {
     resources: Option<Vec<Spanned<String>>>,
     /// How long one run may take.
     #[serde(default)]
-    timeout: Option<ConfigDuration>,
+    timeout: Option<Spanned<ConfigDuration>>,
     /// `CRM_alert_recipient`: a file, an address, whatever the agent wants.
     #[serde(default)]
     recipient: Option<String>,
@@ -115,10 +115,13 @@ impl AlertSection {
                 })
                 .collect()
         });
-        let timeout = self.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0);
+        let timeout = self
+            .timeout
+            .as_ref()
+            .map_or(DEFAULT_TIMEOUT, |t| t.get_ref().0);
         if timeout.is_zero() {
             problems.push((
-                self.path.span().start,
+                self.timeout.as_ref().map_or(0, |t| t.span().start),
                 "[[alert]] key `timeout`: must be above zero".to_owned(),
             ));
         }
@@ -440,15 +443,18 @@ mod tests {
         assert_eq!(value(&env, "CRM_alert_desc"), "host_started");
     }
 
-    #[test]
-    fn kinds_and_resources_select_events() {
-        let alert = |kinds: Option<&[EventKind]>, resources: Option<&[&str]>| Alert {
+    fn alert(kinds: Option<&[EventKind]>, resources: Option<&[&str]>) -> Alert {
+        Alert {
             path: "/bin/true".into(),
             kinds: kinds.map(|k| k.iter().copied().collect()),
             resources: resources.map(|r| r.iter().map(|s| s.to_string()).collect()),
             timeout: DEFAULT_TIMEOUT,
             recipient: String::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn kinds_and_resources_select_events() {
         let failed = Event::new(EventKind::ResourceFailed, Some("web"));
         let log = Event::new(EventKind::ResourceLog, Some("web"));
         let host = Event::new(EventKind::HostStarted, None);
@@ -458,5 +464,70 @@ mod tests {
         assert!(web_failures.matches(&failed));
         assert!(!web_failures.matches(&host));
         assert!(!alert(None, Some(&["db"])).matches(&failed));
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let (tx, rx) = mpsc::sync_channel(2);
+        let mut queue = Queue {
+            alert: Arc::new(alert(None, None)),
+            tx,
+            dropped: 0,
+        };
+        let failed = Event::new(EventKind::ResourceFailed, Some("web"));
+        for _ in 0..5 {
+            queue.offer(&failed);
+        }
+        assert_eq!(queue.dropped, 3);
+        assert_eq!(rx.try_iter().count(), 2);
+        // Room again: taken, and the count is logged and reset.
+        queue.offer(&failed);
+        assert_eq!(queue.dropped, 0);
+        assert_eq!(rx.try_iter().count(), 1);
+    }
+
+    /// Whether `pid` has exited (gone, or a zombie waiting for its reaper).
+    fn exited(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    }
+
+    #[test]
+    fn an_agent_past_its_timeout_is_killed_with_what_it_started() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ck-alert-timeout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pids = dir.join("pids");
+        let agent = dir.join("agent.sh");
+        std::fs::write(
+            &agent,
+            format!(
+                "#!/bin/sh\nsleep 1000 &\necho $$ $! > {}.tmp\nmv {0}.tmp {0}\nexec sleep 1000\n",
+                pids.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut slow = alert(None, None);
+        slow.path = agent;
+        slow.timeout = Duration::from_secs(1);
+        // Returns once the agent is killed, not after its 1000 s.
+        run(&slow, &Event::new(EventKind::HostStarted, None), "n1");
+        let text = std::fs::read_to_string(&pids).unwrap();
+        let (agent_pid, child_pid) = text.trim().split_once(' ').unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !(exited(agent_pid) && exited(child_pid)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{text}: still running"
+            );
+            std::thread::sleep(Duration::from_millis(10)); // the kernel's doing
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -623,4 +623,49 @@ restart_threshold = 5
             "{e}"
         );
     }
+
+    #[test]
+    fn metrics_and_alert_problems_are_located() {
+        let c = parse("[metrics]\nlisten = \"127.0.0.1:9464\"\n[[alert]]\npath = \"/bin/true\"\n")
+            .unwrap();
+        assert_eq!(c.metrics_address().unwrap().port(), 9464);
+        assert_eq!(c.alerts().unwrap().len(), 1);
+        assert!(parse("").unwrap().metrics_address().is_none());
+
+        let e = parse("[metrics]\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/ck.toml:2:10: [metrics] key `listen`: \"localhost\" is not an address and \
+             port, such as \"127.0.0.1:9464\" or \"[::1]:9464\""
+        );
+        let e = parse("[metrics]\nport = 1\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `port`"), "{e}");
+
+        let e = parse(
+            "[[alert]]\npath = \"/proc/version\"\nkinds = [\"resource_failed\", \"exploded\"]\n\
+             resources = [\"db\"]\ntimeout = 0\n",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "/etc/ck.toml:2:8: [[alert]] key `path`: /proc/version: not an executable file"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("/etc/ck.toml:3:29: [[alert]] key `kinds`: no event kind `exploded` (kinds: resource_online,"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "/etc/ck.toml:4:14: [[alert]] key `resources`: no resource `db` is declared"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("/etc/ck.toml:5:11: [[alert]] key `timeout`: must be above zero"),
+            "{text}"
+        );
+    }
 }

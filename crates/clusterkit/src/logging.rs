@@ -2,9 +2,9 @@
 //!
 //! With the cargo feature `tracing` (or `log`), a library built with
 //! [`export_resource_types!`](crate::export_resource_types) installs, at
-//! `startup`, a subscriber ([`HostTracing`]) or logger ([`HostLog`]) that
-//! sends each record to [`Logger::current`]: the resource whose entry point
-//! runs on this thread (the export glue [enters](Logger::enter) its logger
+//! `startup`, a subscriber (`HostTracing`) or logger (`HostLog`) that
+//! sends each record to [`Logger::current`](crate::Logger::current): the resource whose entry point
+//! runs on this thread (the export glue [enters](crate::Logger::enter) its logger
 //! around every call), else the library's own logger. The host receives each
 //! line with its level, as if logged through
 //! [`ResourceContext::log`](crate::ResourceContext::log).
