@@ -1,7 +1,7 @@
 //! `[[alert]]`: runs an executable on each matching event, with the event in
 //! environment variables after Pacemaker's alert-agent convention
 //! (`CRM_alert_kind`, `CRM_alert_rsc`, `CRM_alert_desc`, …), so Pacemaker's
-//! sample agents work unchanged (docs/decisions/0066).
+//! sample agents work unchanged (docs/decisions/0067).
 //!
 //! Off the engine thread: one dispatcher reads the host's events and hands
 //! each alert's matches to that alert's worker through a bounded queue; a

@@ -129,8 +129,9 @@
 //!   panics counts as failed.
 //! - **Errors** are [`Error`]s with stable [`ErrorCode`]s; property errors
 //!   name the property ([`PropertyErrors`]).
-//! - **Logging** goes through [`ResourceContext::log`]; the host attributes
-//!   every line to the resource.
+//! - **Logging** goes through [`ResourceContext::log`], or, with the
+//!   features `tracing` / `log`, through those crates' macros ([`logging`]);
+//!   the host attributes every line to the resource.
 //! - **Secrets.** Keys and passwords are declared [`PropertySpec::secret`]:
 //!   hosts and this crate then keep their values out of every message, and
 //!   a resource never logs them either (show lists with [`Schema::redact`]).
