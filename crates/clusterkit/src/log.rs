@@ -163,11 +163,7 @@ impl Logger {
     /// entry point runs here (or that [entered](Self::enter) it), else the
     /// library's own (from `startup`), else none.
     pub fn current() -> Option<Logger> {
-        CURRENT
-            .try_with(|current| current.borrow().clone())
-            .ok()
-            .flatten()
-            .or_else(|| LIBRARY.get().cloned())
+        entered().or_else(|| LIBRARY.get().cloned())
     }
 
     /// Makes this the library-wide fallback of [`current`](Self::current)
@@ -175,6 +171,14 @@ impl Logger {
     pub(crate) fn set_library_fallback(&self) {
         let _ = LIBRARY.set(self.clone());
     }
+}
+
+/// The logger entered on this thread, if any (not the library's fallback).
+pub(crate) fn entered() -> Option<Logger> {
+    CURRENT
+        .try_with(|current| current.borrow().clone())
+        .ok()
+        .flatten()
 }
 
 /// While alive, a [`Logger`] is the current one of its thread; see

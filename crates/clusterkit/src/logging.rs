@@ -9,9 +9,9 @@
 //! line with its level, as if logged through
 //! [`ResourceContext::log`](crate::ResourceContext::log).
 //!
-//! On a thread of the resource's own (a worker), enter the resource's
-//! logger first (`let _scope = ctx.log().enter();`), or lines go to the
-//! library's logger.
+//! A [`Worker`](crate::Worker) spawned in an entry point logs for the same
+//! resource; on other threads of the resource's own, enter its logger first
+//! (`let _scope = ctx.log().enter();`), or lines go to the library's logger.
 //!
 //! A host that links resource types into itself (feature
 //! `no-startup-symbol`) keeps its own subscriber and logger: nothing is
