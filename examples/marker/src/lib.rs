@@ -3,8 +3,10 @@
 use clusterkit::*;
 use std::path::PathBuf;
 
+/// The `marker` type, started once per monitor process.
 pub struct MarkerType;
 
+/// One marker resource.
 pub struct Marker {
     ctx: ResourceContext,
     path: PathBuf,
