@@ -344,6 +344,26 @@ fn resource_outcome(event: &Event, reason: Option<String>) -> (String, u8, u8, S
             with_reason("error"),
         ),
         EventKind::ResourceFailed => ("monitor".into(), 1, 4, with_reason("failed")),
+        EventKind::ResourcePending => {
+            let task = match event.str_field("state") {
+                Some("offline_pending") => "stop",
+                _ => "start",
+            };
+            (task.into(), 0, 0, "pending".into())
+        }
+        EventKind::ResourceRestarted => ("restart".into(), 0, 0, "ok".into()),
+        EventKind::ResourceIsolated => (
+            "isolate".into(),
+            0,
+            0,
+            with_reason("moved to a monitor of its own"),
+        ),
+        EventKind::RestartThresholdExceeded => {
+            ("restart".into(), 1, 4, "restart threshold exceeded".into())
+        }
+        EventKind::FailoverRequested => {
+            ("failover".into(), 1, 4, with_reason("failover requested"))
+        }
         other => (
             call.unwrap_or_else(|| other.name().into()),
             0,
