@@ -308,6 +308,15 @@ impl Host {
     /// The latencies of every `kind` health check since the host started
     /// (host → monitor → resource → host), as a histogram over
     /// [`CHECK_LATENCY_BUCKETS_US`](crate::CHECK_LATENCY_BUCKETS_US).
+    ///
+    /// ```no_run
+    /// # fn show(host: &clusterkit_host::Host) {
+    /// use clusterkit_host::CheckKind;
+    /// let looks = host.check_latency(CheckKind::LooksAlive);
+    /// let within_1ms = looks.buckets.iter().find(|(le_us, _)| *le_us == 1_000).unwrap().1;
+    /// println!("{within_1ms} of {} looks_alive checks answered within 1 ms", looks.count);
+    /// # }
+    /// ```
     pub fn check_latency(&self, kind: CheckKind) -> LatencySnapshot {
         self.check_latency.snapshot(kind)
     }
