@@ -383,6 +383,10 @@ fn run(alert: &Alert, event: &Event, node: &str) {
         event.resource.as_deref().unwrap_or("")
     );
     let child = Command::new(&alert.path)
+        // The host's own dealings with systemd are not the agent's.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("WATCHDOG_USEC")
         .envs(environment(event, node, &alert.recipient))
         .stdin(Stdio::null())
         .stdout(Stdio::null())

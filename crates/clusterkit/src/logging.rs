@@ -17,8 +17,41 @@
 //! `no-startup-symbol`) keeps its own subscriber and logger: nothing is
 //! installed then.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::Level;
 #[cfg(any(feature = "tracing", feature = "log"))]
-use crate::{Level, Logger};
+use crate::Logger;
+
+/// The most detailed level the bridges forward; `Info` until changed.
+static MAX_LEVEL: AtomicU32 = AtomicU32::new(Level::Info as u32);
+
+/// Sets the most detailed level of `tracing` / `log` records sent to the
+/// host (default [`Level::Info`]): each record forwarded is a message to the
+/// host and a line of its event log, and dependencies log per packet at
+/// `debug` and `trace`. [`ResourceContext::log`](crate::ResourceContext::log)
+/// is not filtered.
+///
+/// ```
+/// use clusterkit::{Level, logging};
+/// logging::set_max_level(Level::Debug); // e.g. from a property, in `startup`
+/// assert_eq!(logging::max_level(), Level::Debug);
+/// # logging::set_max_level(Level::Info);
+/// ```
+pub fn set_max_level(level: Level) {
+    MAX_LEVEL.store(level as u32, Ordering::Relaxed);
+}
+
+/// The most detailed level forwarded; see [`set_max_level`].
+pub fn max_level() -> Level {
+    Level::from_u32(MAX_LEVEL.load(Ordering::Relaxed)).unwrap_or(Level::Info)
+}
+
+/// Whether a record at `level` is forwarded.
+#[cfg(any(feature = "tracing", feature = "log"))]
+fn forwarded(level: Level) -> bool {
+    level as u32 <= MAX_LEVEL.load(Ordering::Relaxed)
+}
 
 /// Installs what the enabled features provide, once; a subscriber or logger
 /// set before (by this library) stays.
@@ -31,9 +64,12 @@ pub(crate) fn install() {
     }
 }
 
-/// Sends `message` to the current logger, if any.
+/// Sends `message` to the current logger, if any and if `level` is forwarded.
 #[cfg(any(feature = "tracing", feature = "log"))]
 fn send(level: Level, message: std::fmt::Arguments<'_>) {
+    if !forwarded(level) {
+        return;
+    }
     if let Some(logger) = Logger::current() {
         logger.log(level, message);
     }
@@ -49,8 +85,16 @@ pub struct HostTracing {
 
 #[cfg(feature = "tracing")]
 impl tracing::Subscriber for HostTracing {
-    fn enabled(&self, _metadata: &tracing::Metadata<'_>) -> bool {
-        true
+    // Asked each time (a relaxed load): the level can change at run time.
+    fn register_callsite(
+        &self,
+        _metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        forwarded(level_of(metadata.level()))
     }
 
     fn new_span(&self, _span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
@@ -64,13 +108,10 @@ impl tracing::Subscriber for HostTracing {
     fn record_follows_from(&self, _span: &tracing::span::Id, _follows: &tracing::span::Id) {}
 
     fn event(&self, event: &tracing::Event<'_>) {
-        let level = match *event.metadata().level() {
-            tracing::Level::ERROR => Level::Error,
-            tracing::Level::WARN => Level::Warn,
-            tracing::Level::INFO => Level::Info,
-            tracing::Level::DEBUG => Level::Debug,
-            tracing::Level::TRACE => Level::Trace,
-        };
+        let level = level_of(event.metadata().level());
+        if !forwarded(level) {
+            return;
+        }
         let mut line = Line::default();
         event.record(&mut line);
         send(level, format_args!("{}{}", line.message, line.fields));
@@ -79,6 +120,17 @@ impl tracing::Subscriber for HostTracing {
     fn enter(&self, _span: &tracing::span::Id) {}
 
     fn exit(&self, _span: &tracing::span::Id) {}
+}
+
+#[cfg(feature = "tracing")]
+fn level_of(level: &tracing::Level) -> Level {
+    match *level {
+        tracing::Level::ERROR => Level::Error,
+        tracing::Level::WARN => Level::Warn,
+        tracing::Level::INFO => Level::Info,
+        tracing::Level::DEBUG => Level::Debug,
+        tracing::Level::TRACE => Level::Trace,
+    }
 }
 
 /// An event's message and its other fields.
@@ -117,22 +169,26 @@ pub struct HostLog;
 
 #[cfg(feature = "log")]
 impl log::Log for HostLog {
-    fn enabled(&self, _metadata: &log::Metadata<'_>) -> bool {
-        true
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        forwarded(log_level(metadata.level()))
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        let level = match record.level() {
-            log::Level::Error => Level::Error,
-            log::Level::Warn => Level::Warn,
-            log::Level::Info => Level::Info,
-            log::Level::Debug => Level::Debug,
-            log::Level::Trace => Level::Trace,
-        };
-        send(level, *record.args());
+        send(log_level(record.level()), *record.args());
     }
 
     fn flush(&self) {}
+}
+
+#[cfg(feature = "log")]
+fn log_level(level: log::Level) -> Level {
+    match level {
+        log::Level::Error => Level::Error,
+        log::Level::Warn => Level::Warn,
+        log::Level::Info => Level::Info,
+        log::Level::Debug => Level::Debug,
+        log::Level::Trace => Level::Trace,
+    }
 }
 
 #[cfg(all(test, feature = "tracing", feature = "log"))]
@@ -149,7 +205,11 @@ mod tests {
         let scope = logger.enter();
         tracing::subscriber::with_default(HostTracing::default(), || {
             tracing::warn!(disk = "sda", "almost full");
+            tracing::debug!("not forwarded: below the default level");
+            set_max_level(Level::Debug);
             tracing::debug!("checked");
+            tracing::trace!("not forwarded either");
+            set_max_level(Level::Info);
         });
         log::Log::log(
             &HostLog,
