@@ -379,7 +379,6 @@ pub unsafe fn startup(
         let host = read_host(host)?;
         let log = logger_from(host.logger);
         log.set_library_fallback();
-        crate::logging::install();
         let ctx = StartupContext { log: log.clone() };
         let types = types
             .iter()
@@ -764,6 +763,9 @@ macro_rules! __clusterkit_startup_symbol {
             host: *const $crate::ffi::ck_host,
             error: *mut $crate::ffi::ck_error,
         ) -> *const $crate::ffi::ck_library {
+            // Only here, in the symbol a host finds with `dlopen`: a library
+            // linked into a host must not take over the host's logging.
+            $crate::logging::install();
             // SAFETY: the caller's guarantees are forwarded unchanged.
             unsafe { __clusterkit_library_startup(host, error) }
         }

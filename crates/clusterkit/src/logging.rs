@@ -13,9 +13,10 @@
 //! resource; on other threads of the resource's own, enter its logger first
 //! (`let _scope = ctx.log().enter();`), or lines go to the library's logger.
 //!
-//! A host that links resource types into itself (feature
-//! `no-startup-symbol`) keeps its own subscriber and logger: nothing is
-//! installed then.
+//! Only the `clusterkit_startup` symbol a host finds with `dlopen` installs
+//! them: a host that links resource types into itself
+//! (`clusterkit_loader::Library::from_static`) keeps its own subscriber and
+//! logger.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -54,11 +55,13 @@ fn forwarded(level: Level) -> bool {
 }
 
 /// Installs what the enabled features provide, once; a subscriber or logger
-/// set before (by this library) stays.
-pub(crate) fn install() {
-    #[cfg(all(feature = "tracing", not(feature = "no-startup-symbol")))]
+/// set before (by this library) stays. Called by the `clusterkit_startup`
+/// that [`export_resource_types!`](crate::export_resource_types) defines.
+#[doc(hidden)]
+pub fn install() {
+    #[cfg(feature = "tracing")]
     let _ = tracing::subscriber::set_global_default(HostTracing::default());
-    #[cfg(all(feature = "log", not(feature = "no-startup-symbol")))]
+    #[cfg(feature = "log")]
     if log::set_logger(&HostLog).is_ok() {
         log::set_max_level(log::LevelFilter::Trace);
     }
