@@ -144,11 +144,11 @@ impl Driver {
             Message::Monitor(input) => {
                 let now = Instant::now();
                 if let Input::Frame {
+                    monitor,
                     message: FromMonitor::Reply { call, .. },
-                    ..
                 } = &input
                 {
-                    self.count_check_latency(CallId(*call), now);
+                    self.count_check_latency(*monitor, CallId(*call), now);
                 }
                 self.core.handle(input, now)
             }
@@ -278,9 +278,10 @@ impl Driver {
     }
 
     /// Counts a health check's latency as the core will see it (from the
-    /// call's write to its reply), before the core takes the call.
-    fn count_check_latency(&self, call: CallId, now: Instant) {
-        let Some(call) = self.core.calls.get(call) else {
+    /// call's write to its reply), before the core takes the call; a reply
+    /// from another monitor than the call's is not one (the core drops it).
+    fn count_check_latency(&self, monitor: MonitorId, call: CallId, now: Instant) {
+        let Some(call) = self.core.calls.get(call).filter(|c| c.monitor == monitor) else {
             return;
         };
         let kind = match call.kind {
