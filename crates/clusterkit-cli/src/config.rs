@@ -197,6 +197,9 @@ struct ConfigFile {
     types: BTreeMap<String, TimingConfig>,
     #[serde(default, rename = "resource")]
     resources: Vec<ResourceSection>,
+    metrics: Option<crate::metrics::MetricsSection>,
+    #[serde(default, rename = "alert")]
+    alerts: Vec<crate::alerts::AlertSection>,
 }
 
 /// A loaded, resolved configuration.
@@ -219,6 +222,12 @@ pub(crate) struct Config {
     pub(crate) libraries: BTreeMap<String, PathBuf>,
     /// The resources.
     pub(crate) resources: Vec<ResourceSection>,
+    /// `[metrics]`, if the file has it.
+    metrics: Option<crate::metrics::MetricsSection>,
+    /// `[[alert]]` entries.
+    alerts: Vec<crate::alerts::AlertSection>,
+    /// The config file's directory: relative alert paths start there.
+    base: PathBuf,
 }
 
 /// Converts a TOML value to a property value; integers and strings are
@@ -296,6 +305,9 @@ impl Config {
                 .map(|(k, p)| (k, if p.is_relative() { beside_config(p) } else { p }))
                 .collect(),
             resources: file.resources,
+            metrics: file.metrics,
+            alerts: file.alerts,
+            base: std::path::absolute(base).unwrap_or_else(|_| base.to_owned()),
             monitor: file.monitor,
             state_dir,
             control_socket,
@@ -362,6 +374,12 @@ impl Config {
                 ),
             ));
         }
+        if let Some(Err((at, problem))) = self.metrics.as_ref().map(|m| m.address()) {
+            problems.push(self.error_at(at, problem));
+        }
+        if let Err(more) = self.alerts() {
+            problems.extend(more);
+        }
         let mut seen = BTreeMap::new();
         for r in &self.resources {
             if let Some(first) = seen.insert(r.name.get_ref().clone(), r.name.span().start) {
@@ -405,6 +423,36 @@ impl Config {
             }
         }
         problems
+    }
+
+    /// Where `[metrics]` listens, if the file has it.
+    pub(crate) fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.address().ok())
+    }
+
+    /// The `[[alert]]` entries, checked: every problem, located.
+    pub(crate) fn alerts(&self) -> Result<Vec<crate::alerts::Alert>, Vec<ConfigError>> {
+        let names: std::collections::HashSet<&str> = self
+            .resources
+            .iter()
+            .map(|r| r.name.get_ref().as_str())
+            .collect();
+        let mut alerts = Vec::new();
+        let mut problems = Vec::new();
+        for section in &self.alerts {
+            match section.check(&self.base, &names) {
+                Ok(alert) => alerts.push(alert),
+                Err(more) => problems.extend(
+                    more.into_iter()
+                        .map(|(at, problem)| self.error_at(at, problem)),
+                ),
+            }
+        }
+        if problems.is_empty() {
+            Ok(alerts)
+        } else {
+            Err(problems)
+        }
     }
 
     /// The host's view of every resource.
@@ -573,6 +621,51 @@ restart_threshold = 5
             e.to_string()
                 .contains("deadlock_timeout is 10 ms, the minimum is 1000 ms"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn metrics_and_alert_problems_are_located() {
+        let c = parse("[metrics]\nlisten = \"127.0.0.1:9464\"\n[[alert]]\npath = \"/bin/true\"\n")
+            .unwrap();
+        assert_eq!(c.metrics_address().unwrap().port(), 9464);
+        assert_eq!(c.alerts().unwrap().len(), 1);
+        assert!(parse("").unwrap().metrics_address().is_none());
+
+        let e = parse("[metrics]\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/ck.toml:2:10: [metrics] key `listen`: \"localhost\" is not an address and \
+             port, such as \"127.0.0.1:9464\" or \"[::1]:9464\""
+        );
+        let e = parse("[metrics]\nport = 1\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `port`"), "{e}");
+
+        let e = parse(
+            "[[alert]]\npath = \"/proc/version\"\nkinds = [\"resource_failed\", \"exploded\"]\n\
+             resources = [\"db\"]\ntimeout = 0\n",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "/etc/ck.toml:2:8: [[alert]] key `path`: /proc/version: not an executable file"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("/etc/ck.toml:3:29: [[alert]] key `kinds`: no event kind `exploded` (kinds: resource_online,"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "/etc/ck.toml:4:14: [[alert]] key `resources`: no resource `db` is declared"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("/etc/ck.toml:5:11: [[alert]] key `timeout`: must be above zero"),
+            "{text}"
         );
     }
 }

@@ -5,12 +5,15 @@
 //! commands. The binary is also its own monitor process: a host started by
 //! `clusterkit run` re-executes it for each monitor.
 
+mod alerts;
 mod check;
 mod config;
 mod control;
 mod demo;
 mod managed;
+mod metrics;
 mod notify;
+mod observe;
 mod ocf;
 mod reload;
 mod type_control;
@@ -242,6 +245,7 @@ fn run(path: &Path) -> Result<(), String> {
             eprintln!("{}", human_event(&e.to_json()));
         }
     });
+    observe::start(&config, &host)?;
     // All at once: one state write, however many resources there are.
     let first_seen: Vec<&str> = config
         .resources

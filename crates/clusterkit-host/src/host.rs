@@ -17,6 +17,7 @@ use crate::engine::reconfigure::{Reconfiguration, Reconfigured};
 use crate::error::HostError;
 use crate::escalation::Escalation;
 use crate::events::{Event, Subscriber};
+use crate::metrics::{CheckKind, CheckLatency, LatencySnapshot};
 use crate::process::{MonitorProgram, ProcessControl, SystemProcesses};
 use crate::state_file::{Desired, StateLock};
 use crate::status::{Board, ResourceStatus, StatusBoard};
@@ -180,6 +181,7 @@ impl HostBuilder {
         // Bounded: a monitor flooding the host (a library logging in a loop)
         // is slowed down at its socket instead of growing the host's memory.
         let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
+        let check_latency = Arc::new(CheckLatency::default());
         let driver = Driver::new(
             DriverConfig {
                 lock,
@@ -188,6 +190,7 @@ impl HostBuilder {
                 process: self.process,
                 escalation: self.escalation,
                 subscribers: self.subscribers,
+                check_latency: check_latency.clone(),
             },
             CoreConfig {
                 resources: specs,
@@ -206,6 +209,7 @@ impl HostBuilder {
             tx,
             board,
             set: Mutex::new(set),
+            check_latency,
             thread: Mutex::new(Some(thread)),
         };
         let (reply, answer) = mpsc::sync_channel(1);
@@ -228,6 +232,7 @@ pub struct Host {
     /// The resources as last configured; held through a reconfiguration,
     /// so reconfigurations run one at a time.
     set: Mutex<ResourceSet>,
+    check_latency: Arc<CheckLatency>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -435,6 +440,22 @@ impl Host {
             return Err(HostError::UnknownResource(name.to_owned()));
         }
         self.reconfigure(set)
+    }
+
+    /// The latencies of every `kind` health check since the host started
+    /// (host → monitor → resource → host), as a histogram over
+    /// [`CHECK_LATENCY_BUCKETS_US`](crate::CHECK_LATENCY_BUCKETS_US).
+    ///
+    /// ```no_run
+    /// # fn show(host: &clusterkit_host::Host) {
+    /// use clusterkit_host::CheckKind;
+    /// let looks = host.check_latency(CheckKind::LooksAlive);
+    /// let within_1ms = looks.buckets.iter().find(|(le_us, _)| *le_us == 1_000).unwrap().1;
+    /// println!("{within_1ms} of {} looks_alive checks answered within 1 ms", looks.count);
+    /// # }
+    /// ```
+    pub fn check_latency(&self, kind: CheckKind) -> LatencySnapshot {
+        self.check_latency.snapshot(kind)
     }
 
     /// Every event from now on. The receiver may be dropped at any time.

@@ -65,6 +65,7 @@ mod error;
 mod escalation;
 mod events;
 mod host;
+mod metrics;
 mod monitor;
 mod policy;
 mod pool;
@@ -86,6 +87,7 @@ pub use error::HostError;
 pub use escalation::{ESCALATION_EXIT_CODE, Escalation};
 pub use events::{Event, EventKind, rfc3339};
 pub use host::{Host, HostBuilder, ResourceSet};
+pub use metrics::{CHECK_LATENCY_BUCKETS_US, CheckKind, LatencySnapshot};
 pub use monitor::{HOST_PID_ENV, MONITOR_ENV, MONITOR_FD, run_if_monitor, run_monitor};
 pub use policy::{Decision, RestartCounters};
 pub use process::{

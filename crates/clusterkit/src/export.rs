@@ -236,6 +236,8 @@ struct TypeHolder<T> {
 struct ResourceHolder<R> {
     resource: R,
     termination: StopFlag,
+    /// Entered around each entry point: `tracing`/`log` lines go to it.
+    log: Logger,
 }
 
 unsafe fn drop_type_holder<T: ResourceType>(context: *mut c_void) {
@@ -376,6 +378,7 @@ pub unsafe fn startup(
     guard(error, || {
         let host = read_host(host)?;
         let log = logger_from(host.logger);
+        log.set_library_fallback();
         let ctx = StartupContext { log: log.clone() };
         let types = types
             .iter()
@@ -462,11 +465,14 @@ unsafe extern "C" fn open<T: ResourceType>(
         let input = Properties::decode(unsafe { properties.as_slice() }?)?;
         let validated = ty.schema.validate(&input)?;
         let termination = StopFlag::new();
-        let ctx = ResourceContext::new(name, logger_from(logger), termination.clone());
+        let log = logger_from(logger);
+        let _log = log.enter();
+        let ctx = ResourceContext::new(name, log.clone(), termination.clone());
         let opened = ty.instance.open(ctx, &validated, recover)?;
         let handle = Box::into_raw(Box::new(ResourceHolder {
             resource: opened,
             termination,
+            log,
         }));
         write_out(resource, handle.cast(), "resource").inspect_err(|_| {
             // SAFETY: just made by Box::into_raw and never shared.
@@ -482,6 +488,7 @@ unsafe extern "C" fn close<T: ResourceType>(handle: *mut c_void, error: *mut ck_
         }
         // SAFETY: the host hands back an `open::<T>` handle, once.
         let holder = unsafe { Box::from_raw(handle.cast::<ResourceHolder<T::Resource>>()) };
+        let _log = holder.log.enter();
         holder.resource.close()
     })
 }
@@ -497,6 +504,7 @@ fn transition<T: ResourceType>(
     let code = guard(error, || {
         // SAFETY: the host passes a live handle.
         let holder = unsafe { holder::<T>(handle) }?;
+        let _log = holder.log.enter();
         if out.is_null() {
             return Err(Error::InvalidInput(format!("{what}: NULL state pointer")));
         }
@@ -568,6 +576,7 @@ unsafe extern "C" fn terminate<T: ResourceType>(handle: *mut c_void, error: *mut
     guard(error, || {
         // SAFETY: the host passes a live handle.
         let holder = unsafe { holder::<T>(handle) }?;
+        let _log = holder.log.enter();
         holder.termination.raise();
         holder.resource.terminate()
     })
@@ -582,6 +591,7 @@ fn health_check<T: ResourceType>(
     let code = guard(error, || {
         // SAFETY: the host passes a live handle.
         let holder = unsafe { holder::<T>(handle) }?;
+        let _log = holder.log.enter();
         if out.is_null() {
             return Err(Error::InvalidInput("NULL health pointer".into()));
         }
@@ -643,6 +653,7 @@ unsafe extern "C" fn arbitrate<T: ResourceType>(
     guard(error, || {
         // SAFETY: the host passes a live handle.
         let holder = unsafe { holder::<T>(handle) }?;
+        let _log = holder.log.enter();
         let raw = FfiLost(lost);
         let callback = LostOwnership::new(move || raw.fire());
         holder.resource.arbitrate(callback)
@@ -652,7 +663,9 @@ unsafe extern "C" fn arbitrate<T: ResourceType>(
 unsafe extern "C" fn release<T: ResourceType>(handle: *mut c_void, error: *mut ck_error) -> i32 {
     guard(error, || {
         // SAFETY: the host passes a live handle.
-        unsafe { holder::<T>(handle) }?.resource.release()
+        let holder = unsafe { holder::<T>(handle) }?;
+        let _log = holder.log.enter();
+        holder.resource.release()
     })
 }
 
@@ -688,6 +701,7 @@ unsafe extern "C" fn control<T: ResourceType>(
     run_control(input, output, error, |bytes| {
         // SAFETY: the host passes a live handle.
         let holder = unsafe { holder::<T>(handle) }?;
+        let _log = holder.log.enter();
         holder.resource.control(ControlCode(code), bytes)
     })
 }
@@ -749,6 +763,9 @@ macro_rules! __clusterkit_startup_symbol {
             host: *const $crate::ffi::ck_host,
             error: *mut $crate::ffi::ck_error,
         ) -> *const $crate::ffi::ck_library {
+            // Only here, in the symbol a host finds with `dlopen`: a library
+            // linked into a host must not take over the host's logging.
+            $crate::logging::install();
             // SAFETY: the caller's guarantees are forwarded unchanged.
             unsafe { __clusterkit_library_startup(host, error) }
         }

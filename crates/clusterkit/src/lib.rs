@@ -129,8 +129,9 @@
 //!   panics counts as failed.
 //! - **Errors** are [`Error`]s with stable [`ErrorCode`]s; property errors
 //!   name the property ([`PropertyErrors`]).
-//! - **Logging** goes through [`ResourceContext::log`]; the host attributes
-//!   every line to the resource.
+//! - **Logging** goes through [`ResourceContext::log`], or, with the
+//!   features `tracing` / `log`, through those crates' macros ([`logging`]);
+//!   the host attributes every line to the resource.
 //! - **Secrets.** Keys and passwords are declared [`PropertySpec::secret`]:
 //!   hosts and this crate then keep their values out of every message, and
 //!   a resource never logs them either (show lists with [`Schema::redact`]).
@@ -144,6 +145,7 @@ mod error;
 pub mod export;
 pub mod ffi;
 mod log;
+pub mod logging;
 mod name;
 pub mod properties;
 mod resource;
@@ -155,7 +157,7 @@ mod worker;
 pub use characteristics::Characteristics;
 pub use control::ControlCode;
 pub use error::{Error, ErrorCode, Result};
-pub use log::{Level, LogSink, Logger};
+pub use log::{Level, LogScope, LogSink, Logger};
 pub use name::{MAX_RESOURCE_NAME_LEN, validate_resource_name};
 pub use properties::{
     Apply, DecodeError, Problem, Properties, PropertyError, PropertyErrors, PropertyKind,

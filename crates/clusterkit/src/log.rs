@@ -1,7 +1,9 @@
 //! The logging handle a resource writes through.
 
+use std::cell::RefCell;
 use std::fmt;
-use std::sync::Arc;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
 
 crate::stable_enum! {
     /// The severity of a log line. Numeric values are stable and cross the
@@ -110,5 +112,87 @@ impl Logger {
     /// Records a debug line.
     pub fn debug(&self, message: fmt::Arguments<'_>) {
         self.log(Level::Debug, message)
+    }
+}
+
+thread_local! {
+    /// The logger of the resource whose entry point runs on this thread.
+    static CURRENT: RefCell<Option<Logger>> = const { RefCell::new(None) };
+}
+
+/// The library's own logger (from `startup`): where lines logged on threads
+/// outside any entry point go, attributed to the library.
+static LIBRARY: OnceLock<Logger> = OnceLock::new();
+
+impl Logger {
+    /// Makes this the [current](Self::current) logger of this thread until
+    /// the returned scope is dropped (the previous one comes back then).
+    ///
+    /// The export glue enters the resource's logger around every entry
+    /// point; a resource enters it on threads of its own (a worker), so
+    /// that `tracing`/`log` lines logged there are attributed to it too.
+    ///
+    /// ```
+    /// use clusterkit::{Level, Logger};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let lines = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = lines.clone();
+    /// let log = Logger::from_fn(move |level, msg| sink.lock().unwrap().push(format!("{level} {msg}")));
+    /// {
+    ///     let _scope = log.enter();
+    ///     Logger::current().unwrap().warn(format_args!("disk almost full"));
+    /// }
+    /// assert!(Logger::current().is_none());
+    /// assert_eq!(lines.lock().unwrap()[0], "warn disk almost full");
+    /// ```
+    pub fn enter(&self) -> LogScope {
+        // `try_with`: an entry point called from a thread's TLS destructors
+        // logs nowhere rather than panicking.
+        let previous = CURRENT
+            .try_with(|current| current.replace(Some(self.clone())))
+            .ok()
+            .flatten();
+        LogScope {
+            previous,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The logger lines logged on this thread belong to: the resource whose
+    /// entry point runs here (or that [entered](Self::enter) it), else the
+    /// library's own (from `startup`), else none.
+    pub fn current() -> Option<Logger> {
+        entered().or_else(|| LIBRARY.get().cloned())
+    }
+
+    /// Makes this the library-wide fallback of [`current`](Self::current)
+    /// (the first call wins: a library starts up once per process).
+    pub(crate) fn set_library_fallback(&self) {
+        let _ = LIBRARY.set(self.clone());
+    }
+}
+
+/// The logger entered on this thread, if any (not the library's fallback).
+pub(crate) fn entered() -> Option<Logger> {
+    CURRENT
+        .try_with(|current| current.borrow().clone())
+        .ok()
+        .flatten()
+}
+
+/// While alive, a [`Logger`] is the current one of its thread; see
+/// [`Logger::enter`]. Not `Send`: it restores the thread it was made on.
+#[must_use = "the logger is current only while the scope lives"]
+#[derive(Debug)]
+pub struct LogScope {
+    previous: Option<Logger>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for LogScope {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        let _ = CURRENT.try_with(|current| *current.borrow_mut() = previous);
     }
 }

@@ -86,16 +86,23 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts `work` on a new thread named `name`.
+    /// Starts `work` on a new thread named `name`. The thread logs where
+    /// this one does: the logger [entered](crate::Logger::enter) here (in an
+    /// entry point: the resource's) is entered there too, so `tracing` and
+    /// `log` lines of the worker are attributed to the resource.
     pub fn spawn(
         name: &str,
         work: impl FnOnce(&StopFlag) + Send + 'static,
     ) -> std::io::Result<Worker> {
         let stop = StopFlag::new();
         let flag = stop.clone();
+        let log = crate::log::entered();
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || work(&flag))?;
+            .spawn(move || {
+                let _log = log.as_ref().map(crate::Logger::enter);
+                work(&flag)
+            })?;
         Ok(Worker {
             stop,
             thread: Some(thread),
@@ -149,6 +156,24 @@ mod tests {
         assert!(t.join().unwrap());
         flag.lower();
         assert!(!flag.is_raised());
+    }
+
+    #[test]
+    fn a_worker_logs_to_the_logger_entered_where_it_was_spawned() {
+        use std::sync::{Arc, Mutex};
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let log = crate::Logger::from_fn(move |_, msg| sink.lock().unwrap().push(msg.to_owned()));
+        let scope = log.enter();
+        let worker = Worker::spawn("logs", |_| {
+            if let Some(current) = crate::Logger::current() {
+                current.info(format_args!("from the worker"));
+            }
+        })
+        .unwrap();
+        drop(scope);
+        assert!(!worker.stop_and_join());
+        assert_eq!(*lines.lock().unwrap(), ["from the worker"]);
     }
 
     #[test]

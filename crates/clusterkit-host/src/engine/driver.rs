@@ -15,11 +15,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::error::HostError;
 use crate::escalation::{ESCALATION_EXIT_CODE, Escalation};
 use crate::events::{Event, EventSink, Subscriber};
+use crate::metrics::{CheckKind, CheckLatency};
 use crate::process::{self, MonitorProgram, ProcessControl};
 use crate::protocol::{self, FromMonitor, ToMonitor};
 use crate::state_file::{ClockMark, StateFile, StateLock};
 use crate::status::{ResourceStatus, StatusBoard};
 
+use super::calls::CallKind;
 use super::core::{Action, Command, Core, CoreConfig, Input};
 use super::ids::{CallId, MonitorId, RequestId, ResourceId};
 
@@ -49,6 +51,8 @@ pub(crate) struct DriverConfig {
     pub(crate) process: Arc<dyn ProcessControl>,
     pub(crate) escalation: Escalation,
     pub(crate) subscribers: Vec<Sender<Event>>,
+    /// Where health-check latencies are counted.
+    pub(crate) check_latency: Arc<CheckLatency>,
 }
 
 /// The engine thread: the core plus the I/O it asks for.
@@ -68,6 +72,7 @@ pub(crate) struct Driver {
     /// The newest state to write, and who waits for it: a batch of inputs
     /// writes the state file once, however many changes it made.
     unsaved: Option<(crate::state_file::PersistedState, Vec<RequestId>)>,
+    check_latency: Arc<CheckLatency>,
     _lock: StateLock,
 }
 
@@ -104,6 +109,7 @@ impl Driver {
             requests: HashMap::new(),
             next_request: 0,
             unsaved: None,
+            check_latency: config.check_latency,
             _lock: config.lock,
         })
     }
@@ -140,7 +146,17 @@ impl Driver {
 
     fn receive(&mut self, message: Message) {
         match message {
-            Message::Monitor(input) => self.core.handle(input, Instant::now()),
+            Message::Monitor(input) => {
+                let now = Instant::now();
+                if let Input::Frame {
+                    monitor,
+                    message: FromMonitor::Reply { call, .. },
+                } = &input
+                {
+                    self.count_check_latency(*monitor, CallId(*call), now);
+                }
+                self.core.handle(input, now)
+            }
             Message::Request(command, reply) => {
                 self.next_request += 1;
                 let request = RequestId(self.next_request);
@@ -260,6 +276,23 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Counts a health check's latency as the core will see it (from the
+    /// call's write to its reply), before the core takes the call; a reply
+    /// from another monitor than the call's is not one (the core drops it).
+    fn count_check_latency(&self, monitor: MonitorId, call: CallId, now: Instant) {
+        let Some(call) = self.core.calls.get(call).filter(|c| c.monitor == monitor) else {
+            return;
+        };
+        let kind = match call.kind {
+            CallKind::LooksAlive => CheckKind::LooksAlive,
+            CallKind::IsAlive => CheckKind::IsAlive,
+            _ => return,
+        };
+        let since = call.written.unwrap_or(call.started);
+        self.check_latency
+            .record(kind, now.saturating_duration_since(since));
     }
 
     fn emit(&mut self, event: Event) {
