@@ -361,8 +361,9 @@ fn ipaddr2_brings_an_address_up_in_a_network_namespace_of_the_tests_own() {
     // This thread, and the host's threads and monitors it starts, move to a
     // new network namespace: nothing on the machine changes.
     // SAFETY: unshare(2) changes the calling thread's namespace only.
+    let unshared = unsafe { libc::unshare(libc::CLONE_NEWNET) };
     assert_eq!(
-        unsafe { libc::unshare(libc::CLONE_NEWNET) },
+        unshared,
         0,
         "unshare(CLONE_NEWNET): {}",
         std::io::Error::last_os_error()
