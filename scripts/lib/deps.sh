@@ -9,6 +9,8 @@ declare -A CLUSTERKIT_PACKAGES=(
     [ocf]="resource-agents libxml2-utils"
     [bench]="strace valgrind linux-perf python3"
     [pacemaker]="pacemaker corosync pacemaker-cli-utils"
+    # veth pairs and network namespaces in the ip-address/ocf tests and the demo.
+    [network]="iproute2 util-linux"
 )
 
 # Maps a package to a command proving it is installed (empty: ask dpkg).
@@ -29,6 +31,8 @@ declare -A CLUSTERKIT_PROBE=(
     [pacemaker]="pacemakerd"
     [corosync]="corosync"
     [pacemaker-cli-utils]="crm_mon"
+    [iproute2]="ip"
+    [util-linux]="nsenter"
 )
 
 _is_installed() {
