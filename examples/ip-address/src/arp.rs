@@ -16,6 +16,20 @@ const REQUEST: u16 = 1;
 const BROADCAST: [u8; 6] = [0xff; 6];
 
 /// An ARP packet (Ethernet, IPv4), without the Ethernet header.
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use clusterkit_ip_address::arp::ArpPacket;
+///
+/// let ours = [2, 0, 0, 0, 0, 1];
+/// let address = Ipv4Addr::new(192, 0, 2, 10);
+/// let probe = ArpPacket::probe(ours, address);
+/// assert_eq!(ArpPacket::decode(&probe.encode()), Some(probe));
+/// // Another host answering for the address is a conflict.
+/// let reply = ArpPacket { operation: 2, sender_mac: [2, 0, 0, 0, 0, 2], sender_ip: address,
+///                         target_mac: ours, target_ip: Ipv4Addr::UNSPECIFIED };
+/// assert!(reply.conflicts(address, ours));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArpPacket {
     /// 1: request, 2: reply.

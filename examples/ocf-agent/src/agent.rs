@@ -115,7 +115,8 @@ pub fn parse_meta_data(agent: &str, xml: &str) -> Result<MetaData> {
         allow_dtd: true,
         ..Default::default()
     };
-    let doc = roxmltree::Document::parse_with_options(xml, options).map_err(|e| unusable(format!("is not XML: {e}")))?;
+    let doc = roxmltree::Document::parse_with_options(xml, options)
+        .map_err(|e| unusable(format!("is not XML: {e}")))?;
     let root = doc.root_element();
     if root.tag_name().name() != "resource-agent" {
         return Err(unusable(format!(

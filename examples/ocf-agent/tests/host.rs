@@ -123,11 +123,7 @@ fn parameters_are_checked_against_the_agents_meta_data() {
             .map_err(|e| e.to_string())
     };
     validate("heartbeat/IPaddr2", &["ip=192.0.2.7", "cidr_netmask=24"]).unwrap();
-    let err = validate(
-        "ocf:heartbeat:IPaddr2",
-        &["arp_count=many", "colour=red"],
-    )
-    .unwrap_err();
+    let err = validate("ocf:heartbeat:IPaddr2", &["arp_count=many", "colour=red"]).unwrap_err();
     for needle in [
         "parameters",
         "arp_count = \"many\" is not an integer",
