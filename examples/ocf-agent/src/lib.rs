@@ -507,3 +507,51 @@ impl Resource for OcfResource {
 }
 
 clusterkit::export_resource_types!(OcfType);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clusterkit::ErrorCode;
+
+    #[test]
+    fn every_ocf_exit_code_maps_as_the_standard_defines_it() {
+        let healthy = [exit::SUCCESS, exit::RUNNING_PROMOTED];
+        let degraded = [exit::DEGRADED, exit::DEGRADED_PROMOTED];
+        for code in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 190, 191, 42] {
+            let health = health_of(code, Some("why"));
+            match health {
+                Health::Healthy => assert!(healthy.contains(&code), "{code}"),
+                Health::Degraded(reason) => {
+                    assert!(degraded.contains(&code), "{code}");
+                    assert!(reason.starts_with("why ("), "{reason}");
+                }
+                Health::Failed(reason) => {
+                    assert!(!healthy.contains(&code) && !degraded.contains(&code));
+                    assert!(reason.contains(&format!("exit {code})")), "{reason}");
+                }
+            }
+        }
+        let codes = [
+            (exit::ERR_GENERIC, ErrorCode::Failed),
+            (exit::ERR_ARGS, ErrorCode::InvalidInput),
+            (exit::ERR_UNIMPLEMENTED, ErrorCode::Unsupported),
+            (exit::ERR_PERM, ErrorCode::Failed),
+            (exit::ERR_INSTALLED, ErrorCode::NotFound),
+            (exit::ERR_CONFIGURED, ErrorCode::InvalidInput),
+            (exit::NOT_RUNNING, ErrorCode::Failed),
+            (exit::FAILED_PROMOTED, ErrorCode::Failed),
+        ];
+        for (code, expected) in codes {
+            let e = error_of("heartbeat/X", "start", code, None);
+            assert_eq!(e.code(), expected, "{code}");
+            assert!(
+                e.to_string().contains(&format!(
+                    "heartbeat/X start: {} (exit {code})",
+                    exit_code_name(code)
+                )),
+                "{e}"
+            );
+        }
+        assert_eq!(exit_code_name(42), "unknown exit code");
+    }
+}
