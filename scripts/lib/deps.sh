@@ -10,7 +10,7 @@ declare -A CLUSTERKIT_PACKAGES=(
     [bench]="strace valgrind linux-perf python3"
     [pacemaker]="pacemaker corosync pacemaker-cli-utils"
     # veth pairs and network namespaces in the ip-address/ocf tests and the demo.
-    [network]="iproute2 util-linux"
+    [network]="iproute2 util-linux procps"
 )
 
 # Maps a package to a command proving it is installed (empty: ask dpkg).
@@ -33,6 +33,7 @@ declare -A CLUSTERKIT_PROBE=(
     [pacemaker-cli-utils]="crm_mon"
     [iproute2]="ip"
     [util-linux]="nsenter"
+    [procps]="sysctl"
 )
 
 _is_installed() {

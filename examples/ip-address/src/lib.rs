@@ -1,11 +1,13 @@
-//! `ip-address`, a clusterkit resource type that brings an IPv4 address up
-//! on an interface, the equivalent of Windows' IP Address resource and of
-//! OCF's `IPaddr2`, natively: rtnetlink (no `ip` command), an ARP probe
-//! for a duplicate before adding (RFC 5227), and gratuitous ARP after.
+//! `ip-address`, a clusterkit resource type that brings an IPv4 or IPv6
+//! address up on an interface, the equivalent of Windows' IP Address
+//! resource and of OCF's `IPaddr2`, natively: rtnetlink (no `ip` command);
+//! for IPv4 an ARP probe for a duplicate before adding (RFC 5227) and
+//! gratuitous ARP after; for IPv6 the kernel's duplicate address detection
+//! and an unsolicited neighbour advertisement.
 //!
 //! | entry point | behaviour |
 //! |---|---|
-//! | `online` | on a worker (pending): probe, add, announce |
+//! | `online` | on a worker (pending): probe (IPv4) or DAD (IPv6), add, announce |
 //! | `offline`, `terminate` | remove the address (already gone: fine) |
 //! | `looks_alive` | the address is on the interface (one netlink dump) |
 //! | `is_alive` | the same, and the interface is up (no carrier: degraded) |
@@ -14,9 +16,10 @@
 //! Built as a `cdylib` (`libclusterkit_ip_address.so`).
 
 pub mod arp;
+pub mod ndp;
 pub mod netlink;
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -27,7 +30,14 @@ use clusterkit::{
 };
 
 use arp::{ArpPacket, ArpSocket, mac_text};
-use netlink::{Interface, Netlink, interface};
+use netlink::{AddressEntry, IFA_F_DADFAILED, IFA_F_TENTATIVE, Interface, Netlink, interface};
+
+/// The longest `online` waits for the kernel's IPv6 duplicate address
+/// detection (one probe and a second by default).
+const DAD_LIMIT: Duration = Duration::from_secs(10);
+
+/// How often `online` looks whether DAD has finished.
+const DAD_POLL: Duration = Duration::from_millis(50);
 
 /// The `ip-address` type.
 #[derive(Debug)]
@@ -47,7 +57,7 @@ pub struct IpAddress {
 /// A resource's validated properties.
 #[derive(Debug, Clone)]
 struct Config {
-    address: Ipv4Addr,
+    address: IpAddr,
     prefix: u8,
     interface: String,
     probe_wait: Duration,
@@ -64,24 +74,24 @@ impl std::fmt::Display for Config {
 fn schema() -> Schema {
     Schema::new(vec![
         PropertySpec::string("address")
-            .describe("The IPv4 address, dotted quad (192.0.2.10)")
+            .describe("The address: IPv4 (192.0.2.10) or IPv6 (2001:db8::10)")
             .required()
             .unique()
-            .min(7),
+            .min(2),
         PropertySpec::u32("prefix_length")
-            .describe("Its prefix length (24 for a /24)")
-            .default(24u32)
-            .range(1, 32),
+            .describe("Its prefix length (0: 24 for IPv4, 64 for IPv6)")
+            .default(0u32)
+            .max(128),
         PropertySpec::string("interface")
             .describe("The interface to put it on (eth0)")
             .required()
             .range(1, 15),
         PropertySpec::duration("probe_wait")
-            .describe("How long to listen for another host using the address before adding it (0: no check)")
+            .describe("IPv4: how long to listen for another host using the address before adding it; IPv6: 0 turns the kernel's DAD off (0: no check)")
             .default(Duration::from_millis(300))
             .max(10_000),
         PropertySpec::u32("announcements")
-            .describe("Gratuitous ARPs sent after adding the address")
+            .describe("Gratuitous ARPs (IPv4) or unsolicited neighbour advertisements (IPv6) sent after adding the address")
             .default(2u32)
             .max(10),
         PropertySpec::duration("announce_interval")
@@ -93,19 +103,41 @@ fn schema() -> Schema {
 
 fn config(properties: &Properties) -> Result<Config> {
     let text = properties.str("address")?;
-    let address: Ipv4Addr = text.parse().map_err(|_| {
-        PropertyError::invalid("address", format!("{text:?} is not an IPv4 address"))
+    let address: IpAddr = text.parse().map_err(|_| {
+        PropertyError::invalid(
+            "address",
+            format!("{text:?} is not an IPv4 or IPv6 address"),
+        )
     })?;
-    if address.is_unspecified() || address.is_multicast() || address.is_broadcast() {
+    let broadcast = matches!(address, IpAddr::V4(v4) if v4.is_broadcast());
+    if address.is_unspecified() || address.is_multicast() || broadcast {
         return Err(PropertyError::invalid(
             "address",
             format!("{address} cannot be an interface address"),
         )
         .into());
     }
+    let (default, most) = match address {
+        IpAddr::V4(_) => (24, 32),
+        IpAddr::V6(_) => (64, 128),
+    };
+    let prefix = match properties.u32("prefix_length")? {
+        0 => default,
+        p if p > most => {
+            return Err(PropertyError::invalid(
+                "prefix_length",
+                format!(
+                    "{p} is longer than an {} address ({most} bits)",
+                    if most == 32 { "IPv4" } else { "IPv6" }
+                ),
+            )
+            .into());
+        }
+        p => p,
+    };
     Ok(Config {
         address,
-        prefix: properties.u32("prefix_length")? as u8,
+        prefix: prefix as u8,
         interface: properties.str("interface")?.to_owned(),
         probe_wait: properties.duration("probe_wait")?,
         announcements: properties.u32("announcements")?,
@@ -125,8 +157,15 @@ fn find_interface(config: &Config) -> Result<Interface> {
 }
 
 impl Config {
-    /// Whether the address is on the interface now.
-    fn present(&self, index: u32) -> Result<bool> {
+    /// Whether this entry is the address, and usable (DAD did not fail).
+    fn matches(&self, entry: &AddressEntry) -> bool {
+        entry.address == self.address
+            && entry.prefix == self.prefix
+            && entry.flags & IFA_F_DADFAILED == 0
+    }
+
+    /// The address's entry on the interface now, if it is there.
+    fn entry(&self, index: u32) -> Result<Option<AddressEntry>> {
         let addresses = Netlink::open()
             .and_then(|mut nl| nl.addresses(index))
             .map_err(|e| {
@@ -135,7 +174,14 @@ impl Config {
                     &e,
                 )
             })?;
-        Ok(addresses.contains(&(self.address, self.prefix)))
+        Ok(addresses
+            .into_iter()
+            .find(|e| e.address == self.address && e.prefix == self.prefix))
+    }
+
+    /// Whether the address is on the interface now, usable.
+    fn present(&self, index: u32) -> Result<bool> {
+        Ok(self.entry(index)?.is_some_and(|e| self.matches(&e)))
     }
 
     /// Probe, add, announce. Runs on the online worker.
@@ -149,7 +195,53 @@ impl Config {
             log.info(format_args!("{self} is already there: adopted"));
             return Ok(());
         }
-        let socket = ArpSocket::open(&link).map_err(|e| {
+        match self.address {
+            IpAddr::V4(_) => self.bring_up_v4(&link, log, keep_going),
+            IpAddr::V6(_) => self.bring_up_v6(&link, log, keep_going),
+        }
+    }
+
+    fn add(&self, link: &Interface, dad: bool, log: &clusterkit::Logger) -> Result<()> {
+        Netlink::open()
+            .and_then(|mut nl| nl.add(link.index, self.address, self.prefix, dad))
+            .map_err(|e| Error::io(format_args!("adding {self}"), &e))?;
+        log.info(format_args!("added {self}"));
+        Ok(())
+    }
+
+    /// Sends the announcements, `announce_interval` apart.
+    fn announce(
+        &self,
+        keep_going: &mut dyn FnMut() -> bool,
+        log: &clusterkit::Logger,
+        send: &dyn Fn() -> std::io::Result<()>,
+    ) {
+        for sent in 0..self.announcements {
+            if sent > 0 && !keep_going() {
+                break;
+            }
+            if let Err(e) = send() {
+                // The address is up; a lost announcement only delays
+                // neighbours' caches.
+                log.warn(format_args!("announcing {self}: {e}"));
+            }
+            if sent + 1 < self.announcements {
+                std::thread::sleep(self.announce_interval);
+            }
+        }
+    }
+
+    /// IPv4: an ARP probe, the address, gratuitous ARPs.
+    fn bring_up_v4(
+        &self,
+        link: &Interface,
+        log: &clusterkit::Logger,
+        keep_going: &mut dyn FnMut() -> bool,
+    ) -> Result<()> {
+        let IpAddr::V4(address) = self.address else {
+            unreachable!("called for IPv4 addresses only")
+        };
+        let socket = ArpSocket::open(link).map_err(|e| {
             Error::io(
                 format_args!("opening an ARP socket on {}", self.interface),
                 &e,
@@ -157,12 +249,11 @@ impl Config {
         })?;
         if !self.probe_wait.is_zero() {
             let holder = socket
-                .probe(self.address, 2, self.probe_wait)
-                .map_err(|e| Error::io(format_args!("probing for {}", self.address), &e))?;
+                .probe(address, 2, self.probe_wait)
+                .map_err(|e| Error::io(format_args!("probing for {address}"), &e))?;
             if let Some(mac) = holder {
                 return Err(Error::Busy(format!(
-                    "{} is already in use on {} by {}",
-                    self.address,
+                    "{address} is already in use on {} by {}",
                     self.interface,
                     mac_text(mac)
                 )));
@@ -171,24 +262,56 @@ impl Config {
         if !keep_going() {
             return Err(Error::Terminated(format!("bringing {self} up was stopped")));
         }
-        Netlink::open()
-            .and_then(|mut nl| nl.add(link.index, self.address, self.prefix))
-            .map_err(|e| Error::io(format_args!("adding {self}"), &e))?;
-        log.info(format_args!("added {self}"));
-        let announcement = ArpPacket::announcement(link.mac, self.address);
-        for sent in 0..self.announcements {
-            if sent > 0 && !keep_going() {
+        self.add(link, false, log)?;
+        let announcement = ArpPacket::announcement(link.mac, address);
+        self.announce(keep_going, log, &|| socket.send(&announcement));
+        Ok(())
+    }
+
+    /// IPv6: the address, the kernel's DAD (unless `probe_wait` is 0), an
+    /// unsolicited neighbour advertisement once it is usable.
+    fn bring_up_v6(
+        &self,
+        link: &Interface,
+        log: &clusterkit::Logger,
+        keep_going: &mut dyn FnMut() -> bool,
+    ) -> Result<()> {
+        let IpAddr::V6(address) = self.address else {
+            unreachable!("called for IPv6 addresses only")
+        };
+        let dad = !self.probe_wait.is_zero();
+        self.add(link, dad, log)?;
+        let started = std::time::Instant::now();
+        loop {
+            let entry = self.entry(link.index)?;
+            let flags = entry.map_or(0, |e| e.flags);
+            if flags & IFA_F_DADFAILED != 0 {
+                let _ = self.take_down();
+                return Err(Error::Busy(format!(
+                    "{address} is already in use on {}: the kernel's duplicate address detection found another holder",
+                    self.interface
+                )));
+            }
+            if entry.is_none() {
+                return Err(Error::Failed(format!("{self} vanished during DAD")));
+            }
+            if flags & IFA_F_TENTATIVE == 0 {
                 break;
             }
-            if let Err(e) = socket.send(&announcement) {
-                // The address is up; a lost announcement only delays
-                // neighbours' caches.
-                log.warn(format_args!("gratuitous ARP for {self}: {e}"));
+            if started.elapsed() > DAD_LIMIT {
+                let _ = self.take_down();
+                return Err(Error::Timeout(format!(
+                    "{self} was still tentative (DAD) after {DAD_LIMIT:?}; is {} up?",
+                    self.interface
+                )));
             }
-            if sent + 1 < self.announcements {
-                std::thread::sleep(self.announce_interval);
+            if !keep_going() {
+                let _ = self.take_down();
+                return Err(Error::Terminated(format!("bringing {self} up was stopped")));
             }
+            std::thread::sleep(DAD_POLL);
         }
+        self.announce(keep_going, log, &|| ndp::announce(link, address));
         Ok(())
     }
 
@@ -327,7 +450,7 @@ impl Resource for IpAddress {
         let mut probe = self.probe.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((netlink, index)) = probe.as_mut()
             && let Ok(addresses) = netlink.addresses(*index)
-            && addresses.contains(&(self.config.address, self.config.prefix))
+            && addresses.iter().any(|e| self.config.matches(e))
         {
             return Health::Healthy;
         }

@@ -1,12 +1,12 @@
-//! A minimal rtnetlink client: add, delete and list the IPv4 addresses of
-//! an interface (`RTM_NEWADDR`, `RTM_DELADDR`, `RTM_GETADDR`), and look up
-//! an interface's index, flags and hardware address.
+//! A minimal rtnetlink client: add, delete and list the IPv4 and IPv6
+//! addresses of an interface (`RTM_NEWADDR`, `RTM_DELADDR`, `RTM_GETADDR`),
+//! and look up an interface's index, flags and hardware address.
 //!
 //! Every socket is created in the calling thread's network namespace.
 
 use std::io;
 use std::mem::size_of;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -15,6 +15,23 @@ const IFADDRMSG_LEN: usize = 8;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_BROADCAST: u16 = 4;
+const IFA_FLAGS: u16 = 8;
+const IFA_F_NODAD: u8 = 0x02;
+/// The kernel's duplicate address detection has not finished (IPv6).
+pub const IFA_F_TENTATIVE: u32 = 0x40;
+/// The kernel's duplicate address detection found another holder (IPv6).
+pub const IFA_F_DADFAILED: u32 = 0x08;
+
+/// One address of an interface, as the kernel lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressEntry {
+    /// The address.
+    pub address: IpAddr,
+    /// Its prefix length.
+    pub prefix: u8,
+    /// `IFA_F_*` flags ([`IFA_F_TENTATIVE`], [`IFA_F_DADFAILED`], ...).
+    pub flags: u32,
+}
 /// How long the kernel may take to answer one request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -127,17 +144,21 @@ impl Netlink {
     }
 
     /// Adds `address/prefix` to interface `index`. `AlreadyExists` when it
-    /// is there already.
-    pub fn add(&mut self, index: u32, address: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    /// is there already. For IPv6, `dad = false` asks the kernel to skip
+    /// duplicate address detection (`IFA_F_NODAD`).
+    pub fn add(&mut self, index: u32, address: IpAddr, prefix: u8, dad: bool) -> io::Result<()> {
         let flags = libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL;
-        let request = self.address_request(libc::RTM_NEWADDR, flags, index, address, prefix);
+        let mut request = self.address_request(libc::RTM_NEWADDR, flags, index, address, prefix);
+        if address.is_ipv6() && !dad {
+            request[NLMSG_HDR_LEN + 2] = IFA_F_NODAD;
+        }
         self.send(&request)?;
         self.receive(|_| Ok(()))
     }
 
     /// Removes `address/prefix` from interface `index`. Removing an address
     /// that is not there succeeds.
-    pub fn delete(&mut self, index: u32, address: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    pub fn delete(&mut self, index: u32, address: IpAddr, prefix: u8) -> io::Result<()> {
         let flags = libc::NLM_F_REQUEST | libc::NLM_F_ACK;
         let request = self.address_request(libc::RTM_DELADDR, flags, index, address, prefix);
         self.send(&request)?;
@@ -147,14 +168,15 @@ impl Netlink {
         }
     }
 
-    /// The IPv4 addresses (with prefix lengths) of interface `index`.
-    pub fn addresses(&mut self, index: u32) -> io::Result<Vec<(Ipv4Addr, u8)>> {
+    /// The addresses (IPv4 and IPv6) of interface `index`.
+    pub fn addresses(&mut self, index: u32) -> io::Result<Vec<AddressEntry>> {
         let mut request = header(
             libc::RTM_GETADDR,
             libc::NLM_F_REQUEST | libc::NLM_F_DUMP,
             self.next_sequence(),
         );
-        request.extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0]);
+        // AF_UNSPEC: both families; the kernel ignores the index in dumps.
+        request.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
         request.extend_from_slice(&index.to_ne_bytes());
         finish(&mut request);
         self.send(&request)?;
@@ -178,22 +200,34 @@ impl Netlink {
         kind: u16,
         flags: i32,
         index: u32,
-        address: Ipv4Addr,
+        address: IpAddr,
         prefix: u8,
     ) -> Vec<u8> {
         let mut request = header(kind, flags, self.next_sequence());
+        let family = match address {
+            IpAddr::V4(_) => libc::AF_INET,
+            IpAddr::V6(_) => libc::AF_INET6,
+        };
         // ifaddrmsg: family, prefix length, flags, scope (universe), index.
-        request.extend_from_slice(&[libc::AF_INET as u8, prefix, 0, 0]);
+        request.extend_from_slice(&[family as u8, prefix, 0, 0]);
         request.extend_from_slice(&index.to_ne_bytes());
-        attribute(&mut request, IFA_LOCAL, &address.octets());
-        attribute(&mut request, IFA_ADDRESS, &address.octets());
-        if prefix < 31 {
-            let broadcast = u32::from(address) | (u32::MAX >> prefix);
-            attribute(
-                &mut request,
-                IFA_BROADCAST,
-                &Ipv4Addr::from(broadcast).octets(),
-            );
+        match address {
+            IpAddr::V4(v4) => {
+                attribute(&mut request, IFA_LOCAL, &v4.octets());
+                attribute(&mut request, IFA_ADDRESS, &v4.octets());
+                if prefix < 31 {
+                    let broadcast = u32::from(v4) | (u32::MAX >> prefix);
+                    attribute(
+                        &mut request,
+                        IFA_BROADCAST,
+                        &Ipv4Addr::from(broadcast).octets(),
+                    );
+                }
+            }
+            IpAddr::V6(v6) => {
+                attribute(&mut request, IFA_LOCAL, &v6.octets());
+                attribute(&mut request, IFA_ADDRESS, &v6.octets());
+            }
         }
         finish(&mut request);
         request
@@ -301,21 +335,22 @@ fn align(len: usize) -> usize {
     (len + 3) & !3
 }
 
-/// The address of one `RTM_NEWADDR` message, if it is an IPv4 address of
+/// The address of one `RTM_NEWADDR` message, if it is an address of
 /// interface `index`. Malformed messages are skipped, never over-read.
-fn parse_address(message: &[u8], index: u32) -> Option<(Ipv4Addr, u8)> {
+fn parse_address(message: &[u8], index: u32) -> Option<AddressEntry> {
     let kind = u16::from_ne_bytes(message.get(4..6)?.try_into().ok()?);
     let body = message.get(NLMSG_HDR_LEN..)?;
     if kind != libc::RTM_NEWADDR || body.len() < IFADDRMSG_LEN {
         return None;
     }
-    let (family, prefix) = (body[0], body[1]);
+    let (family, prefix) = (i32::from(body[0]), body[1]);
     let on = u32::from_ne_bytes(body[4..8].try_into().ok()?);
-    if i32::from(family) != libc::AF_INET || on != index {
+    if on != index || (family != libc::AF_INET && family != libc::AF_INET6) {
         return None;
     }
+    let mut flags = u32::from(body[2]);
     let mut attributes = &body[IFADDRMSG_LEN..];
-    let mut address = None;
+    let (mut local, mut peer) = (None, None);
     while attributes.len() >= 4 {
         let len = usize::from(u16::from_ne_bytes(attributes[0..2].try_into().ok()?));
         let kind = u16::from_ne_bytes(attributes[2..4].try_into().ok()?);
@@ -323,16 +358,28 @@ fn parse_address(message: &[u8], index: u32) -> Option<(Ipv4Addr, u8)> {
             return None;
         }
         let payload = &attributes[4..len];
-        if let Ok(octets) = <[u8; 4]>::try_from(payload) {
-            // IFA_LOCAL is the interface's own address; IFA_ADDRESS the
-            // peer's on point-to-point links, so LOCAL wins.
-            if kind == IFA_LOCAL || (kind == IFA_ADDRESS && address.is_none()) {
-                address = Some(Ipv4Addr::from(octets));
+        let address = match (family, payload.len()) {
+            (libc::AF_INET, 4) => Some(IpAddr::from(<[u8; 4]>::try_from(payload).ok()?)),
+            (libc::AF_INET6, 16) => Some(IpAddr::from(<[u8; 16]>::try_from(payload).ok()?)),
+            _ => None,
+        };
+        match kind {
+            IFA_LOCAL => local = address.or(local),
+            IFA_ADDRESS => peer = address.or(peer),
+            IFA_FLAGS if payload.len() == 4 => {
+                flags = u32::from_ne_bytes(payload.try_into().ok()?);
             }
+            _ => {}
         }
         attributes = &attributes[align(len).min(attributes.len())..];
     }
-    Some((address?, prefix))
+    // IFA_LOCAL is the interface's own address; IFA_ADDRESS the peer's on
+    // point-to-point links (and the only one IPv6 usually sends).
+    Some(AddressEntry {
+        address: local.or(peer)?,
+        prefix,
+        flags,
+    })
 }
 
 #[cfg(test)]
@@ -349,7 +396,7 @@ mod tests {
             libc::RTM_NEWADDR,
             libc::NLM_F_REQUEST,
             3,
-            Ipv4Addr::new(192, 0, 2, 10),
+            Ipv4Addr::new(192, 0, 2, 10).into(),
             24,
         );
         assert_eq!(m.len(), 16 + 8 + 3 * 8);
@@ -360,10 +407,21 @@ mod tests {
         // What the kernel sends back parses to what was asked.
         let mut answer = m.clone();
         answer[4..6].copy_from_slice(&libc::RTM_NEWADDR.to_ne_bytes());
-        assert_eq!(
-            parse_address(&answer, 3),
-            Some((Ipv4Addr::new(192, 0, 2, 10), 24))
+        let entry = parse_address(&answer, 3).unwrap();
+        assert_eq!(entry.address, Ipv4Addr::new(192, 0, 2, 10));
+        assert_eq!((entry.prefix, entry.flags), (24, 0));
+        // IPv6: 16-byte addresses, no broadcast.
+        let m6 = nl.address_request(
+            libc::RTM_NEWADDR,
+            libc::NLM_F_REQUEST,
+            3,
+            "2001:db8::10".parse().unwrap(),
+            64,
         );
+        assert_eq!(m6.len(), 16 + 8 + 2 * 20);
+        let entry = parse_address(&m6, 3).unwrap();
+        assert_eq!(entry.address, "2001:db8::10".parse::<IpAddr>().unwrap());
+        assert_eq!(entry.prefix, 64);
         assert_eq!(parse_address(&answer, 4), None, "another interface");
     }
 
@@ -373,7 +431,13 @@ mod tests {
             fd: socket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap(),
             sequence: 0,
         };
-        let m = nl.address_request(libc::RTM_NEWADDR, 0, 1, Ipv4Addr::new(10, 0, 0, 1), 8);
+        let m = nl.address_request(
+            libc::RTM_NEWADDR,
+            0,
+            1,
+            Ipv4Addr::new(10, 0, 0, 1).into(),
+            8,
+        );
         for cut in 0..m.len() {
             let _ = parse_address(&m[..cut], 1);
         }

@@ -262,7 +262,7 @@ fn bad_properties_are_refused_naming_the_property() {
     validate(ADDRESS, "ck0").unwrap();
     let err = validate("300.1.2.3", "ck0").unwrap_err();
     assert!(
-        err.contains("property `address`: \"300.1.2.3\" is not an IPv4 address"),
+        err.contains("property `address`: \"300.1.2.3\" is not an IPv4 or IPv6 address"),
         "{err}"
     );
     let err = validate(ADDRESS, "nope0").unwrap_err();
@@ -270,6 +270,109 @@ fn bad_properties_are_refused_naming_the_property() {
         err.contains("property `interface`: there is no interface \"nope0\""),
         "{err}"
     );
+    let mut props = Properties::new();
+    props.insert("address", ADDRESS);
+    props.insert("interface", "ck0");
+    props.insert("prefix_length", 40u32);
+    let err = ty
+        .control(ControlCode::VALIDATE_PROPERTIES, &props.encode())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("property `prefix_length`: 40 is longer than an IPv4 address (32 bits)"),
+        "{err}"
+    );
+    validate("2001:db8::10", "ck0").unwrap();
     let err = validate("224.0.0.5", "ck0").unwrap_err();
     assert!(err.contains("cannot be an interface address"), "{err}");
+}
+
+/// Fast DAD on `ck0` (100 ms per probe instead of 1 s), and a peer that
+/// takes unsolicited neighbour advertisements into its cache (the kernel
+/// does so only on a forwarding interface, as a router).
+fn ipv6(link: &Link) {
+    run(
+        &require_tool("sysctl", "procps"),
+        &["-qw", "net.ipv6.neigh.ck0.retrans_time_ms=100"],
+    );
+    link.in_peer(&["sysctl", "-qw", "net.ipv6.conf.ck1.forwarding=1"]);
+    link.in_peer(&["sysctl", "-qw", "net.ipv6.conf.ck1.accept_untracked_na=1"]);
+}
+
+fn address6(name: &str) -> ResourceConfig {
+    address(name)
+        .property("address", "2001:db8::10")
+        .property("prefix_length", 64u32)
+}
+
+#[test]
+fn ipv6_waits_for_the_kernels_dad_then_advertises_the_address() {
+    let link = Link::new();
+    ipv6(&link);
+    let dir = TempDir::new("ip-address-ipv6");
+    let host = host(&dir, address6("vip6"));
+    host.online("vip6").unwrap();
+    host.wait_for_state("vip6", ResourceState::Online, PATIENCE)
+        .unwrap();
+    let shown = link.addresses();
+    let line = shown
+        .lines()
+        .find(|l| l.contains("2001:db8::10/64"))
+        .unwrap_or_else(|| panic!("no 2001:db8::10/64 in {shown}"));
+    assert!(!line.contains("tentative"), "online after DAD: {line}");
+    let ours = link.mac(false);
+    wait_until(
+        "the peer to learn the address from the advertisement",
+        || {
+            link.in_peer(&["ip", "-6", "neigh", "show", "2001:db8::10", "dev", "ck1"])
+                .contains(&ours)
+        },
+    );
+    let checks = host.resource_status("vip6").unwrap().health_checks;
+    host.wait_for(PATIENCE, "health checks to pass", |s| {
+        s[0].health_checks >= checks + 2 && s[0].last_health == Some(Health::Healthy)
+    })
+    .unwrap();
+    host.offline("vip6").unwrap();
+    host.wait_for_state("vip6", ResourceState::Offline, PATIENCE)
+        .unwrap();
+    assert!(!link.addresses().contains("2001:db8::10"));
+    host.stop_all(PATIENCE).unwrap();
+}
+
+#[test]
+fn an_ipv6_address_in_use_fails_the_kernels_dad_and_is_removed() {
+    let link = Link::new();
+    ipv6(&link);
+    link.in_peer(&[
+        "ip",
+        "addr",
+        "add",
+        "2001:db8::10/64",
+        "dev",
+        "ck1",
+        "nodad",
+    ]);
+    let dir = TempDir::new("ip-address-ipv6-conflict");
+    let host = host(&dir, address6("vip6"));
+    let events = host.subscribe();
+    host.online("vip6").unwrap();
+    let (failed, _) = wait_event(
+        &events,
+        "online failing",
+        is(EventKind::ResourceFailed, "vip6"),
+    );
+    assert_eq!(
+        failed.str_field("reason"),
+        Some(
+            "pending online failed: busy: 2001:db8::10 is already in use on ck0: \
+             the kernel's duplicate address detection found another holder"
+        ),
+        "{failed}"
+    );
+    assert!(
+        !link.addresses().contains("2001:db8::10"),
+        "the failed address is removed"
+    );
+    host.stop_all(PATIENCE).unwrap();
 }
