@@ -11,6 +11,8 @@ declare -A CLUSTERKIT_PACKAGES=(
     [pacemaker]="pacemaker corosync pacemaker-cli-utils"
     [metrics]="prometheus"
     [alerts]="pacemaker-common"
+    # veth pairs and network namespaces in the ip-address/ocf tests and the demo.
+    [network]="iproute2 util-linux procps"
 )
 
 # Maps a package to a command proving it is installed (empty: ask dpkg).
@@ -32,6 +34,9 @@ declare -A CLUSTERKIT_PROBE=(
     [corosync]="corosync"
     [pacemaker-cli-utils]="crm_mon"
     [prometheus]="promtool"
+    [iproute2]="ip"
+    [util-linux]="nsenter"
+    [procps]="sysctl"
 )
 
 _is_installed() {

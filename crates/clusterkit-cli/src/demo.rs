@@ -1,7 +1,9 @@
 //! `clusterkit demo`: the project's main job.
 //!
-//! Starts the example resources on real local backends in a temp dir (BIND
-//! on a loopback port for a network name, a disk image, a QEMU VM), plus a
+//! Starts the example resources on real local backends in a temp dir (an IP
+//! address on a veth pair in a network namespace of the demo's own, BIND on
+//! a loopback port for a network name that depends on that address, a disk
+//! image, a QEMU VM), plus a
 //! fault-injection resource sharing their monitor; then reproduces the
 //! seeds' outage (a health check that hangs) and prints the timeline:
 //! detection at the deadline, diagnostics, the monitor killed, co-hosted
@@ -31,6 +33,8 @@ pub(crate) struct DemoArgs {
 const STEP_LIMIT: Duration = Duration::from_secs(120);
 const ZONE: &str = "demo.test";
 const KEY_NAME: &str = "clusterkit-demo";
+
+mod network;
 
 fn step(text: &str) {
     println!("\n== {text}");
@@ -136,6 +140,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
             .to_owned(),
     };
     let network_name = library(&libs, "clusterkit_network_name")?;
+    let ip_address = library(&libs, "clusterkit_ip_address")?;
     let disk = library(&libs, "clusterkit_disk")?;
     let vm = library(&libs, "clusterkit_virtual_machine")?;
     let faults = library(&libs, "clusterkit_fault_injection")?;
@@ -155,6 +160,11 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     }
 
     step("Setting up real backends in a temp dir");
+    network::enter()?;
+    println!(
+        "  a network namespace of the demo's own, with a veth pair ({} up)",
+        network::INTERFACE
+    );
     let bind = start_bind(&dir.join("bind"))?;
     println!(
         "  BIND 9 (named) serving {ZONE} on {}, updates signed with TSIG key {KEY_NAME}",
@@ -200,10 +210,19 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
             },
         )
         .resource(
+            ResourceConfig::new("web-ip", &ip_address, "ip-address")
+                .placement(Placement::Core)
+                .property("address", network::ADDRESS)
+                .property("prefix_length", 24u32)
+                .property("interface", network::INTERFACE),
+        )
+        .resource(
+            // As in Windows' core cluster group: the name needs its address.
             ResourceConfig::new("web-name", &network_name, "network-name")
                 .placement(Placement::Core)
+                .depends_on("web-ip")
                 .property("name", format!("web.{ZONE}").as_str())
-                .property("address", "127.0.0.1")
+                .property("address", network::ADDRESS)
                 .property("zone", ZONE)
                 .property("servers", vec![bind.addr().to_string()])
                 .property("tsig_key_name", KEY_NAME)
@@ -261,9 +280,9 @@ fn status_table(host: &Host) {
 }
 
 fn outage(host: &Host, bind: &Named, dir: &Path, control: &Path) -> Result<(), String> {
-    step("Bringing four resources online in one shared monitor (placement `core`)");
+    step("Bringing five resources online in one shared monitor (placement `core`)");
     let events = host.subscribe();
-    for name in ["web-name", "data-disk", "vm", "legacy-app"] {
+    for name in ["web-ip", "web-name", "data-disk", "vm", "legacy-app"] {
         host.online(name).map_err(|e| e.to_string())?;
     }
     host.wait_for(STEP_LIMIT, "every resource online", |s| {
@@ -290,7 +309,7 @@ fn outage(host: &Host, bind: &Named, dir: &Path, control: &Path) -> Result<(), S
     let mut reattached = Vec::new();
     let mut culprit_back = false;
     let deadline = t0 + STEP_LIMIT;
-    while !(culprit_back && reattached.len() == 3) {
+    while !(culprit_back && reattached.len() == 4) {
         let left = deadline.saturating_duration_since(Instant::now());
         let e = events
             .recv_timeout(left)
@@ -372,8 +391,9 @@ fn outage(host: &Host, bind: &Named, dir: &Path, control: &Path) -> Result<(), S
         ok &= passed;
     }
     println!(
-        "\n  RHS would have restarted all 4 resources and taken the VM down; clusterkit restarted 1,\n  \
+        "\n  RHS would have restarted all {} resources and taken the VM down; clusterkit restarted 1,\n  \
          after {:.1} s, and recorded why.",
+        status.len(),
         t0.elapsed().as_secs_f64()
     );
     if ok {

@@ -380,6 +380,7 @@ fn systemd_readiness_and_watchdog() {
 fn the_demo_recovers_from_the_outage_and_leaves_nothing_running() {
     let mut libs = None;
     for (package, lib) in [
+        ("clusterkit-example-ip-address", "clusterkit_ip_address"),
         ("clusterkit-example-network-name", "clusterkit_network_name"),
         ("clusterkit-example-disk", "clusterkit_disk"),
         (
@@ -403,6 +404,7 @@ fn the_demo_recovers_from_the_outage_and_leaves_nothing_running() {
     for line in [
         "legacy-app: `is_alive` still running after",
         "<- the hung call",
+        "web-ip: re-attached to its running workload, no restart",
         "web-name: re-attached to its running workload, no restart",
         "data-disk: re-attached to its running workload, no restart",
         "vm: re-attached to its running workload, no restart",
