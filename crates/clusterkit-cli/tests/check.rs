@@ -485,3 +485,36 @@ fn check_says_why_a_library_cannot_be_checked() {
         "startup failed: panicked: panicky: told to panic in startup",
     );
 }
+
+#[test]
+fn check_passes_the_ip_address_in_a_network_namespace_of_its_own() {
+    require_tool("unshare", "util-linux");
+    require_tool("ip", "iproute2");
+    let library = cdylib("clusterkit-example-ip-address", "clusterkit_ip_address");
+    // A fresh network namespace with a veth pair: nothing on the machine
+    // changes.
+    let script = format!(
+        "set -e; ip link set lo up; ip link add ckchk0 type veth peer name ckchk1; \
+         ip link set ckchk0 up; ip link set ckchk1 up; exec '{}' check '{}' \
+         address=192.0.2.77 interface=ckchk0 --slack=5",
+        env!("CARGO_BIN_EXE_clusterkit"),
+        path(&library)
+    );
+    let out = Command::new("unshare")
+        .args(["--net", "sh", "-c", &script])
+        .output()
+        .expect("running unshare");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.code().is_some(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_passes(out.status.code().unwrap(), &report, &[], &[]);
+    assert_outcome(
+        &report,
+        "offline stops the workload",
+        "pass",
+        "192.0.2.77/24 on ckchk0 is not there",
+    );
+}
