@@ -12,7 +12,7 @@ use clusterkit::{
     StatusReporter, Transition, Value,
 };
 use clusterkit_disk::{
-    DiskLock, FORMAT, MIN_DISK_SIZE, PROBE_MAGIC, RESERVATION, Record, read_record,
+    DiskLock, FORMAT, MIN_DISK_SIZE, OLD_SIGNATURE, PROBE_MAGIC, RESERVATION, Record, read_record,
 };
 use clusterkit_loader::LoadedResource;
 use clusterkit_testkit::TempDir;
@@ -25,10 +25,7 @@ fn open(props: &Properties, name: &str) -> LoadedResource {
 }
 
 fn online(resource: &LoadedResource) {
-    assert_eq!(
-        resource.online(StatusReporter::detached_online()).unwrap(),
-        Transition::Done
-    );
+    online_and_wait(resource).unwrap();
 }
 
 fn offline(resource: &LoadedResource) {
@@ -72,7 +69,15 @@ fn describes_itself_with_a_documented_schema() {
         Some(Duration::from_millis(500).into())
     );
     assert_eq!(default("direct_io"), Some(true.into()));
-    assert_eq!(schema.specs().len(), 4);
+    assert_eq!(
+        default("lease_renewal"),
+        Some(Duration::from_secs(2).into())
+    );
+    assert_eq!(
+        default("lease_timeout"),
+        Some(Duration::from_secs(10).into())
+    );
+    assert_eq!(schema.specs().len(), 6);
     for spec in schema.specs() {
         assert!(!spec.description.is_empty(), "{} is described", spec.name);
     }
@@ -204,7 +209,35 @@ fn type_level_format_prepares_a_disk_before_any_resource_exists() {
     ty.control(FORMAT, &format_input(image.to_str().unwrap()))
         .unwrap();
     assert_eq!(read_record(&image).unwrap(), Record::free(0));
-    assert_eq!(&read_block(&image, 0)[..8], b"CKDISK01");
+    assert_eq!(&read_block(&image, 0)[..8], b"CKDISK02");
+
+    // Layout 1 (an older version's record, without a lease) is refused with
+    // a clear error, and FORMAT rewrites it without `force`, keeping the
+    // workload's blocks.
+    let old = formatted_image(&dir, "layout1.img");
+    let mut block = vec![0u8; 512];
+    block[..8].copy_from_slice(&OLD_SIGNATURE);
+    overwrite_block0(&old, &block);
+    write_block(&old, 2, &[0x5a; 4096]);
+    let err = read_record(&old).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "invalid state: disk {} (property `path`): it has layout 1 (signature CKDISK01, a \
+             record without a lease), written by an older version of the disk type; run the \
+             FORMAT control code (type_specific(1)) to rewrite blocks 0 and 1 in layout 2 (the \
+             workload's data from byte 8192 on is kept)",
+            old.display()
+        )
+    );
+    let resource = open(&props(&old), "data");
+    let refused = online_and_wait(&resource).unwrap_err();
+    assert_eq!(refused.to_string(), err.to_string());
+    ty.control(FORMAT, &format_input(old.to_str().unwrap()))
+        .unwrap();
+    assert_eq!(read_record(&old).unwrap(), Record::free(0));
+    assert_eq!(read_block(&old, 2), vec![0x5a; 4096]);
+    resource.close().unwrap();
 
     // Something that is not a clusterkit disk is not overwritten unless forced.
     let foreign = blank_image(&dir, "mbr.img");
