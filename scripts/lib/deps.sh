@@ -9,6 +9,7 @@ declare -A CLUSTERKIT_PACKAGES=(
     [ocf]="resource-agents libxml2-utils"
     [bench]="strace valgrind linux-perf python3"
     [pacemaker]="pacemaker corosync pacemaker-cli-utils"
+    [shared-disk]="mount"
 )
 
 # Maps a package to a command proving it is installed (empty: ask dpkg).
@@ -29,6 +30,7 @@ declare -A CLUSTERKIT_PROBE=(
     [pacemaker]="pacemakerd"
     [corosync]="corosync"
     [pacemaker-cli-utils]="crm_mon"
+    [mount]="losetup"
 )
 
 _is_installed() {

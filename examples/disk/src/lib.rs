@@ -3,19 +3,30 @@
 //!
 //! - **online** opens the disk (with `O_DIRECT` where the filesystem supports
 //!   it), takes an exclusive open-file-description lock on it
-//!   ([`DiskLock`]; held elsewhere → [`Error::Busy`] naming the holder),
-//!   verifies the signature in block 0 and writes the reservation
-//!   [`Record`]: this resource's owner string with the next generation.
+//!   ([`DiskLock`]; held elsewhere on this host → [`Error::Busy`] naming
+//!   the holder) and verifies the signature in block 0, then answers
+//!   *pending* and claims the **on-disk lease** on a worker, in the manner
+//!   of sanlock's delta leases: another owner's lease is watched for
+//!   `lease_timeout` (renewed meanwhile → `Busy` naming its holder; standing
+//!   still → taken over), then the reservation [`Record`] is written with
+//!   this owner and the next generation, and read back after twice
+//!   `io_timeout` to detect a rival that claimed at the same time.
+//! - While held, a worker **renews** the lease every `lease_renewal`
+//!   (rewrites block 0 with a higher [`LeaseStamp::renewals`]); it stops
+//!   writing once the record names someone else, or once it has gone half
+//!   the lease timeout without a renewal.
 //! - **looks_alive** (cheap): the record still names this owner and
-//!   generation (one read of block 0).
+//!   generation (one read of block 0), and the lease is neither lost nor
+//!   lapsed.
 //! - **is_alive** (thorough): the same, then a fresh random pattern is
 //!   written to the probe block (block 1), read back and compared.
-//! - **offline** writes the record free (same generation) and releases the
-//!   lock; **terminate** releases the lock without touching the disk.
+//! - **offline** stops the renewal, writes the record free (same
+//!   generation) and releases the lock; **terminate** stops the renewal and
+//!   releases the lock without touching the disk.
 //! - **Re-attach** (`REATTACH`): `open` with `recover = true` takes the lock
-//!   again and keeps the generation when the record still names this owner;
-//!   otherwise the reservation stays released and the first health check
-//!   fails (see the README).
+//!   again, keeps the generation and resumes renewing when the record still
+//!   names this owner; otherwise the reservation stays released and the
+//!   first health check fails (see the README).
 //!
 //! Every health-check I/O runs on a helper thread with the `io_timeout`
 //! deadline, so a hung device fails the check (`"probe I/O did not finish
@@ -28,8 +39,8 @@
 //! is also in [`Record`]'s documentation.
 //!
 //! Built as a `cdylib` (`libclusterkit_disk.so`) and an `rlib` (the helpers
-//! [`format_image`], [`read_record`], [`DiskLock`], [`Record`] for tests and
-//! tools).
+//! [`format_image`], [`read_record`], [`read_lease`], [`DiskLock`],
+//! [`Record`] for tests and tools).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -81,8 +92,10 @@ pub const FORMAT: ControlCode = ControlCode::type_specific(1);
 /// RESERVATION (`ControlCode::type_specific(2)`, resources only): the disk's
 /// record and this resource's view of it, as an encoded property list:
 /// `path` (string), `formatted` (bool), `owner` (string; empty when free),
-/// `generation` (u64), `held` (bool: this resource holds the lock),
-/// `direct_io` (bool: direct I/O in use; false when not held).
+/// `generation` (u64), `renewals` (u64: the lease's renewal counter on
+/// disk), `held` (bool: this resource holds the lock, the record names it
+/// and its lease holds), `lease` (string: `none`, `claiming`, `held` or
+/// `lost`), `direct_io` (bool: direct I/O in use; false when not held).
 pub const RESERVATION: ControlCode = ControlCode::type_specific(2);
 
 /// The default `io_timeout`.
