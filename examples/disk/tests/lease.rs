@@ -11,6 +11,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Barrier;
 use std::time::Duration;
 
 use clusterkit::{Health, Properties, ResourceState};
@@ -120,14 +121,20 @@ fn two_nodes_racing_for_the_disk_never_both_hold_it() {
     let mut wins = [0, 0];
     for round in 0..6u64 {
         let (events_a, events_b) = (a.subscribe(), b.subscribe());
-        // Both at once; who asks first alternates.
-        if round % 2 == 0 {
-            a.online("data").unwrap();
-            b.online("data").unwrap();
-        } else {
-            b.online("data").unwrap();
-            a.online("data").unwrap();
-        }
+        // Both at once, from two threads. The hosts' claims usually find
+        // the first claim already written and watch it (a live lease);
+        // claims that both find the disk free are the library test
+        // `a_claim_overwritten_by_a_rival_loses_naming_it`.
+        let start = Barrier::new(2);
+        std::thread::scope(|s| {
+            for (_, host) in nodes {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    host.online("data").unwrap();
+                });
+            }
+        });
         // Never both online, at any status change until both settle.
         a.wait_for(PATIENCE, "both claims to end", |statuses| {
             let (sa, sb) = (statuses[0].state, state(&b));

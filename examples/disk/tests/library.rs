@@ -12,7 +12,8 @@ use clusterkit::{
     StatusReporter, Transition, Value,
 };
 use clusterkit_disk::{
-    DiskLock, FORMAT, MIN_DISK_SIZE, OLD_SIGNATURE, PROBE_MAGIC, RESERVATION, Record, read_record,
+    DiskLock, FORMAT, LeaseStamp, MIN_DISK_SIZE, OLD_SIGNATURE, PROBE_MAGIC, RESERVATION, Record,
+    read_lease, read_record,
 };
 use clusterkit_loader::LoadedResource;
 use clusterkit_testkit::TempDir;
@@ -26,6 +27,58 @@ fn open(props: &Properties, name: &str) -> LoadedResource {
 
 fn online(resource: &LoadedResource) {
     online_and_wait(resource).unwrap();
+}
+
+/// Two claims written at once: the claim written last wins, and the other
+/// claimant, reading block 0 back after its wait, fails naming the winner
+/// and keeps nothing.
+#[test]
+fn a_claim_overwritten_by_a_rival_loses_naming_it() {
+    let dir = TempDir::new("disk-claim-race");
+    let image = formatted_image(&dir, "data.img");
+    let mut props = props(&image);
+    props.insert("owner", "node-a/data");
+    let disk = open(&props, "data");
+    let completion = online_pending(&disk);
+    // The claim is written, then waited on for 2 x io_timeout: a rival
+    // that read the free record before it writes its own claim now.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while read_record(&image).unwrap() != Record::new("node-a/data", 1) {
+        assert!(std::time::Instant::now() < deadline, "no claim written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let rival = LeaseStamp {
+        renewals: 0,
+        timeout_ms: 4000,
+    };
+    overwrite_block0(
+        &image,
+        &Record::new("node-b/data", 1).to_block_with(rival).unwrap(),
+    );
+    let err = completion
+        .recv_timeout(PATIENCE)
+        .expect("the claim ends")
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Busy);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "busy: disk {} is reserved by node-b/data (generation 1): it claimed the disk at the \
+             same time as node-a/data (generation 1), and its claim was written last",
+            image.display()
+        )
+    );
+    assert!(failed(disk.looks_alive()).contains("is not reserved (it is offline)"));
+    assert!(
+        DiskLock::try_acquire(&image).unwrap().is_some(),
+        "lock released"
+    );
+    assert_eq!(
+        read_lease(&image).unwrap(),
+        (Record::new("node-b/data", 1), rival),
+        "the loser wrote nothing more"
+    );
+    disk.close().unwrap();
 }
 
 fn offline(resource: &LoadedResource) {
@@ -155,6 +208,23 @@ fn type_level_validation_names_the_property_and_the_problem() {
     );
     clusterkit_disk::format_image(&image).unwrap();
     validate(&props(&image)).unwrap();
+
+    // The lease's timing must leave room for a late renewal and a claim.
+    let mut tight = props(&image);
+    tight.insert("lease_renewal", Duration::from_millis(500));
+    tight.insert("lease_timeout", Duration::from_secs(1));
+    check(
+        &tight,
+        "property `lease_timeout`: 1s is less than three times `lease_renewal` (500ms)",
+    );
+    let mut hasty = props(&image);
+    hasty.insert("io_timeout", Duration::from_millis(500));
+    hasty.insert("lease_timeout", Duration::from_secs(1));
+    check(
+        &hasty,
+        "property `lease_timeout`: 1s is less than four times `io_timeout` (500ms): a claim \
+         waits twice `io_timeout` before its first renewal",
+    );
 
     // Opening a resource on a missing image fails the same way.
     let err = ty

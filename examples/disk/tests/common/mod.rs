@@ -86,6 +86,19 @@ impl StatusSink for Completion {
     }
 }
 
+/// `online`, which must answer pending; the receiver gets its completion.
+pub fn online_pending(
+    resource: &LoadedResource,
+) -> mpsc::Receiver<Result<ResourceState, clusterkit::Error>> {
+    let (tx, rx) = mpsc::channel();
+    let status = StatusReporter::online(Arc::new(Completion(Mutex::new(tx))));
+    assert_eq!(
+        resource.online(status).expect("online"),
+        Transition::Pending
+    );
+    rx
+}
+
 /// `online`, waiting (up to [`PATIENCE`]) for a pending claim to end.
 pub fn online_and_wait(resource: &LoadedResource) -> clusterkit::Result<()> {
     let (tx, rx) = mpsc::channel();
