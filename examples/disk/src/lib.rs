@@ -277,8 +277,9 @@ impl ResourceType for DiskType {
     fn describe() -> TypeDescription {
         TypeDescription {
             name: TYPE_NAME.into(),
-            description: "Reserves a block device or image file: an exclusive OFD lock plus an \
-                          on-disk reservation record, checked by a write-read-verify probe"
+            description: "Reserves a block device or image file: an exclusive OFD lock on this \
+                          node plus an on-disk reservation record whose lease is renewed against \
+                          other nodes, checked by a write-read-verify probe"
                 .into(),
             characteristics: Characteristics::REATTACH,
             schema: Schema::new(vec![
