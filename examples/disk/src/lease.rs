@@ -189,7 +189,8 @@ impl Claim<'_> {
             }
             if read_at.elapsed() > self.timing.io_timeout {
                 // Too long since the read to trust it: a contender may
-                // have claimed meanwhile.
+                // have claimed meanwhile. Read again.
+                self.pause(&mut checkpoint, Duration::ZERO)?;
                 continue;
             }
             let generation = seen.generation.checked_add(1).ok_or_else(|| {

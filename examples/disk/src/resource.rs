@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use clusterkit::{
     ControlCode, Error, Health, Level, Properties, Resource, ResourceContext, Result,
-    StatusReporter, Transition, Worker,
+    StatusReporter, StopFlag, Transition, Worker,
 };
 
 use crate::device::{self, AlignedBlock, Device};
@@ -159,10 +159,24 @@ impl Disk {
         &self,
         device: &Arc<Device>,
     ) -> Result<std::result::Result<(Record, layout::LeaseStamp), LayoutError>> {
+        self.read_record_until(device, self.ctx.termination())
+    }
+
+    /// Reads block 0 within `io_timeout`, or until `stop` is raised.
+    fn read_record_until(
+        &self,
+        device: &Arc<Device>,
+        stop: &StopFlag,
+    ) -> Result<std::result::Result<(Record, layout::LeaseStamp), LayoutError>> {
+        let device = device.clone();
         let block = self
-            .io("reading the reservation record", device, |d| {
-                d.read_block(RECORD_BLOCK)
-            })
+            .lane
+            .run(
+                "reading the reservation record",
+                self.config.io_timeout,
+                stop,
+                move || device.read_block(RECORD_BLOCK),
+            )
             .map_err(|e| e.into_error(self.path()))?
             .map_err(|e| read_error(self.path(), &e))?;
         Ok(Record::with_stamp_from_block(&block))
@@ -362,7 +376,9 @@ impl Disk {
             Some((device, _)) => device.clone(),
             None => Arc::new(self.open_device()?),
         };
-        let block0 = self.read_record_on(&device)?;
+        // A control, not cut short by the termination flag, which stays
+        // raised on a terminated resource until its next online or offline.
+        let block0 = self.read_record_until(&device, &StopFlag::new())?;
         let mut out = Properties::new();
         out.insert("path", self.path().display().to_string());
         out.insert("formatted", block0.is_ok());
@@ -400,11 +416,19 @@ impl Disk {
                 log: &log,
             }
             .run();
+            let path = config.path.display();
             let mut current = lock_state(&state);
             if stop.is_raised() || !matches!(*current, Reservation::Claiming) {
-                return; // abandoned: dropping `locked` releases the lock
+                // Abandoned by `online`, `offline`, `terminate` or `close`,
+                // which wait for this: the operation ends before they return.
+                drop(current);
+                drop(locked);
+                status.complete(Err(Error::Terminated(format!(
+                    "the claim of disk {path} was abandoned: the resource was taken offline, \
+                     terminated or closed meanwhile"
+                ))));
+                return;
             }
-            let path = config.path.display();
             let outcome = won.and_then(|generation| {
                 Renewer::start(
                     locked.device.clone(),

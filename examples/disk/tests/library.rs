@@ -29,6 +29,44 @@ fn online(resource: &LoadedResource) {
     online_and_wait(resource).unwrap();
 }
 
+/// A claim in progress (here: watching another owner's lease) is ended by
+/// the next `online` or by `close` before they return, as `Terminated`, and
+/// leaves the disk untouched and unlocked.
+#[test]
+fn a_pending_claim_ends_before_the_next_call_returns() {
+    let dir = TempDir::new("disk-claim-abandoned");
+    let image = formatted_image(&dir, "data.img");
+    let held = Record::new("node-b/data", 3).to_block().unwrap();
+    overwrite_block0(&image, &held);
+    let mut props = props(&image);
+    props.insert("owner", "node-a/data");
+    let disk = open(&props, "data");
+    let first = online_pending(&disk);
+    assert!(failed(disk.looks_alive()).contains("online is still claiming its lease"));
+    assert_eq!(reservation(&disk).str("lease").unwrap(), "claiming");
+    let second = online_pending(&disk);
+    let ended = first
+        .try_recv()
+        .expect("the first claim ended")
+        .unwrap_err();
+    assert_eq!(ended.code(), ErrorCode::Terminated, "{ended}");
+    assert!(
+        ended.to_string().contains("the claim of disk") && ended.to_string().contains("abandoned"),
+        "{ended}"
+    );
+    disk.close().unwrap();
+    let ended = second
+        .try_recv()
+        .expect("close ended the claim")
+        .unwrap_err();
+    assert_eq!(ended.code(), ErrorCode::Terminated, "{ended}");
+    assert_eq!(read_block(&image, 0)[..512], held[..512], "nothing written");
+    assert!(
+        DiskLock::try_acquire(&image).unwrap().is_some(),
+        "lock released"
+    );
+}
+
 /// Two claims written at once: the claim written last wins, and the other
 /// claimant, reading block 0 back after its wait, fails naming the winner
 /// and keeps nothing.
@@ -501,8 +539,13 @@ fn a_record_taken_over_or_damaged_fails_both_checks() {
     let image = formatted_image(&dir, "data.img");
     let mut props = props(&image);
     props.insert("owner", "node-a/data");
+    // After its first renewal (at once), the next is a minute away: the
+    // writes below cannot meet a renewal, which would write the record back.
+    props.insert("lease_renewal", Duration::from_secs(60));
+    props.insert("lease_timeout", Duration::from_secs(180));
     let disk = open(&props, "data");
     online(&disk);
+    wait_renewals(&image, 1);
     assert_eq!(disk.is_alive(), Health::Healthy);
     let record = read_record(&image).unwrap();
 

@@ -8,13 +8,13 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clusterkit::{
     Level, Logger, Properties, Reply, Resource, ResourceState, StatusReporter, StatusSink,
     Transition,
 };
-use clusterkit_disk::{BLOCK_SIZE, Record, format_image};
+use clusterkit_disk::{BLOCK_SIZE, Record, format_image, read_lease};
 use clusterkit_host::testing::fast_timing_with_deadlines;
 use clusterkit_host::{HostBuilder, MonitorProgram, ResourceConfig};
 use clusterkit_loader::{Library, LoadedResource, ResourceTypeHandle};
@@ -135,6 +135,26 @@ pub fn read_block(image: &Path, index: u64) -> Vec<u8> {
         .read_exact_at(&mut block, index * BLOCK_SIZE as u64)
         .unwrap();
     block
+}
+
+/// Waits until the lease on `image` has been renewed `count` times since
+/// its claim, polling block 0.
+pub fn wait_renewals(image: &Path, count: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    while read_lease(image).unwrap().1.renewals < count {
+        assert!(Instant::now() < deadline, "the lease was not renewed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Overwrites block 0 of `image` with `block` just after the holder renewed
+/// its lease, so the write cannot land between a renewal's read and its
+/// write (which would put the holder's record back: a thief that ignores
+/// the lease is only detected if its write survives).
+pub fn steal_after_a_renewal(image: &Path, block: &[u8]) {
+    let renewals = read_lease(image).unwrap().1.renewals;
+    wait_renewals(image, renewals + 1);
+    overwrite_block0(image, block);
 }
 
 /// A thief's record, one generation ahead of `record`'s.
