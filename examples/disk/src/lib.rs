@@ -134,6 +134,18 @@ pub fn read_record(path: impl AsRef<Path>) -> Result<Record> {
 /// Reads the reservation record of the disk at `path` with its lease stamp,
 /// without locking it, as [`read_record`] does. Reading it twice, a lease
 /// renewal period apart, tells whether its holder is alive.
+///
+/// ```
+/// use clusterkit_disk::{LeaseStamp, Record, format_image, read_lease};
+///
+/// let image = std::env::temp_dir().join(format!("disk-lease-doc-{}.img", std::process::id()));
+/// std::fs::File::create(&image).unwrap().set_len(1 << 20).unwrap();
+/// format_image(&image).unwrap();
+/// let (record, stamp) = read_lease(&image).unwrap();
+/// assert_eq!(record, Record::free(0));
+/// assert_eq!(stamp, LeaseStamp::default(), "nobody renews a free disk");
+/// # std::fs::remove_file(image).unwrap();
+/// ```
 pub fn read_lease(path: impl AsRef<Path>) -> Result<(Record, LeaseStamp)> {
     let path = path.as_ref();
     let (device, _) = Device::open(path, true)?;
