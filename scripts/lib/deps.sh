@@ -13,6 +13,7 @@ declare -A CLUSTERKIT_PACKAGES=(
     [alerts]="pacemaker-common"
     # veth pairs and network namespaces in the ip-address/ocf tests and the demo.
     [network]="iproute2 util-linux procps"
+    [shared-disk]="mount"
 )
 
 # Maps a package to a command proving it is installed (empty: ask dpkg).
@@ -37,6 +38,7 @@ declare -A CLUSTERKIT_PROBE=(
     [iproute2]="ip"
     [util-linux]="nsenter"
     [procps]="sysctl"
+    [mount]="losetup"
 )
 
 _is_installed() {

@@ -206,7 +206,9 @@ fn drives_the_disk_library_after_formatting_through_a_control_code() {
     assert!(output.status.success(), "{text}");
     for line in [
         "control: ok",
-        "online: ok state=online",
+        // The disk claims its on-disk lease on a worker, reporting progress.
+        "online: pending",
+        "online: completed: online after",
         "looks_alive: healthy",
         "is_alive: healthy",
         "offline: ok",

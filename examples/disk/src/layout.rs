@@ -1,18 +1,22 @@
 //! The on-disk layout: block 0 holds the signature and the reservation
 //! record, block 1 is the probe block; everything after is the workload's.
 //!
-//! Block 0 (all integers little-endian; the record fits in the first
-//! 512-byte sector, so a device writes it atomically):
+//! Block 0 (all integers little-endian; the record and its lease fit in the
+//! first 512-byte sector, so a device writes them atomically):
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 0..8 | signature `CKDISK01` |
+//! | 0..8 | signature `CKDISK02` (layout 2; `CKDISK01` was layout 1) |
 //! | 8..16 | generation (u64) |
 //! | 16..18 | owner length in bytes (u16, at most 255) |
 //! | 18..24 | reserved, zero |
 //! | 24..279 | owner, UTF-8, zero-padded (empty: the disk is free) |
-//! | 280..288 | checksum: FNV-1a 64 of bytes 0..280 |
-//! | 288..4096 | zero |
+//! | 279..280 | zero |
+//! | 280..288 | lease renewals (u64): grows at each renewal by the holder |
+//! | 288..292 | lease timeout the holder announces, in ms (u32) |
+//! | 292..296 | reserved, zero |
+//! | 296..304 | checksum: FNV-1a 64 of bytes 0..296 |
+//! | 304..4096 | zero |
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,8 +32,12 @@ pub const RECORD_BLOCK: u64 = 0;
 pub const PROBE_BLOCK: u64 = 1;
 /// The smallest usable disk: the record block and the probe block.
 pub const MIN_DISK_SIZE: u64 = 2 * BLOCK_SIZE as u64;
-/// The first 8 bytes of a formatted disk.
-pub const SIGNATURE: [u8; 8] = *b"CKDISK01";
+/// The first 8 bytes of a formatted disk (layout 2: the record with its
+/// lease).
+pub const SIGNATURE: [u8; 8] = *b"CKDISK02";
+/// The signature of layout 1 (the record without a lease), which FORMAT
+/// rewrites and everything else refuses.
+pub const OLD_SIGNATURE: [u8; 8] = *b"CKDISK01";
 /// The longest owner, in bytes.
 pub const MAX_OWNER_LEN: usize = 255;
 /// The first 8 bytes of a probe block written by `is_alive`.
@@ -39,8 +47,11 @@ const GENERATION_AT: usize = 8;
 const OWNER_LEN_AT: usize = 16;
 const RESERVED_AT: usize = 18;
 const OWNER_AT: usize = 24;
-const CHECKSUM_AT: usize = OWNER_AT + MAX_OWNER_LEN + 1; // 280
-const RECORD_END: usize = CHECKSUM_AT + 8; // 288
+const RENEWALS_AT: usize = OWNER_AT + MAX_OWNER_LEN + 1; // 280
+const LEASE_TIMEOUT_AT: usize = RENEWALS_AT + 8; // 288
+const LEASE_RESERVED_AT: usize = LEASE_TIMEOUT_AT + 4; // 292
+const CHECKSUM_AT: usize = LEASE_RESERVED_AT + 4; // 296
+const RECORD_END: usize = CHECKSUM_AT + 8; // 304
 
 /// The reservation record in block 0: who holds the disk, and the how-many-th
 /// reservation this is.
@@ -52,18 +63,22 @@ const RECORD_END: usize = CHECKSUM_AT + 8; // 288
 /// # Layout
 ///
 /// Block 0 ([`BLOCK_SIZE`] bytes at offset 0; integers little-endian; the
-/// record fits in the first 512-byte sector, which a device writes
-/// atomically):
+/// record and its [`LeaseStamp`] fit in the first 512-byte sector, which a
+/// device writes atomically):
 ///
 /// | bytes | field |
 /// |---|---|
-/// | 0..8 | [`SIGNATURE`] `CKDISK01` |
+/// | 0..8 | [`SIGNATURE`] `CKDISK02` |
 /// | 8..16 | generation (u64) |
 /// | 16..18 | owner length in bytes (u16, at most [`MAX_OWNER_LEN`]) |
 /// | 18..24 | reserved, zero |
 /// | 24..279 | owner, UTF-8, zero-padded (empty: the disk is free) |
-/// | 280..288 | checksum: FNV-1a 64 of bytes 0..280 |
-/// | 288..4096 | zero |
+/// | 279..280 | zero |
+/// | 280..288 | [`LeaseStamp::renewals`] (u64) |
+/// | 288..292 | [`LeaseStamp::timeout_ms`] (u32) |
+/// | 292..296 | reserved, zero |
+/// | 296..304 | checksum: FNV-1a 64 of bytes 0..296 |
+/// | 304..4096 | zero |
 ///
 /// Block 1 ([`PROBE_BLOCK`]) is the probe block: [`PROBE_MAGIC`], the
 /// probe's seed (u64), then pseudo-random bytes. Everything from byte 8192
@@ -74,7 +89,7 @@ const RECORD_END: usize = CHECKSUM_AT + 8; // 288
 ///
 /// let record = Record::new("node-a/data", 7);
 /// let block = record.to_block().unwrap();
-/// assert_eq!(&block[..8], b"CKDISK01");
+/// assert_eq!(&block[..8], b"CKDISK02");
 /// assert_eq!(Record::from_block(&block).unwrap(), record);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,8 +110,27 @@ pub enum LayoutError {
         /// Whether the inspected bytes are all zero.
         blank: bool,
     },
+    /// Block 0 holds layout 1 ([`OLD_SIGNATURE`], a record without a
+    /// lease), written by an earlier version of this type.
+    OldLayout,
     /// The signature is there but the record is damaged.
     Corrupt(String),
+}
+
+/// The lease fields of block 0, next to the [`Record`] they belong to.
+///
+/// The holder rewrites block 0 every renewal interval with `renewals` one
+/// higher; a newcomer that sees neither the record nor the stamp change for
+/// the lease timeout concludes the holder stopped renewing. Nobody compares
+/// clocks: the stamp is a counter, judged by whether it moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaseStamp {
+    /// How many times the holder has renewed the lease (it starts at 0 with
+    /// each claim).
+    pub renewals: u64,
+    /// The lease timeout the holder announces, in milliseconds: a newcomer
+    /// waits for the longer of this and its own before taking the disk.
+    pub timeout_ms: u32,
 }
 
 impl fmt::Display for LayoutError {
@@ -109,6 +143,12 @@ impl fmt::Display for LayoutError {
                 f,
                 "it is not formatted for clusterkit (block 0 does not start with the signature {})",
                 String::from_utf8_lossy(&SIGNATURE)
+            ),
+            LayoutError::OldLayout => write!(
+                f,
+                "it has layout 1 (signature {}, a record without a lease), written by an older \
+                 version of the disk type",
+                String::from_utf8_lossy(&OLD_SIGNATURE)
             ),
             LayoutError::Corrupt(why) => write!(f, "its reservation record is corrupt: {why}"),
         }
@@ -138,15 +178,21 @@ impl Record {
 
     /// Block 0 holding this record, [`BLOCK_SIZE`] bytes. Fails when the
     /// owner is longer than [`MAX_OWNER_LEN`] bytes.
+    /// The lease stamp is zero (as a record nobody renews).
     pub fn to_block(&self) -> Result<Vec<u8>> {
+        self.to_block_with(LeaseStamp::default())
+    }
+
+    /// Block 0 holding this record and `stamp`, [`BLOCK_SIZE`] bytes.
+    pub fn to_block_with(&self, stamp: LeaseStamp) -> Result<Vec<u8>> {
         let mut block = vec![0; BLOCK_SIZE];
-        self.encode_into(&mut block)?;
+        self.encode_into(stamp, &mut block)?;
         Ok(block)
     }
 
-    /// Writes this record over `block` (at least [`BLOCK_SIZE`] bytes; the
-    /// rest of the block is zeroed).
-    pub(crate) fn encode_into(&self, block: &mut [u8]) -> Result<()> {
+    /// Writes this record and `stamp` over `block` (at least [`BLOCK_SIZE`]
+    /// bytes; the rest of the block is zeroed).
+    pub(crate) fn encode_into(&self, stamp: LeaseStamp, block: &mut [u8]) -> Result<()> {
         let owner = self.owner.as_bytes();
         if owner.len() > MAX_OWNER_LEN {
             return Err(Error::InvalidInput(format!(
@@ -162,18 +208,33 @@ impl Record {
         // At most 255: checked above.
         block[OWNER_LEN_AT..OWNER_LEN_AT + 2].copy_from_slice(&(owner.len() as u16).to_le_bytes());
         block[OWNER_AT..OWNER_AT + owner.len()].copy_from_slice(owner);
+        block[RENEWALS_AT..RENEWALS_AT + 8].copy_from_slice(&stamp.renewals.to_le_bytes());
+        block[LEASE_TIMEOUT_AT..LEASE_TIMEOUT_AT + 4]
+            .copy_from_slice(&stamp.timeout_ms.to_le_bytes());
         let checksum = fnv1a64(&block[..CHECKSUM_AT]);
         block[CHECKSUM_AT..RECORD_END].copy_from_slice(&checksum.to_le_bytes());
         Ok(())
     }
 
-    /// Decodes block 0 (at least the first 288 bytes of it).
+    /// Decodes block 0 (at least the first 304 bytes of it), leaving out
+    /// the lease stamp.
     pub fn from_block(block: &[u8]) -> std::result::Result<Record, LayoutError> {
+        Record::with_stamp_from_block(block).map(|(record, _)| record)
+    }
+
+    /// Decodes block 0 (at least the first 304 bytes of it): the record and
+    /// its lease stamp.
+    pub fn with_stamp_from_block(
+        block: &[u8],
+    ) -> std::result::Result<(Record, LeaseStamp), LayoutError> {
         if block.len() < RECORD_END {
             return Err(LayoutError::Corrupt(format!(
                 "block 0 is {} bytes, shorter than a record ({RECORD_END})",
                 block.len()
             )));
+        }
+        if block[..8] == OLD_SIGNATURE {
+            return Err(LayoutError::OldLayout);
         }
         if block[..8] != SIGNATURE {
             return Err(LayoutError::NotFormatted {
@@ -198,12 +259,27 @@ impl Record {
                 "reserved bytes 18..24 are not zero".into(),
             ));
         }
+        if block[LEASE_RESERVED_AT..CHECKSUM_AT]
+            .iter()
+            .any(|&b| b != 0)
+        {
+            return Err(LayoutError::Corrupt(
+                "reserved bytes 292..296 are not zero".into(),
+            ));
+        }
         let owner = std::str::from_utf8(&block[OWNER_AT..OWNER_AT + len])
             .map_err(|e| LayoutError::Corrupt(format!("the owner is not UTF-8: {e}")))?;
-        Ok(Record {
+        let record = Record {
             owner: owner.to_owned(),
             generation: u64::from_le_bytes(le8(&block[GENERATION_AT..GENERATION_AT + 8])),
-        })
+        };
+        let mut timeout = [0; 4];
+        timeout.copy_from_slice(&block[LEASE_TIMEOUT_AT..LEASE_RESERVED_AT]);
+        let stamp = LeaseStamp {
+            renewals: u64::from_le_bytes(le8(&block[RENEWALS_AT..RENEWALS_AT + 8])),
+            timeout_ms: u32::from_le_bytes(timeout),
+        };
+        Ok((record, stamp))
     }
 }
 
@@ -298,7 +374,7 @@ mod tests {
             Record::from_block(&foreign),
             Err(LayoutError::NotFormatted { blank: false })
         );
-        for at in [8, 16, 30, 279, 280, 287] {
+        for at in [8, 16, 30, 279, 280, 290, 295, 296, 303] {
             let mut bad = good.clone();
             bad[at] ^= 0x01;
             match Record::from_block(&bad) {
@@ -307,6 +383,25 @@ mod tests {
             }
         }
         assert!(Record::from_block(&good[..100]).is_err());
+        let mut old = good.clone();
+        old[..8].copy_from_slice(&OLD_SIGNATURE);
+        assert_eq!(Record::from_block(&old), Err(LayoutError::OldLayout));
+    }
+
+    #[test]
+    fn the_lease_stamp_round_trips_beside_the_record() {
+        let record = Record::new("node-a/data", 9);
+        let stamp = LeaseStamp {
+            renewals: 12_345,
+            timeout_ms: 10_000,
+        };
+        let block = record.to_block_with(stamp).unwrap();
+        assert!(block[512..].iter().all(|&b| b == 0));
+        assert_eq!(
+            Record::with_stamp_from_block(&block).unwrap(),
+            (record.clone(), stamp)
+        );
+        assert_eq!(Record::from_block(&block).unwrap(), record);
     }
 
     #[test]

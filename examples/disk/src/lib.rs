@@ -3,19 +3,30 @@
 //!
 //! - **online** opens the disk (with `O_DIRECT` where the filesystem supports
 //!   it), takes an exclusive open-file-description lock on it
-//!   ([`DiskLock`]; held elsewhere → [`Error::Busy`] naming the holder),
-//!   verifies the signature in block 0 and writes the reservation
-//!   [`Record`]: this resource's owner string with the next generation.
+//!   ([`DiskLock`]; held elsewhere on this host → [`Error::Busy`] naming
+//!   the holder) and verifies the signature in block 0, then answers
+//!   *pending* and claims the **on-disk lease** on a worker, in the manner
+//!   of sanlock's delta leases: another owner's lease is watched for
+//!   `lease_timeout` (renewed meanwhile → `Busy` naming its holder; standing
+//!   still → taken over), then the reservation [`Record`] is written with
+//!   this owner and the next generation, and read back after twice
+//!   `io_timeout` to detect a rival that claimed at the same time.
+//! - While held, a worker **renews** the lease every `lease_renewal`
+//!   (rewrites block 0 with a higher [`LeaseStamp::renewals`]); it stops
+//!   writing once the record names someone else, or once it has gone half
+//!   the lease timeout without a renewal.
 //! - **looks_alive** (cheap): the record still names this owner and
-//!   generation (one read of block 0).
+//!   generation (one read of block 0), and the lease is neither lost nor
+//!   lapsed.
 //! - **is_alive** (thorough): the same, then a fresh random pattern is
 //!   written to the probe block (block 1), read back and compared.
-//! - **offline** writes the record free (same generation) and releases the
-//!   lock; **terminate** releases the lock without touching the disk.
+//! - **offline** stops the renewal, writes the record free (same
+//!   generation) and releases the lock; **terminate** stops the renewal and
+//!   releases the lock without touching the disk.
 //! - **Re-attach** (`REATTACH`): `open` with `recover = true` takes the lock
-//!   again and keeps the generation when the record still names this owner;
-//!   otherwise the reservation stays released and the first health check
-//!   fails (see the README).
+//!   again, keeps the generation and resumes renewing when the record still
+//!   names this owner; otherwise the reservation stays released and the
+//!   first health check fails (see the README).
 //!
 //! Every health-check I/O runs on a helper thread with the `io_timeout`
 //! deadline, so a hung device fails the check (`"probe I/O did not finish
@@ -28,33 +39,35 @@
 //! is also in [`Record`]'s documentation.
 //!
 //! Built as a `cdylib` (`libclusterkit_disk.so`) and an `rlib` (the helpers
-//! [`format_image`], [`read_record`], [`DiskLock`], [`Record`] for tests and
-//! tools).
+//! [`format_image`], [`read_record`], [`read_lease`], [`DiskLock`],
+//! [`Record`] for tests and tools).
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use clusterkit::{
-    Characteristics, ControlCode, Error, Health, Level, Logger, Properties, PropertyError,
-    PropertyErrors, PropertySpec, Resource, ResourceContext, ResourceType, Result, Schema,
-    StartupContext, StatusReporter, Transition, TypeDescription,
+    Characteristics, ControlCode, Error, Logger, Properties, PropertyError, PropertyErrors,
+    PropertySpec, ResourceContext, ResourceType, Result, Schema, StartupContext, TypeDescription,
 };
 
 mod device;
+mod format;
 mod lane;
 mod layout;
+mod lease;
+mod resource;
 
-use device::{AlignedBlock, Device, PathError};
-use lane::{Lane, LaneError};
+use device::{Device, PathError};
+use format::{decode_input, force_spec, format_disk};
+use lease::LeaseTiming;
 
 pub use device::DiskLock;
 pub use layout::{
-    BLOCK_SIZE, LayoutError, MAX_OWNER_LEN, MIN_DISK_SIZE, PROBE_BLOCK, PROBE_MAGIC, RECORD_BLOCK,
-    Record, SIGNATURE,
+    BLOCK_SIZE, LayoutError, LeaseStamp, MAX_OWNER_LEN, MIN_DISK_SIZE, OLD_SIGNATURE, PROBE_BLOCK,
+    PROBE_MAGIC, RECORD_BLOCK, Record, SIGNATURE,
 };
+pub use resource::Disk;
 
 /// The type's name, as hosts and configs refer to it.
 pub const TYPE_NAME: &str = "disk";
@@ -79,12 +92,21 @@ pub const FORMAT: ControlCode = ControlCode::type_specific(1);
 /// RESERVATION (`ControlCode::type_specific(2)`, resources only): the disk's
 /// record and this resource's view of it, as an encoded property list:
 /// `path` (string), `formatted` (bool), `owner` (string; empty when free),
-/// `generation` (u64), `held` (bool: this resource holds the lock),
-/// `direct_io` (bool: direct I/O in use; false when not held).
+/// `generation` (u64), `renewals` (u64: the lease's renewal counter on
+/// disk), `held` (bool: this resource holds the lock, the record names it
+/// and its lease holds), `lease` (string: `none`, `claiming`, `held` or
+/// `lost`), `direct_io` (bool: direct I/O in use; false when not held).
 pub const RESERVATION: ControlCode = ControlCode::type_specific(2);
 
 /// The default `io_timeout`.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The default `lease_renewal`: how often the holder renews its lease.
+pub const DEFAULT_LEASE_RENEWAL: Duration = Duration::from_secs(2);
+
+/// The default `lease_timeout`: how long a lease must go unrenewed before
+/// another owner takes the disk.
+pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Formats the disk at `path` as [`FORMAT`] does (without `force`): the
 /// signature and a free record at generation 0 in block 0, zeros in block 1.
@@ -106,26 +128,49 @@ pub fn format_image(path: impl AsRef<Path>) -> Result<()> {
 /// (as a second node reading shared storage would). Errors name the file
 /// and say what is wrong (not formatted, corrupt).
 pub fn read_record(path: impl AsRef<Path>) -> Result<Record> {
+    read_lease(path).map(|(record, _)| record)
+}
+
+/// Reads the reservation record of the disk at `path` with its lease stamp,
+/// without locking it, as [`read_record`] does. Reading it twice, a lease
+/// renewal period apart, tells whether its holder is alive.
+///
+/// ```
+/// use clusterkit_disk::{LeaseStamp, Record, format_image, read_lease};
+///
+/// let image = std::env::temp_dir().join(format!("disk-lease-doc-{}.img", std::process::id()));
+/// std::fs::File::create(&image).unwrap().set_len(1 << 20).unwrap();
+/// format_image(&image).unwrap();
+/// let (record, stamp) = read_lease(&image).unwrap();
+/// assert_eq!(record, Record::free(0));
+/// assert_eq!(stamp, LeaseStamp::default(), "nobody renews a free disk");
+/// # std::fs::remove_file(image).unwrap();
+/// ```
+pub fn read_lease(path: impl AsRef<Path>) -> Result<(Record, LeaseStamp)> {
     let path = path.as_ref();
     let (device, _) = Device::open(path, true)?;
     let block = device
         .read_block(RECORD_BLOCK)
         .map_err(|e| read_error(path, &e))?;
-    Record::from_block(&block).map_err(|e| layout_error(path, &e))
+    Record::with_stamp_from_block(&block).map_err(|e| layout_error(path, &e))
 }
 
-fn read_error(path: &Path, e: &io::Error) -> Error {
+pub(crate) fn read_error(path: &Path, e: &io::Error) -> Error {
     Error::io(format_args!("reading block 0 of {}", path.display()), e)
 }
 
-fn write_error(path: &Path, e: &io::Error) -> Error {
+pub(crate) fn write_error(path: &Path, e: &io::Error) -> Error {
     Error::io(format_args!("writing block 0 of {}", path.display()), e)
 }
 
 /// The error for a disk whose block 0 holds no usable record.
-fn layout_error(path: &Path, e: &LayoutError) -> Error {
+pub(crate) fn layout_error(path: &Path, e: &LayoutError) -> Error {
     let advice = match e {
         LayoutError::NotFormatted { .. } => "run the FORMAT control code (type_specific(1)) first",
+        LayoutError::OldLayout => {
+            "run the FORMAT control code (type_specific(1)) to rewrite blocks 0 and 1 in \
+             layout 2 (the workload's data from byte 8192 on is kept)"
+        }
         LayoutError::Corrupt(_) => {
             "run the FORMAT control code (type_specific(1)) to reset it (this rewrites blocks 0 \
              and 1 only)"
@@ -139,7 +184,10 @@ fn layout_error(path: &Path, e: &LayoutError) -> Error {
 
 /// The error for a disk whose lock another open holds, naming the holder
 /// from its `record` when it could be read.
-fn busy_error(path: &Path, record: Option<std::result::Result<Record, LayoutError>>) -> Error {
+pub(crate) fn busy_error(
+    path: &Path,
+    record: Option<std::result::Result<Record, LayoutError>>,
+) -> Error {
     let path = path.display();
     Error::Busy(match record {
         Some(Ok(r)) if !r.is_free() => format!(
@@ -159,77 +207,14 @@ fn busy_error(path: &Path, record: Option<std::result::Result<Record, LayoutErro
     })
 }
 
-fn hex_prefix(bytes: &[u8]) -> String {
-    bytes.iter().take(16).map(|b| format!("{b:02x}")).collect()
-}
-
-fn format_disk(path: &Path, force: bool) -> Result<()> {
-    let (device, _) = Device::open(path, true)?;
-    match device::try_lock(&device.file) {
-        Ok(true) => {}
-        Ok(false) => {
-            let record = device
-                .read_block(RECORD_BLOCK)
-                .ok()
-                .map(|b| Record::from_block(&b));
-            return Err(busy_error(path, record));
-        }
-        Err(e) => return Err(Error::io(format_args!("locking {}", path.display()), &e)),
-    }
-    // From here on, dropping `device` closes it and releases the lock.
-    let block0 = device
-        .read_block(RECORD_BLOCK)
-        .map_err(|e| read_error(path, &e))?;
-    let block1 = device
-        .read_block(PROBE_BLOCK)
-        .map_err(|e| Error::io(format_args!("reading block 1 of {}", path.display()), &e))?;
-    let ours = block0[..SIGNATURE.len()] == SIGNATURE;
-    let blank = block0.iter().chain(block1.iter()).all(|&b| b == 0);
-    if !ours && !blank && !force {
-        return Err(Error::InvalidState(format!(
-            "disk {} holds data that is not a clusterkit disk (block 0 starts with {}): FORMAT \
-             refuses to overwrite it; pass `force = true` to overwrite blocks 0 and 1",
-            path.display(),
-            hex_prefix(&block0)
-        )));
-    }
-    let zeros = AlignedBlock::zeroed();
-    device
-        .write_block(PROBE_BLOCK, &zeros, false)
-        .map_err(|e| Error::io(format_args!("writing block 1 of {}", path.display()), &e))?;
-    let mut block = AlignedBlock::zeroed();
-    Record::free(0).encode_into(&mut block)?;
-    device
-        .write_block(RECORD_BLOCK, &block, true)
-        .map_err(|e| write_error(path, &e))?;
-    let _ = device::unlock(&device.file);
-    Ok(())
-}
-
-/// The options FORMAT takes on a resource.
-fn force_spec() -> PropertySpec {
-    PropertySpec::bool("force")
-        .describe("Overwrite blocks 0 and 1 even when they hold something else")
-        .default(false)
-}
-
-/// Decodes `input` (empty: no properties) and validates it against `specs`.
-fn decode_input(input: &[u8], specs: Vec<PropertySpec>) -> Result<Properties> {
-    let given = if input.is_empty() {
-        Properties::new()
-    } else {
-        Properties::decode(input)?
-    };
-    Ok(Schema::new(specs).validate(&given)?)
-}
-
 /// A resource's validated configuration.
 #[derive(Debug, Clone)]
-struct Config {
-    path: PathBuf,
-    owner: String,
-    io_timeout: Duration,
-    direct_io: bool,
+pub(crate) struct Config {
+    pub(crate) path: PathBuf,
+    pub(crate) owner: String,
+    pub(crate) io_timeout: Duration,
+    pub(crate) direct_io: bool,
+    pub(crate) lease: LeaseTiming,
 }
 
 impl Config {
@@ -249,11 +234,45 @@ impl Config {
             )
             .into());
         }
+        let io_timeout = properties.duration("io_timeout")?;
+        let lease = LeaseTiming {
+            renewal: properties.duration("lease_renewal")?,
+            timeout: properties.duration("lease_timeout")?,
+            io_timeout,
+        };
+        // A holder gives its lease up after half the timeout without a
+        // renewal: it needs room for at least one missed renewal. A claimant
+        // waits twice `io_timeout` before its first renewal: a rival watching
+        // the claim must not see it stand still for a whole timeout.
+        if lease.timeout < lease.renewal * 3 {
+            return Err(PropertyError::invalid(
+                "lease_timeout",
+                format!(
+                    "{:?} is less than three times `lease_renewal` ({:?}): the holder would give \
+                     the lease up after a single late renewal",
+                    lease.timeout, lease.renewal
+                ),
+            )
+            .into());
+        }
+        if lease.timeout < io_timeout * 4 {
+            return Err(PropertyError::invalid(
+                "lease_timeout",
+                format!(
+                    "{:?} is less than four times `io_timeout` ({io_timeout:?}): a claim waits \
+                     twice `io_timeout` before its first renewal, and another node could take \
+                     a lease that is being claimed",
+                    lease.timeout
+                ),
+            )
+            .into());
+        }
         Ok(Config {
             path: PathBuf::from(properties.str("path")?),
             owner,
-            io_timeout: properties.duration("io_timeout")?,
+            io_timeout,
             direct_io: properties.bool("direct_io")?,
+            lease,
         })
     }
 }
@@ -270,8 +289,9 @@ impl ResourceType for DiskType {
     fn describe() -> TypeDescription {
         TypeDescription {
             name: TYPE_NAME.into(),
-            description: "Reserves a block device or image file: an exclusive OFD lock plus an \
-                          on-disk reservation record, checked by a write-read-verify probe"
+            description: "Reserves a block device or image file: an exclusive OFD lock on this \
+                          node plus an on-disk reservation record whose lease is renewed against \
+                          other nodes, checked by a write-read-verify probe"
                 .into(),
             characteristics: Characteristics::REATTACH,
             schema: Schema::new(vec![
@@ -303,6 +323,22 @@ impl ResourceType for DiskType {
                          back to buffered I/O with fdatasync, logged once",
                     )
                     .default(true),
+                PropertySpec::duration("lease_renewal")
+                    .describe(
+                        "How often the holder renews its on-disk lease (rewrites block 0 with a \
+                         higher renewal counter)",
+                    )
+                    .default(DEFAULT_LEASE_RENEWAL)
+                    .range(10, 60_000),
+                PropertySpec::duration("lease_timeout")
+                    .describe(
+                        "How long another owner's lease must go unrenewed before online takes \
+                         the disk over; the holder gives its lease up (looks_alive fails) after \
+                         half of it without a renewal. At least 3 x lease_renewal and 4 x \
+                         io_timeout",
+                    )
+                    .default(DEFAULT_LEASE_TIMEOUT)
+                    .range(30, 3_600_000),
             ]),
         }
     }
@@ -317,13 +353,7 @@ impl ResourceType for DiskType {
     fn open(&self, ctx: ResourceContext, properties: &Properties, recover: bool) -> Result<Disk> {
         let config = Config::from_properties(properties, ctx.name())?;
         device::check_path(&config.path).map_err(PathError::into_error)?;
-        let disk = Disk {
-            ctx,
-            config,
-            state: Mutex::new(Reservation::Released { note: None }),
-            lane: Lane::default(),
-            fallback_logged: AtomicBool::new(false),
-        };
+        let disk = Disk::new(ctx, config);
         if recover {
             disk.reattach();
         }
@@ -376,433 +406,6 @@ impl ResourceType for DiskType {
             }
             _ => Err(Error::unsupported(code)),
         }
-    }
-}
-
-/// An open, locked device. Dropping it releases the lock at once, even while
-/// a late I/O thread still holds the device (and so keeps it open).
-#[derive(Debug)]
-struct Locked {
-    device: Arc<Device>,
-}
-
-impl Drop for Locked {
-    fn drop(&mut self) {
-        let _ = device::unlock(&self.device.file);
-    }
-}
-
-/// A held reservation.
-#[derive(Debug)]
-struct Held {
-    locked: Locked,
-    generation: u64,
-}
-
-#[derive(Debug)]
-enum Reservation {
-    /// Not held; `note` says why, when it is not simply offline.
-    Released {
-        note: Option<String>,
-    },
-    Held(Held),
-}
-
-/// One `disk` resource.
-#[derive(Debug)]
-pub struct Disk {
-    ctx: ResourceContext,
-    config: Config,
-    state: Mutex<Reservation>,
-    lane: Lane,
-    fallback_logged: AtomicBool,
-}
-
-/// What the probe's helper thread found.
-struct ProbeOutcome {
-    record: AlignedBlock,
-    /// Whether the record named us, so the probe ran.
-    probed: bool,
-    /// The first byte where the read-back differs from the pattern.
-    mismatch: Option<usize>,
-}
-
-impl Disk {
-    fn path(&self) -> &Path {
-        &self.config.path
-    }
-
-    fn state(&self) -> MutexGuard<'_, Reservation> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Gives up the reservation, if held: the lock is released when the
-    /// returned value drops.
-    fn take_held(&self) -> Option<Held> {
-        match std::mem::replace(&mut *self.state(), Reservation::Released { note: None }) {
-            Reservation::Held(held) => Some(held),
-            Reservation::Released { .. } => None,
-        }
-    }
-
-    fn open_device(&self) -> Result<Device> {
-        let (device, fallback) = Device::open(self.path(), self.config.direct_io)?;
-        if let Some(why) = fallback
-            && !self.fallback_logged.swap(true, Ordering::Relaxed)
-        {
-            self.ctx.log().warn(format_args!(
-                "disk {}: direct I/O is not available ({why}); using buffered I/O with fdatasync",
-                self.path().display()
-            ));
-        }
-        Ok(device)
-    }
-
-    /// Runs `job` on the device through the lane, with the `io_timeout`
-    /// deadline.
-    fn io<T: Send + 'static>(
-        &self,
-        what: &'static str,
-        device: &Arc<Device>,
-        job: impl FnOnce(&Device) -> T + Send + 'static,
-    ) -> std::result::Result<T, LaneError> {
-        let device = device.clone();
-        self.lane.run(
-            what,
-            self.config.io_timeout,
-            self.ctx.termination(),
-            move || job(&device),
-        )
-    }
-
-    fn read_record_on(
-        &self,
-        device: &Arc<Device>,
-    ) -> Result<std::result::Result<Record, LayoutError>> {
-        let block = self
-            .io("reading the reservation record", device, |d| {
-                d.read_block(RECORD_BLOCK)
-            })
-            .map_err(|e| e.into_error(self.path()))?
-            .map_err(|e| read_error(self.path(), &e))?;
-        Ok(Record::from_block(&block))
-    }
-
-    fn write_record_on(&self, device: &Arc<Device>, record: &Record) -> Result<()> {
-        let mut block = AlignedBlock::zeroed();
-        record.encode_into(&mut block)?;
-        self.io("writing the reservation record", device, move |d| {
-            d.write_block(RECORD_BLOCK, &block, true)
-        })
-        .map_err(|e| e.into_error(self.path()))?
-        .map_err(|e| write_error(self.path(), &e))
-    }
-
-    fn owns(&self, record: &Record, generation: u64) -> bool {
-        record.owner == self.config.owner && record.generation == generation
-    }
-
-    /// `open` with `recover = true`: adopt the reservation when the record
-    /// still names us; otherwise leave it released, saying why.
-    fn reattach(&self) {
-        let path = self.path().display();
-        match self.try_reattach() {
-            Ok(held) => {
-                self.ctx.log().info(format_args!(
-                    "re-attached to disk {path}: its record still names {} (generation {}); \
-                     lock taken again, generation kept",
-                    self.config.owner, held.generation
-                ));
-                *self.state() = Reservation::Held(held);
-            }
-            Err((level, why)) => {
-                self.ctx.log().log(
-                    level,
-                    format_args!("not re-attaching to disk {path}: {why}; it stays released"),
-                );
-                *self.state() = Reservation::Released {
-                    note: Some(format!("the re-attach did not adopt it: {why}")),
-                };
-            }
-        }
-    }
-
-    fn try_reattach(&self) -> std::result::Result<Held, (Level, String)> {
-        let warn = |why: String| (Level::Warn, why);
-        let device = Arc::new(self.open_device().map_err(|e| warn(e.to_string()))?);
-        match device::try_lock(&device.file) {
-            Ok(true) => {}
-            Ok(false) => {
-                let holder = match self.read_record_on(&device) {
-                    Ok(Ok(r)) => r.to_string(),
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
-                };
-                return Err(warn(format!(
-                    "another open of it on this host holds the lock (its record names {holder})"
-                )));
-            }
-            Err(e) => return Err(warn(format!("locking it: {e}"))),
-        }
-        let locked = Locked { device };
-        match self.read_record_on(&locked.device) {
-            Ok(Ok(r)) if r.owner == self.config.owner => Ok(Held {
-                locked,
-                generation: r.generation,
-            }),
-            Ok(Ok(r)) if r.is_free() => Err((
-                Level::Info,
-                format!(
-                    "its record is free (generation {}): nothing to adopt",
-                    r.generation
-                ),
-            )),
-            Ok(Ok(r)) => Err(warn(format!(
-                "its record names {r}, not {}",
-                self.config.owner
-            ))),
-            Ok(Err(e)) => Err(warn(e.to_string())),
-            Err(e) => Err(warn(e.to_string())),
-        }
-    }
-
-    /// The held device and generation, or the failed health saying why not.
-    fn snapshot(&self) -> std::result::Result<(Arc<Device>, u64), Health> {
-        let path = self.path().display();
-        match &*self.state() {
-            Reservation::Held(held) => Ok((held.locked.device.clone(), held.generation)),
-            Reservation::Released { note: Some(note) } => Err(Health::failed(format!(
-                "disk {path} is not reserved: {note}"
-            ))),
-            Reservation::Released { note: None } => Err(Health::failed(format!(
-                "disk {path} is not reserved (it is offline)"
-            ))),
-        }
-    }
-
-    /// Whether the record in `block` still names us at `generation`.
-    fn judge_record(&self, block: &[u8], generation: u64) -> Health {
-        let path = self.path().display();
-        match Record::from_block(block) {
-            Ok(r) if self.owns(&r, generation) => Health::Healthy,
-            Ok(r) => Health::failed(format!(
-                "the reservation of disk {path} was taken over: its record names {r}, not {} \
-                 (generation {generation})",
-                self.config.owner
-            )),
-            Err(e) => Health::failed(format!(
-                "the reservation record of disk {path} is gone: {e}"
-            )),
-        }
-    }
-
-    /// Writes the record free, if it still names us.
-    fn clear_record(&self, held: &Held) -> Result<()> {
-        let device = &held.locked.device;
-        match self.read_record_on(device)? {
-            Ok(r) if self.owns(&r, held.generation) => {
-                self.write_record_on(device, &Record::free(held.generation))
-            }
-            Ok(r) => {
-                self.ctx.log().warn(format_args!(
-                    "not clearing the record of disk {}: it names {r}, not us",
-                    self.path().display()
-                ));
-                Ok(())
-            }
-            Err(e) => {
-                self.ctx.log().warn(format_args!(
-                    "not clearing the record of disk {}: {e}",
-                    self.path().display()
-                ));
-                Ok(())
-            }
-        }
-    }
-
-    fn reservation(&self) -> Result<Vec<u8>> {
-        let held = match &*self.state() {
-            Reservation::Held(h) => Some((h.locked.device.clone(), h.generation)),
-            Reservation::Released { .. } => None,
-        };
-        let device = match &held {
-            Some((device, _)) => device.clone(),
-            None => Arc::new(self.open_device()?),
-        };
-        let record = self.read_record_on(&device)?;
-        let mut out = Properties::new();
-        out.insert("path", self.path().display().to_string());
-        out.insert("formatted", record.is_ok());
-        let record = record.unwrap_or_else(|_| Record::free(0));
-        out.insert(
-            "held",
-            held.as_ref().is_some_and(|(_, g)| self.owns(&record, *g)),
-        );
-        out.insert("owner", record.owner);
-        out.insert("generation", record.generation);
-        out.insert("direct_io", held.is_some() && device.direct);
-        Ok(out.encode())
-    }
-}
-
-impl Resource for Disk {
-    fn online(&self, _status: StatusReporter) -> Result<Transition> {
-        // A reservation adopted by a re-attach (or left over): start afresh.
-        drop(self.take_held());
-        let path = self.path();
-        let device = Arc::new(self.open_device()?);
-        match device::try_lock(&device.file) {
-            Ok(true) => {}
-            Ok(false) => return Err(busy_error(path, self.read_record_on(&device).ok())),
-            Err(e) => return Err(Error::io(format_args!("locking {}", path.display()), &e)),
-        }
-        let locked = Locked { device };
-        let previous = self
-            .read_record_on(&locked.device)?
-            .map_err(|e| layout_error(path, &e))?;
-        let generation = previous.generation.checked_add(1).ok_or_else(|| {
-            Error::Failed(format!(
-                "disk {}: the generation cannot grow past {}; run FORMAT",
-                path.display(),
-                u64::MAX
-            ))
-        })?;
-        self.write_record_on(&locked.device, &Record::new(&self.config.owner, generation))?;
-        self.ctx.log().info(format_args!(
-            "reserved disk {} as {} (generation {generation}, {}); it was {previous}",
-            path.display(),
-            self.config.owner,
-            if locked.device.direct {
-                "direct I/O"
-            } else {
-                "buffered I/O"
-            },
-        ));
-        *self.state() = Reservation::Held(Held { locked, generation });
-        Ok(Transition::Done)
-    }
-
-    fn offline(&self, _status: StatusReporter) -> Result<Transition> {
-        let Some(held) = self.take_held() else {
-            return Ok(Transition::Done);
-        };
-        let cleared = self.clear_record(&held);
-        let generation = held.generation;
-        drop(held); // releases the lock, whatever happened
-        cleared?;
-        self.ctx.log().info(format_args!(
-            "released disk {} (generation {generation})",
-            self.path().display()
-        ));
-        Ok(Transition::Done)
-    }
-
-    fn terminate(&self) -> Result<()> {
-        // No disk I/O here: the device may be the thing that hangs.
-        if let Some(held) = self.take_held() {
-            let generation = held.generation;
-            drop(held);
-            self.ctx.log().info(format_args!(
-                "terminated: released the lock on disk {} (generation {generation}) without \
-                 writing to it",
-                self.path().display()
-            ));
-        }
-        Ok(())
-    }
-
-    fn looks_alive(&self) -> Health {
-        let (device, generation) = match self.snapshot() {
-            Ok(held) => held,
-            Err(health) => return health,
-        };
-        if device.unlinked() {
-            return Health::failed(format!("the image {} was deleted", self.path().display()));
-        }
-        match self.io("reading the reservation record", &device, |d| {
-            d.read_block(RECORD_BLOCK)
-        }) {
-            Ok(Ok(block)) => self.judge_record(&block, generation),
-            Ok(Err(e)) => Health::failed(read_error(self.path(), &e).to_string()),
-            Err(e) => Health::failed(e.describe(self.path())),
-        }
-    }
-
-    fn is_alive(&self) -> Health {
-        let (device, generation) = match self.snapshot() {
-            Ok(held) => held,
-            Err(health) => return health,
-        };
-        if device.unlinked() {
-            return Health::failed(format!("the image {} was deleted", self.path().display()));
-        }
-        let owner = self.config.owner.clone();
-        let seed = layout::fresh_seed();
-        let outcome = self.io("probe I/O", &device, move |d| -> io::Result<ProbeOutcome> {
-            let record = d.read_block(RECORD_BLOCK)?;
-            // Never write to a disk whose record names someone else.
-            let ours = Record::from_block(&record)
-                .is_ok_and(|r| r.owner == owner && r.generation == generation);
-            if !ours {
-                return Ok(ProbeOutcome {
-                    record,
-                    probed: false,
-                    mismatch: None,
-                });
-            }
-            let mut pattern = AlignedBlock::zeroed();
-            layout::fill_probe(&mut pattern, seed);
-            d.write_block(PROBE_BLOCK, &pattern, false)?;
-            d.forget_cached(PROBE_BLOCK);
-            let back = d.read_block(PROBE_BLOCK)?;
-            Ok(ProbeOutcome {
-                record,
-                probed: true,
-                mismatch: pattern.iter().zip(back.iter()).position(|(a, b)| a != b),
-            })
-        });
-        let path = self.path().display();
-        match outcome {
-            Ok(Ok(outcome)) if !outcome.probed => self.judge_record(&outcome.record, generation),
-            Ok(Ok(ProbeOutcome {
-                mismatch: Some(at), ..
-            })) => Health::failed(format!(
-                "the probe block of disk {path} read back differs from what was written, from \
-                 byte {at} on"
-            )),
-            Ok(Ok(_)) => Health::Healthy,
-            Ok(Err(e)) => Health::failed(format!("probe I/O on disk {path} failed: {e}")),
-            Err(e) => Health::failed(e.describe(self.path())),
-        }
-    }
-
-    /// [`FORMAT`] (offline only) and [`RESERVATION`].
-    fn control(&self, code: ControlCode, input: &[u8]) -> Result<Vec<u8>> {
-        match code {
-            FORMAT => {
-                if matches!(*self.state(), Reservation::Held(_)) {
-                    return Err(Error::InvalidState(format!(
-                        "resource `{}` holds disk {} (it is online): take it offline before \
-                         FORMAT",
-                        self.ctx.name(),
-                        self.path().display()
-                    )));
-                }
-                let options = decode_input(input, vec![force_spec()])?;
-                format_disk(self.path(), options.bool("force")?)?;
-                self.ctx
-                    .log()
-                    .info(format_args!("formatted disk {}", self.path().display()));
-                Ok(Vec::new())
-            }
-            RESERVATION => self.reservation(),
-            _ => Err(Error::unsupported(code)),
-        }
-    }
-
-    fn close(self) -> Result<()> {
-        drop(self.take_held());
-        Ok(())
     }
 }
 

@@ -300,8 +300,11 @@ fn a_stolen_reservation_fails_the_resource_and_the_host_restarts_it() {
     let dir = TempDir::new("disk-host-stolen");
     let image = formatted_image(&dir, "data.img");
     // is_alive only after a failed looks_alive: the cheap check finds it.
+    // Renewals 2 s apart: the theft lands between two of them.
     let config = disk("data", &image)
         .property("owner", "node-a/data")
+        .property("lease_renewal", Duration::from_secs(2))
+        .property("lease_timeout", Duration::from_secs(6))
         .timing(|t| t.is_alive_interval = Some(Duration::from_secs(600)));
     let host = builder(&dir.path().join("host"))
         .resource(config)
@@ -314,8 +317,9 @@ fn a_stolen_reservation_fails_the_resource_and_the_host_restarts_it() {
     let record = read_record(&image).unwrap();
     let events = host.subscribe();
 
-    // Another writer (a node not honouring this host's lock) steals block 0.
-    overwrite_block0(&image, &stolen(&record));
+    // Another writer (a node honouring neither the lock nor the lease)
+    // steals block 0.
+    steal_after_a_renewal(&image, &stolen(&record));
     let (health_failed, _) = wait_event(
         &events,
         "a failed check",
@@ -353,7 +357,8 @@ fn a_stolen_reservation_fails_the_resource_and_the_host_restarts_it() {
         "online again",
         is(EventKind::ResourceOnline, "data"),
     );
-    // The restart's online took the disk back with the next generation.
+    // The restart's online waited the thief's lease out (nobody renews it)
+    // and took the disk back with the next generation.
     assert_eq!(read_record(&image).unwrap(), Record::new("node-a/data", 7));
     assert_eq!(host.resource_status("data").unwrap().restarts, 1);
     wait_checks(&host, "data", 3);

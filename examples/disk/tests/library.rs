@@ -12,7 +12,8 @@ use clusterkit::{
     StatusReporter, Transition, Value,
 };
 use clusterkit_disk::{
-    DiskLock, FORMAT, MIN_DISK_SIZE, PROBE_MAGIC, RESERVATION, Record, read_record,
+    DiskLock, FORMAT, LeaseStamp, MIN_DISK_SIZE, OLD_SIGNATURE, PROBE_MAGIC, RESERVATION, Record,
+    read_lease, read_record,
 };
 use clusterkit_loader::LoadedResource;
 use clusterkit_testkit::TempDir;
@@ -25,10 +26,97 @@ fn open(props: &Properties, name: &str) -> LoadedResource {
 }
 
 fn online(resource: &LoadedResource) {
-    assert_eq!(
-        resource.online(StatusReporter::detached_online()).unwrap(),
-        Transition::Done
+    online_and_wait(resource).unwrap();
+}
+
+/// A claim in progress (here: watching another owner's lease) is ended by
+/// the next `online` or by `close` before they return, as `Terminated`, and
+/// leaves the disk untouched and unlocked.
+#[test]
+fn a_pending_claim_ends_before_the_next_call_returns() {
+    let dir = TempDir::new("disk-claim-abandoned");
+    let image = formatted_image(&dir, "data.img");
+    let held = Record::new("node-b/data", 3).to_block().unwrap();
+    overwrite_block0(&image, &held);
+    let mut props = props(&image);
+    props.insert("owner", "node-a/data");
+    let disk = open(&props, "data");
+    let first = online_pending(&disk);
+    assert!(failed(disk.looks_alive()).contains("online is still claiming its lease"));
+    assert_eq!(reservation(&disk).str("lease").unwrap(), "claiming");
+    let second = online_pending(&disk);
+    let ended = first
+        .try_recv()
+        .expect("the first claim ended")
+        .unwrap_err();
+    assert_eq!(ended.code(), ErrorCode::Terminated, "{ended}");
+    assert!(
+        ended.to_string().contains("the claim of disk") && ended.to_string().contains("abandoned"),
+        "{ended}"
     );
+    disk.close().unwrap();
+    let ended = second
+        .try_recv()
+        .expect("close ended the claim")
+        .unwrap_err();
+    assert_eq!(ended.code(), ErrorCode::Terminated, "{ended}");
+    assert_eq!(read_block(&image, 0)[..512], held[..512], "nothing written");
+    assert!(
+        DiskLock::try_acquire(&image).unwrap().is_some(),
+        "lock released"
+    );
+}
+
+/// Two claims written at once: the claim written last wins, and the other
+/// claimant, reading block 0 back after its wait, fails naming the winner
+/// and keeps nothing.
+#[test]
+fn a_claim_overwritten_by_a_rival_loses_naming_it() {
+    let dir = TempDir::new("disk-claim-race");
+    let image = formatted_image(&dir, "data.img");
+    let mut props = props(&image);
+    props.insert("owner", "node-a/data");
+    let disk = open(&props, "data");
+    let completion = online_pending(&disk);
+    // The claim is written, then waited on for 2 x io_timeout: a rival
+    // that read the free record before it writes its own claim now.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while read_record(&image).unwrap() != Record::new("node-a/data", 1) {
+        assert!(std::time::Instant::now() < deadline, "no claim written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let rival = LeaseStamp {
+        renewals: 0,
+        timeout_ms: 4000,
+    };
+    overwrite_block0(
+        &image,
+        &Record::new("node-b/data", 1).to_block_with(rival).unwrap(),
+    );
+    let err = completion
+        .recv_timeout(PATIENCE)
+        .expect("the claim ends")
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Busy);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "busy: disk {} is reserved by node-b/data (generation 1): it claimed the disk at the \
+             same time as node-a/data (generation 1), and its claim was written last",
+            image.display()
+        )
+    );
+    assert!(failed(disk.looks_alive()).contains("is not reserved (it is offline)"));
+    assert!(
+        DiskLock::try_acquire(&image).unwrap().is_some(),
+        "lock released"
+    );
+    assert_eq!(
+        read_lease(&image).unwrap(),
+        (Record::new("node-b/data", 1), rival),
+        "the loser wrote nothing more"
+    );
+    disk.close().unwrap();
 }
 
 fn offline(resource: &LoadedResource) {
@@ -72,7 +160,15 @@ fn describes_itself_with_a_documented_schema() {
         Some(Duration::from_millis(500).into())
     );
     assert_eq!(default("direct_io"), Some(true.into()));
-    assert_eq!(schema.specs().len(), 4);
+    assert_eq!(
+        default("lease_renewal"),
+        Some(Duration::from_secs(2).into())
+    );
+    assert_eq!(
+        default("lease_timeout"),
+        Some(Duration::from_secs(10).into())
+    );
+    assert_eq!(schema.specs().len(), 6);
     for spec in schema.specs() {
         assert!(!spec.description.is_empty(), "{} is described", spec.name);
     }
@@ -151,6 +247,23 @@ fn type_level_validation_names_the_property_and_the_problem() {
     clusterkit_disk::format_image(&image).unwrap();
     validate(&props(&image)).unwrap();
 
+    // The lease's timing must leave room for a late renewal and a claim.
+    let mut tight = props(&image);
+    tight.insert("lease_renewal", Duration::from_millis(500));
+    tight.insert("lease_timeout", Duration::from_secs(1));
+    check(
+        &tight,
+        "property `lease_timeout`: 1s is less than three times `lease_renewal` (500ms)",
+    );
+    let mut hasty = props(&image);
+    hasty.insert("io_timeout", Duration::from_millis(500));
+    hasty.insert("lease_timeout", Duration::from_secs(1));
+    check(
+        &hasty,
+        "property `lease_timeout`: 1s is less than four times `io_timeout` (500ms): a claim \
+         waits twice `io_timeout` before its first renewal",
+    );
+
     // Opening a resource on a missing image fails the same way.
     let err = ty
         .open("data", &props(&missing), false, Logger::discard())
@@ -204,7 +317,35 @@ fn type_level_format_prepares_a_disk_before_any_resource_exists() {
     ty.control(FORMAT, &format_input(image.to_str().unwrap()))
         .unwrap();
     assert_eq!(read_record(&image).unwrap(), Record::free(0));
-    assert_eq!(&read_block(&image, 0)[..8], b"CKDISK01");
+    assert_eq!(&read_block(&image, 0)[..8], b"CKDISK02");
+
+    // Layout 1 (an older version's record, without a lease) is refused with
+    // a clear error, and FORMAT rewrites it without `force`, keeping the
+    // workload's blocks.
+    let old = formatted_image(&dir, "layout1.img");
+    let mut block = vec![0u8; 512];
+    block[..8].copy_from_slice(&OLD_SIGNATURE);
+    overwrite_block0(&old, &block);
+    write_block(&old, 2, &[0x5a; 4096]);
+    let err = read_record(&old).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "invalid state: disk {} (property `path`): it has layout 1 (signature CKDISK01, a \
+             record without a lease), written by an older version of the disk type; run the \
+             FORMAT control code (type_specific(1)) to rewrite blocks 0 and 1 in layout 2 (the \
+             workload's data from byte 8192 on is kept)",
+            old.display()
+        )
+    );
+    let resource = open(&props(&old), "data");
+    let refused = online_and_wait(&resource).unwrap_err();
+    assert_eq!(refused.to_string(), err.to_string());
+    ty.control(FORMAT, &format_input(old.to_str().unwrap()))
+        .unwrap();
+    assert_eq!(read_record(&old).unwrap(), Record::free(0));
+    assert_eq!(read_block(&old, 2), vec![0x5a; 4096]);
+    resource.close().unwrap();
 
     // Something that is not a clusterkit disk is not overwritten unless forced.
     let foreign = blank_image(&dir, "mbr.img");
@@ -398,8 +539,13 @@ fn a_record_taken_over_or_damaged_fails_both_checks() {
     let image = formatted_image(&dir, "data.img");
     let mut props = props(&image);
     props.insert("owner", "node-a/data");
+    // After its first renewal (at once), the next is a minute away: the
+    // writes below cannot meet a renewal, which would write the record back.
+    props.insert("lease_renewal", Duration::from_secs(60));
+    props.insert("lease_timeout", Duration::from_secs(180));
     let disk = open(&props, "data");
     online(&disk);
+    wait_renewals(&image, 1);
     assert_eq!(disk.is_alive(), Health::Healthy);
     let record = read_record(&image).unwrap();
 

@@ -7,14 +7,17 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
-use clusterkit::{Level, Logger, Properties};
-use clusterkit_disk::{BLOCK_SIZE, Record, format_image};
+use clusterkit::{
+    Level, Logger, Properties, Reply, Resource, ResourceState, StatusReporter, StatusSink,
+    Transition,
+};
+use clusterkit_disk::{BLOCK_SIZE, Record, format_image, read_lease};
 use clusterkit_host::testing::fast_timing_with_deadlines;
 use clusterkit_host::{HostBuilder, MonitorProgram, ResourceConfig};
-use clusterkit_loader::{Library, ResourceTypeHandle};
+use clusterkit_loader::{Library, LoadedResource, ResourceTypeHandle};
 use clusterkit_testkit::{TempDir, cdylib, monitor_binary};
 
 pub use clusterkit_host::testing::{PATIENCE, is, wait_event};
@@ -24,7 +27,16 @@ pub const IMAGE_SIZE: u64 = 8 << 20;
 
 /// The `io_timeout` the tests give resources: generous, so a loaded
 /// machine's slow `fdatasync` is no failure, yet below the host's deadline.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// A claim waits twice it.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The lease timing the tests give resources: renewed every 200 ms,
+/// expired after 4 s (four times [`IO_TIMEOUT`], the least allowed), so a
+/// holder gives up after 2 s without a renewal. Production defaults: 2 s
+/// and 10 s, with a 500 ms `io_timeout`.
+pub const LEASE_RENEWAL: Duration = Duration::from_millis(200);
+/// See [`LEASE_RENEWAL`].
+pub const LEASE_TIMEOUT: Duration = Duration::from_secs(4);
 
 pub fn library() -> PathBuf {
     cdylib("clusterkit-example-disk", "clusterkit_disk")
@@ -57,7 +69,47 @@ pub fn props(image: &Path) -> Properties {
     let mut props = Properties::new();
     props.insert("path", image.to_str().unwrap());
     props.insert("io_timeout", IO_TIMEOUT);
+    props.insert("lease_renewal", LEASE_RENEWAL);
+    props.insert("lease_timeout", LEASE_TIMEOUT);
     props
+}
+
+/// Hands a pending operation's completion to a channel.
+struct Completion(Mutex<mpsc::Sender<Result<ResourceState, clusterkit::Error>>>);
+
+impl StatusSink for Completion {
+    fn report(&self, _: ResourceState, _: u32, _: Duration) -> Reply {
+        Reply::Continue
+    }
+    fn complete(&self, outcome: Result<ResourceState, clusterkit::Error>) {
+        let _ = self.0.lock().unwrap().send(outcome);
+    }
+}
+
+/// `online`, which must answer pending; the receiver gets its completion.
+pub fn online_pending(
+    resource: &LoadedResource,
+) -> mpsc::Receiver<Result<ResourceState, clusterkit::Error>> {
+    let (tx, rx) = mpsc::channel();
+    let status = StatusReporter::online(Arc::new(Completion(Mutex::new(tx))));
+    assert_eq!(
+        resource.online(status).expect("online"),
+        Transition::Pending
+    );
+    rx
+}
+
+/// `online`, waiting (up to [`PATIENCE`]) for a pending claim to end.
+pub fn online_and_wait(resource: &LoadedResource) -> clusterkit::Result<()> {
+    let (tx, rx) = mpsc::channel();
+    let status = StatusReporter::online(Arc::new(Completion(Mutex::new(tx))));
+    match resource.online(status)? {
+        Transition::Done => Ok(()),
+        Transition::Pending => rx
+            .recv_timeout(PATIENCE)
+            .expect("the pending online completes")
+            .map(drop),
+    }
 }
 
 /// Overwrites block 0 of `image` behind everyone's back, as another node
@@ -65,6 +117,13 @@ pub fn props(image: &Path) -> Properties {
 pub fn overwrite_block0(image: &Path, block: &[u8]) {
     let file = OpenOptions::new().write(true).open(image).unwrap();
     file.write_all_at(block, 0).unwrap();
+    file.sync_data().unwrap();
+}
+
+/// Writes `block` at block `index` of `image`, through the page cache.
+pub fn write_block(image: &Path, index: u64, block: &[u8]) {
+    let file = OpenOptions::new().write(true).open(image).unwrap();
+    file.write_all_at(block, index * BLOCK_SIZE as u64).unwrap();
     file.sync_data().unwrap();
 }
 
@@ -76,6 +135,26 @@ pub fn read_block(image: &Path, index: u64) -> Vec<u8> {
         .read_exact_at(&mut block, index * BLOCK_SIZE as u64)
         .unwrap();
     block
+}
+
+/// Waits until the lease on `image` has been renewed `count` times since
+/// its claim, polling block 0.
+pub fn wait_renewals(image: &Path, count: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    while read_lease(image).unwrap().1.renewals < count {
+        assert!(Instant::now() < deadline, "the lease was not renewed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Overwrites block 0 of `image` with `block` just after the holder renewed
+/// its lease, so the write cannot land between a renewal's read and its
+/// write (which would put the holder's record back: a thief that ignores
+/// the lease is only detected if its write survives).
+pub fn steal_after_a_renewal(image: &Path, block: &[u8]) {
+    let renewals = read_lease(image).unwrap().1.renewals;
+    wait_renewals(image, renewals + 1);
+    overwrite_block0(image, block);
 }
 
 /// A thief's record, one generation ahead of `record`'s.
@@ -107,6 +186,8 @@ pub fn disk(name: &str, image: &Path) -> ResourceConfig {
     ResourceConfig::new(name, library(), "disk")
         .property("path", image.to_str().unwrap())
         .property("io_timeout", IO_TIMEOUT)
+        .property("lease_renewal", LEASE_RENEWAL)
+        .property("lease_timeout", LEASE_TIMEOUT)
 }
 
 /// The events of `<state_dir>/events.jsonl`, as JSON objects.
