@@ -15,7 +15,7 @@ use crate::engine::driver::{Driver, DriverConfig, Message};
 use crate::engine::ids::ResourceId;
 use crate::error::HostError;
 use crate::escalation::Escalation;
-use crate::events::{Event, Subscriber};
+use crate::events::{Event, EventLogLimits, Subscriber};
 use crate::process::{MonitorProgram, ProcessControl, SystemProcesses};
 use crate::state_file::{Desired, StateLock};
 use crate::status::{ResourceStatus, StatusBoard};
@@ -33,6 +33,7 @@ pub struct HostBuilder {
     process: Arc<dyn ProcessControl>,
     escalation: Escalation,
     subscribers: Vec<mpsc::Sender<Event>>,
+    event_log: EventLogLimits,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -58,7 +59,15 @@ impl HostBuilder {
             process: Arc::new(SystemProcesses),
             escalation: Escalation::ExitProcess,
             subscribers: Vec::new(),
+            event_log: EventLogLimits::default(),
         }
+    }
+
+    /// Sets when the event log is rotated (default:
+    /// [`EventLogLimits::default`]).
+    pub fn event_log(mut self, limits: EventLogLimits) -> HostBuilder {
+        self.event_log = limits;
+        self
     }
 
     /// Every event from the very start, including those of `start` itself
@@ -165,6 +174,10 @@ impl HostBuilder {
             health_checks: 0,
             last_check_latency: None,
             last_health: None,
+            since: std::time::SystemTime::now(),
+            restarts_in_period: 0,
+            monitor: String::new(),
+            last_failure: None,
         };
         let board = Arc::new(StatusBoard {
             statuses: Mutex::new(specs.iter().map(placeholder).collect()),
@@ -187,6 +200,7 @@ impl HostBuilder {
                 process: self.process,
                 escalation: self.escalation,
                 subscribers: self.subscribers,
+                event_log: self.event_log,
             },
             CoreConfig {
                 resources: specs,
@@ -282,6 +296,26 @@ impl Host {
     ) -> Result<Vec<u8>, HostError> {
         let i = self.index(name)?;
         self.ask(Command::Control(i, code, input.to_vec()))
+    }
+
+    /// Cleans `name` up after failures: its restart counters start over,
+    /// an isolation in a monitor of its own is lifted (it goes back to its
+    /// group's monitor the next time it is opened; persisted), and a
+    /// failure it is held in is cleared, so it is brought to its desired
+    /// state again. Emits `resource_cleaned_up`.
+    pub fn cleanup(&self, name: &str) -> Result<(), HostError> {
+        let i = self.index(name)?;
+        self.ask(Command::Cleanup(i)).map(drop)
+    }
+
+    /// The validated properties of `name` as an operator may see them:
+    /// each secret's value is `<secret>`; empty until the resource's type
+    /// has validated them.
+    pub fn properties(&self, name: &str) -> Result<clusterkit::Properties, HostError> {
+        let i = self.index(name)?;
+        let encoded = self.ask(Command::Properties(i))?;
+        clusterkit::Properties::decode(&encoded)
+            .map_err(|e| HostError::Monitor(format!("decoding the properties: {e}")))
     }
 
     /// Whether the engine answers within `timeout`: a liveness probe for a

@@ -83,7 +83,7 @@ pub use config::{
 };
 pub use error::HostError;
 pub use escalation::{ESCALATION_EXIT_CODE, Escalation};
-pub use events::{Event, EventKind, rfc3339};
+pub use events::{Event, EventKind, EventLogLimits, event_log_files, rfc3339};
 pub use host::{Host, HostBuilder};
 pub use monitor::{HOST_PID_ENV, MONITOR_ENV, MONITOR_FD, run_if_monitor, run_monitor};
 pub use policy::{Decision, RestartCounters};
@@ -92,4 +92,4 @@ pub use process::{
 };
 pub use state_file::{ClockMark, Desired, PersistedResource, PersistedState};
 pub use static_types::{STATIC_LIBRARY_PREFIX, register_static_library, static_library_path};
-pub use status::ResourceStatus;
+pub use status::{FailureRecord, ResourceStatus};

@@ -1,7 +1,7 @@
 //! What the host shows of each resource.
 
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clusterkit::{Health, ResourceState};
 
@@ -34,6 +34,26 @@ pub struct ResourceStatus {
     pub last_check_latency: Option<Duration>,
     /// The last health check's result.
     pub last_health: Option<Health>,
+    /// Since when it is in its current state.
+    pub since: SystemTime,
+    /// Restarts within the current restart period (what the restart
+    /// threshold is compared with).
+    pub restarts_in_period: u32,
+    /// The monitor it runs in (or will be opened in): its placement
+    /// group's name, or `separate:NAME` for a monitor of its own.
+    pub monitor: String,
+    /// Its last failure.
+    pub last_failure: Option<FailureRecord>,
+}
+
+/// When and why a resource failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureRecord {
+    /// When.
+    pub at: SystemTime,
+    /// Why: the health check's reason, the failed call's error, the
+    /// operator's simulated failure, the monitor's death.
+    pub reason: String,
 }
 
 /// The statuses the engine publishes and the [`Host`](crate::Host) handle

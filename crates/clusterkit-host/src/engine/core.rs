@@ -105,6 +105,10 @@ pub(crate) enum Command {
     Offline(ResourceId),
     Fail(ResourceId),
     Control(ResourceId, ControlCode, Vec<u8>),
+    /// Reset restart counters, lift an isolation, clear a held failure.
+    Cleanup(ResourceId),
+    /// The validated properties, secrets masked.
+    Properties(ResourceId),
     CloseAll,
     Shutdown,
 }
@@ -178,6 +182,10 @@ pub(crate) struct ResourceEntry {
     pub(crate) last_health: Option<Health>,
     pub(crate) degraded: u64,
     pub(crate) checks: u64,
+    /// When its shown state last changed.
+    pub(crate) since: Instant,
+    /// When and why it last failed.
+    pub(crate) last_failure: Option<(Instant, String)>,
     /// Its status changed since the last publish.
     pub(crate) status_changed: bool,
 }
@@ -321,6 +329,8 @@ impl Core {
                 last_health: None,
                 degraded: 0,
                 checks: 0,
+                since: now,
+                last_failure: None,
                 status_changed: true,
             });
         }
@@ -505,6 +515,9 @@ impl Core {
     /// outlives its phase.
     pub(crate) fn set_phase(&mut self, i: ResourceId, phase: Phase) {
         let old = std::mem::replace(&mut self.resources[i.0].phase, phase);
+        if old.state() != self.resources[i.0].phase.state() {
+            self.resources[i.0].since = self.now;
+        }
         let health = |looks| Timer::Health { resource: i, looks };
         match old {
             Phase::Online { .. } => {

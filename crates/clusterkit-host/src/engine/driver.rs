@@ -49,6 +49,8 @@ pub(crate) struct DriverConfig {
     pub(crate) process: Arc<dyn ProcessControl>,
     pub(crate) escalation: Escalation,
     pub(crate) subscribers: Vec<Sender<Event>>,
+    /// When `events.jsonl` is rotated.
+    pub(crate) event_log: crate::events::EventLogLimits,
 }
 
 /// The engine thread: the core plus the I/O it asks for.
@@ -80,8 +82,10 @@ impl Driver {
         let persisted = state_file
             .load()
             .map_err(|problem| HostError::StateFile { problem })?;
-        let mut events = EventSink::open(&config.state_dir).map_err(|e| HostError::StateFile {
-            problem: format!("{}: {e}", config.state_dir.join("events.jsonl").display()),
+        let mut events = EventSink::open(&config.state_dir, config.event_log).map_err(|e| {
+            HostError::StateFile {
+                problem: format!("{}: {e}", config.state_dir.join("events.jsonl").display()),
+            }
         })?;
         for subscriber in config.subscribers {
             events.subscribe(subscriber);

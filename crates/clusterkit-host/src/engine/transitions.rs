@@ -453,6 +453,7 @@ impl Core {
         if self.res(i).phase.state() == ResourceState::Failed {
             return;
         }
+        self.res_mut(i).last_failure = Some((self.now, reason.clone()));
         let event = Event::of(EventKind::ResourceFailed, Some(self.name(i)))
             .with("type", self.res(i).spec.type_name.clone())
             .with("reason", reason);
