@@ -178,6 +178,7 @@ impl HostBuilder {
             restarts_in_period: 0,
             monitor: String::new(),
             last_failure: None,
+            next_restart: None,
         };
         let board = Arc::new(StatusBoard {
             statuses: Mutex::new(specs.iter().map(placeholder).collect()),

@@ -44,6 +44,9 @@ pub struct ResourceStatus {
     pub monitor: String,
     /// Its last failure.
     pub last_failure: Option<FailureRecord>,
+    /// Held failed, when the restart policy restarts it; `None` when it is
+    /// not held, or held until an operator acts (`restart_action = none`).
+    pub next_restart: Option<SystemTime>,
 }
 
 /// When and why a resource failed.

@@ -93,7 +93,12 @@ impl Core {
             .and_then(|m| self.monitors.get(&m))
             .filter(|_| r.phase.is_open())
             .map_or_else(|| self.monitor_key(i), |m| m.key);
+        let next_restart = match r.phase {
+            super::lifecycle::Phase::Held { until, .. } => until.map(|t| self.clock.system_time(t)),
+            _ => None,
+        };
         ResourceStatus {
+            next_restart,
             since: self.clock.system_time(r.since),
             restarts_in_period: u32::try_from(restarts_in_period).unwrap_or(u32::MAX),
             monitor: self.key_name(key),

@@ -98,6 +98,14 @@ impl Core {
             );
             self.kill_monitor(monitor, None, &reason);
         } else {
+            if let Some(i) = resource {
+                let reason = format!(
+                    "{op} did not return within its {} ms deadline: its monitor was killed",
+                    millis(deadline)
+                );
+                self.res_mut(i).last_failure = Some((self.now, reason));
+                self.touch(i);
+            }
             self.kill_monitor(monitor, resource, &format!("{op} passed its deadline"));
         }
     }

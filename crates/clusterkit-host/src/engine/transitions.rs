@@ -283,6 +283,8 @@ impl Core {
             },
         );
         self.res_mut(i).restart_due = false;
+        let reason = format!("terminate failed: {error}");
+        self.res_mut(i).last_failure = Some((self.now, reason));
         self.emit(
             Event::of(EventKind::ResourceFailed, Some(&name))
                 .with("type", self.res(i).spec.type_name.clone())
