@@ -52,7 +52,8 @@ pub(crate) fn check_exists(given: Option<PathBuf>) -> Result<PathBuf, String> {
             _ => "the default".to_owned(),
         };
         return Err(format!(
-            "{}: no such config file ({from}); name yours with -c/--config FILE or              ${CONFIG_ENV}=FILE (docs/CONFIG.md)",
+            "{}: no such config file ({from}); name yours with -c/--config FILE or \
+             ${CONFIG_ENV}=FILE (docs/CONFIG.md)",
             path.display()
         ));
     }

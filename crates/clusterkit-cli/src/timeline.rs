@@ -103,6 +103,7 @@ pub(crate) fn highlight(e: &Value) -> Option<String> {
         "resource_online" => format!("{r}: online"),
         "resource_offline" => format!("{r}: offline"),
         "resource_failed" => format!("{r}: failed: {}", f("reason")),
+        "call_failed" => format!("{r}: `{}` failed: {}", f("call"), f("error")),
         "resource_cleaned_up" => format!(
             "{r}: cleaned up ({} restarts cleared{}{})",
             f("restarts_cleared"),

@@ -228,16 +228,20 @@ pub(crate) fn run(args: &TransitionArgs, direction: Direction) -> Result<(), Str
         } else {
             deadline - now
         };
+        let mut show = |e: &Value| {
+            let ours = e["resource"].as_str().is_some_and(|r| involved.contains(r));
+            if ours && shown(e) {
+                if tty {
+                    let _ = write!(out, "\r\x1b[K");
+                }
+                let at = timeline::relative(started.elapsed());
+                let _ = writeln!(out, "{at}  {}", progress_line(e));
+            }
+            ours
+        };
         match events.recv_timeout(wait) {
             Ok(e) => {
-                let ours = e["resource"].as_str().is_some_and(|r| involved.contains(r));
-                if ours && shown(&e) {
-                    if tty {
-                        let _ = write!(out, "\r\x1b[K");
-                    }
-                    let at = timeline::relative(started.elapsed());
-                    let _ = writeln!(out, "{at}  {}", progress_line(&e));
-                }
+                let ours = show(&e);
                 // A change of state of one involved: look at the statuses.
                 check |= ours;
                 settled |= ours;
