@@ -5,7 +5,7 @@
 //! naming (`-c`, `CLUSTERKIT_CONFIG`, a missing file).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use clusterkit_testkit::{TempDir, cdylib};
