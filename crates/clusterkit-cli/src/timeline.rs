@@ -90,6 +90,10 @@ pub(crate) fn highlight(e: &Value) -> Option<String> {
             f("deadline_ms")
         ),
         "monitor_killed" => format!("monitor {} killed (SIGKILL): {}", f("pid"), f("reason")),
+        // A monitor that never started has no pid: its reason says why.
+        "monitor_died" if e["pid"].is_null() => {
+            format!("monitor {} did not start: {}", f("monitor"), f("reason"))
+        }
         "monitor_died" => format!(
             "monitor {} exited ({}); blamed: {}",
             f("pid"),
