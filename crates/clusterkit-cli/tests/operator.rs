@@ -4,8 +4,9 @@
 //! event log of a stopped host (filters, rotation), and the config's
 //! naming (`-c`, `CLUSTERKIT_CONFIG`, a missing file).
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clusterkit_testkit::{TempDir, cdylib};
@@ -232,9 +233,33 @@ fn online_and_offline_wait_show_progress_and_end_with_the_outcome() {
     assert!(ok && text.is_empty(), "{text}{err}");
     host.wait(|s| by_name(s, "web")["state"] == "offline");
 
+    // --watch redraws when something happens, not on a timer.
+    let mut watch = ck(&config)
+        .args(["status", "--watch"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut state_of_web = move || loop {
+        let line = lines.next().expect("a frame").unwrap();
+        if line.starts_with("web ") {
+            return line.split_whitespace().nth(3).unwrap().to_owned();
+        }
+    };
+    assert_eq!(state_of_web(), "offline");
+    assert!(host.cli(&["online", "web", "--no-wait"]).0);
+    while state_of_web() != "online" {}
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+
     // The console shows the host's first events too.
     let console = host.stop();
-    for kind in ["host_started", "monitor_started", "resource_pending"] {
+    for kind in [
+        "host_started",
+        "monitor_started",
+        "resource_pending",
+        "resource_online",
+    ] {
         assert!(console.contains(kind), "{kind} missing from {console}");
     }
 }
