@@ -315,16 +315,20 @@ fn property_value(value: &toml::Value) -> Result<Value, String> {
     })
 }
 
+/// The text of the file at `path`.
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read: {e}"),
+    })
+}
+
 impl Config {
     /// Reads and checks `path`.
     pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.display().to_string(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read: {e}"),
-        })?;
-        Config::parse(path, text)
+        Config::parse(path, read(path)?)
     }
 
     /// Checks `text` as if read from `path`.
@@ -397,21 +401,9 @@ impl Config {
     pub(crate) fn load_with_problems(
         path: &Path,
     ) -> Result<(Config, Vec<ConfigError>), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.display().to_string(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read: {e}"),
-        })?;
-        match Config::parse(path, text.clone()) {
-            Ok(config) => Ok((config, Vec::new())),
-            Err(first) if first.line == 0 && first.message.starts_with("cannot") => Err(first),
-            Err(_) => {
-                let config = Config::parse_unchecked(path, text)?;
-                let problems = config.problems();
-                Ok((config, problems))
-            }
-        }
+        let config = Config::parse_unchecked(path, read(path)?)?;
+        let problems = config.problems();
+        Ok((config, problems))
     }
 
     /// An error at byte `offset` of the file.

@@ -123,6 +123,22 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// The last check's round trip: `0.21 ms`.
+fn latency(r: &Value) -> String {
+    r["last_check_latency_us"]
+        .as_u64()
+        .map_or("-".to_owned(), |us| format!("{:.2} ms", us as f64 / 1000.0))
+}
+
+/// The last health result with its reason; `None` before the first check.
+fn health(r: &Value) -> Option<String> {
+    let h = r["last_health"].as_str()?;
+    Some(match r["last_health_reason"].as_str() {
+        Some(reason) => format!("{h}: {reason}"),
+        None => h.to_owned(),
+    })
+}
+
 fn table(resources: &[Value]) -> String {
     let mut out = format!(
         "{:<20} {:<16} {:<10} {:<16} {:>7} {:<8} {:<20} {:>8} {:>8} {:>10}  {}\n",
@@ -140,13 +156,6 @@ fn table(resources: &[Value]) -> String {
     );
     let mut failures = Vec::new();
     for r in resources {
-        let latency = r["last_check_latency_us"]
-            .as_u64()
-            .map_or("-".to_owned(), |us| format!("{:.2} ms", us as f64 / 1000.0));
-        let health = match (&r["last_health"], r["last_health_reason"].as_str()) {
-            (Value::String(h), Some(reason)) => format!("{h}: {reason}"),
-            (h, _) => text(h),
-        };
         out.push_str(&format!(
             "{:<20} {:<16} {:<10} {:<16} {:>7} {:<8} {:<20} {:>8} {:>8} {:>10}  {}\n",
             text(&r["name"]),
@@ -163,8 +172,8 @@ fn table(resources: &[Value]) -> String {
                 text(&r["restarts_in_period"]),
                 text(&r["restarts"])
             ),
-            latency,
-            health
+            latency(r),
+            health(r).unwrap_or_else(|| "-".into())
         ));
         if let Some(f) = r["last_failure"].as_object() {
             failures.push(format!(
@@ -215,20 +224,14 @@ fn explain(r: &Value) -> String {
             text(&r["monitor_pid"])
         ),
     );
-    let health = match (&r["last_health"], r["last_health_reason"].as_str()) {
-        (Value::Null, _) => "not checked yet".to_owned(),
-        (h, Some(reason)) => format!("{}: {reason}", text(h)),
-        (h, None) => text(h),
-    };
     line(
         "health:",
         format!(
-            "{health} ({} checks, {} degraded, last took {})",
+            "{} ({} checks, {} degraded, last took {})",
+            health(r).unwrap_or_else(|| "not checked yet".into()),
             text(&r["health_checks"]),
             text(&r["degraded_count"]),
-            r["last_check_latency_us"]
-                .as_u64()
-                .map_or("-".to_owned(), |us| format!("{:.2} ms", us as f64 / 1000.0))
+            latency(r)
         ),
     );
     line(

@@ -224,6 +224,15 @@ impl Default for EventLogLimits {
 /// The event log's files, oldest first: the rotated `events.jsonl.N` …
 /// `events.jsonl.1` that exist, then `events.jsonl` itself (whether or not
 /// it exists).
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("ck-doc-log-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// std::fs::write(dir.join("events.jsonl.1"), "").unwrap();
+/// let files = clusterkit_host::event_log_files(&dir.join("events.jsonl"));
+/// assert_eq!(files, [dir.join("events.jsonl.1"), dir.join("events.jsonl")]);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
 pub fn event_log_files(current: &Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = (1..)
         .map(|n| rotated_path(current, n))
