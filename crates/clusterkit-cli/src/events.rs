@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 
 use crate::Target;
-use crate::config::Config;
 use crate::control::{self, ControlError};
 use crate::timeline::{self, Zone};
 
@@ -224,7 +223,7 @@ fn print_events(args: &EventsArgs, mut printer: Printer) -> Result<(), String> {
             ) =>
         {
             // No host: the log on disk, read across its rotated files.
-            let config = Config::load(&args.target.config_path()).map_err(|e| e.to_string())?;
+            let config = args.target.load_config()?;
             let current = config.state_dir.join("events.jsonl");
             let files = clusterkit_host::event_log_files(&current);
             let mut found = false;

@@ -55,6 +55,10 @@ impl Target {
     fn config_path(&self) -> PathBuf {
         self.config.path()
     }
+
+    fn load_config(&self) -> Result<Config, String> {
+        self.config.load()
+    }
 }
 
 /// `-c/--config`, shared by every command that reads a config.

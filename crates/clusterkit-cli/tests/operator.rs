@@ -524,6 +524,30 @@ fn types_describes_every_type_and_survives_a_damaged_library() {
     );
     assert!(!delay["default"].is_null(), "{delay}");
 
+    // A running resource of that type shows its secret as <secret>.
+    let config = dir.path().join("dns.toml");
+    let secret = "c2VjcmV0c2VjcmV0c2VjcmV0";
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[libraries]\ndns = \"{}\"\n[[resource]]\nname = \"www\"\n\
+             library = \"dns\"\ntype = \"network-name\"\nautostart = false\n[resource.properties]\n\
+             name = \"www.example.test\"\naddress = \"127.0.0.1\"\nzone = \"example.test\"\n\
+             servers = [\"127.0.0.1:1\"]\ntsig_key_name = \"k\"\ntsig_secret = \"{secret}\"\n",
+            dir.path().join("state").display(),
+            dns.display()
+        ),
+    )
+    .unwrap();
+    let host = Host::start(&config);
+    let www = host.one("www");
+    assert_eq!(www["properties"]["tsig_secret"], "<secret>", "{www}");
+    assert_eq!(www["properties"]["tsig_key_name"], "k", "{www}");
+    let (ok, text, _) = host.cli(&["status", "www"]);
+    assert!(ok && text.contains("tsig_secret = <secret>"), "{text}");
+    assert!(!text.contains(secret), "{text}");
+    host.stop();
+
     // A library cut short crashes the reader, not the command.
     let bytes = std::fs::read(&dummy).unwrap();
     let truncated = dir.path().join("libtruncated.so");
