@@ -208,6 +208,7 @@ pub(crate) fn run(args: &TransitionArgs, direction: Direction) -> Result<(), Str
     let mut tick = 0usize;
     let mut check = true;
     let mut settled = false;
+    let mut seen_final = false;
     let outcome = loop {
         if check {
             if let Some(outcome) = judge(&statuses(&socket)?, name, &involved, direction, settled) {
@@ -228,20 +229,10 @@ pub(crate) fn run(args: &TransitionArgs, direction: Direction) -> Result<(), Str
         } else {
             deadline - now
         };
-        let mut show = |e: &Value| {
-            let ours = e["resource"].as_str().is_some_and(|r| involved.contains(r));
-            if ours && shown(e) {
-                if tty {
-                    let _ = write!(out, "\r\x1b[K");
-                }
-                let at = timeline::relative(started.elapsed());
-                let _ = writeln!(out, "{at}  {}", progress_line(e));
-            }
-            ours
-        };
         match events.recv_timeout(wait) {
             Ok(e) => {
-                let ours = show(&e);
+                let ours = show(&mut out, &e, &involved, started, tty);
+                seen_final |= is_final(&e, name, direction);
                 // A change of state of one involved: look at the statuses.
                 check |= ours;
                 settled |= ours;
@@ -266,6 +257,20 @@ pub(crate) fn run(args: &TransitionArgs, direction: Direction) -> Result<(), Str
     if tty {
         let _ = write!(out, "\r\x1b[K");
     }
+    // The status can say done a moment before the event saying so reaches
+    // this stream (statuses are published first): show the end of the
+    // progress too, waiting for it briefly.
+    if matches!(outcome, Outcome::Done) && settled {
+        let until = Instant::now() + FINAL_EVENT_GRACE;
+        while !seen_final {
+            let left = until.saturating_duration_since(Instant::now());
+            let Ok(e) = events.recv_timeout(left) else {
+                break;
+            };
+            show(&mut out, &e, &involved, started, tty);
+            seen_final = is_final(&e, name, direction);
+        }
+    }
     match outcome {
         Outcome::Done => {
             let _ = writeln!(
@@ -278,6 +283,39 @@ pub(crate) fn run(args: &TransitionArgs, direction: Direction) -> Result<(), Str
         }
         Outcome::Failed(why) => Err(format!("{name}: {why}")),
     }
+}
+
+/// How long the end of the progress is waited for once the status says
+/// the transition is done.
+const FINAL_EVENT_GRACE: Duration = Duration::from_millis(500);
+
+/// Whether `e` says that `name` reached the end of the transition.
+fn is_final(e: &Value, name: &str, direction: Direction) -> bool {
+    let kind = match direction {
+        Direction::Online => "resource_online",
+        Direction::Offline => "resource_offline",
+    };
+    e["kind"] == kind && e["resource"] == name
+}
+
+/// Prints `e` as a progress line when it concerns one of the `involved`
+/// and is worth showing; true when it concerns one of them.
+fn show(
+    out: &mut impl std::io::Write,
+    e: &Value,
+    involved: &BTreeSet<String>,
+    started: Instant,
+    tty: bool,
+) -> bool {
+    let ours = e["resource"].as_str().is_some_and(|r| involved.contains(r));
+    if ours && shown(e) {
+        if tty {
+            let _ = write!(out, "\r\x1b[K");
+        }
+        let at = timeline::relative(started.elapsed());
+        let _ = writeln!(out, "{at}  {}", progress_line(e));
+    }
+    ours
 }
 
 /// A progress line: the resource's own messages as they are, the rest as

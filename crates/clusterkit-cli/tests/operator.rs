@@ -173,6 +173,13 @@ impl Drop for Host {
     }
 }
 
+/// The line of `text` that ends with `needle`.
+fn at_in(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.ends_with(needle))
+        .unwrap_or_else(|| panic!("{needle:?} missing from\n{text}"))
+}
+
 fn by_name<'a>(statuses: &'a [Value], name: &str) -> &'a Value {
     statuses.iter().find(|s| s["name"] == name).unwrap()
 }
@@ -195,6 +202,7 @@ fn online_and_offline_wait_show_progress_and_end_with_the_outcome() {
             .unwrap_or_else(|| panic!("{needle:?} missing from\n{text}"))
     };
     assert!(at("web: online pending") < at("web: online"), "{text}");
+    assert!(at("web: online") < at("app: online"), "{text}");
     assert!(lines.last().unwrap().starts_with("app: online ("), "{text}");
     let s = host.status().unwrap();
     assert_eq!(
@@ -206,6 +214,10 @@ fn online_and_offline_wait_show_progress_and_end_with_the_outcome() {
     // Offline takes the dependents first, and waits.
     let (ok, text, err) = host.cli(&["offline", "web"]);
     assert!(ok, "{err}");
+    assert!(
+        at_in(&text, "app: offline") < at_in(&text, "web: offline"),
+        "{text}"
+    );
     assert!(
         text.lines().last().unwrap().starts_with("web: offline ("),
         "{text}"
