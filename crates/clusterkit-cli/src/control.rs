@@ -65,6 +65,7 @@ pub(crate) fn status_json(s: &ResourceStatus) -> Value {
         "monitor": s.monitor,
         "monitor_pid": s.monitor_pid,
         "separate_monitor": s.separate_monitor,
+        "isolation_lifted_at_next_open": s.isolation_lifted_at_next_open,
         "restarts": s.restarts,
         "restarts_in_period": s.restarts_in_period,
         "health_checks": s.health_checks,

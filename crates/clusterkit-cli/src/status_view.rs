@@ -211,7 +211,9 @@ fn explain(r: &Value) -> String {
         ),
     );
     line("desired:", text(&r["desired"]));
-    let isolation = if r["separate_monitor"] == true {
+    let isolation = if r["isolation_lifted_at_next_open"] == true {
+        "a monitor of its own until its next open (the isolation is lifted)"
+    } else if r["separate_monitor"] == true {
         "a monitor of its own (isolated; `clusterkit cleanup` lifts it)"
     } else {
         "shared with its placement group"

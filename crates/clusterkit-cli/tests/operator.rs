@@ -328,13 +328,15 @@ fn status_explains_an_isolation_and_cleanup_lifts_it_for_good() {
     let (ok, text, err) = host.cli(&["cleanup", "app"]);
     assert!(ok, "{err}");
     assert!(text.starts_with("app: cleaned up"), "{text}");
+    // Still running in its own monitor, until its next open.
     let app = host.one("app");
-    assert_eq!(
-        (
-            app["separate_monitor"].clone(),
-            app["restarts_in_period"].clone()
-        ),
-        (false.into(), 0.into())
+    assert_eq!(app["restarts_in_period"], 0, "{app}");
+    assert_eq!(app["separate_monitor"], true, "{app}");
+    assert_eq!(app["isolation_lifted_at_next_open"], true, "{app}");
+    let (_, text, _) = host.cli(&["status", "app"]);
+    assert!(
+        text.contains("until its next open (the isolation is lifted)"),
+        "{text}"
     );
     let state = std::fs::read_to_string(dir.path().join("state/state.json")).unwrap();
     let state: Value = serde_json::from_str(&state).unwrap();

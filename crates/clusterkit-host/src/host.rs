@@ -179,6 +179,7 @@ impl HostBuilder {
             monitor: String::new(),
             last_failure: None,
             next_restart: None,
+            isolation_lifted_at_next_open: false,
         };
         let board = Arc::new(StatusBoard {
             statuses: Mutex::new(specs.iter().map(placeholder).collect()),

@@ -47,6 +47,9 @@ pub struct ResourceStatus {
     /// Held failed, when the restart policy restarts it; `None` when it is
     /// not held, or held until an operator acts (`restart_action = none`).
     pub next_restart: Option<SystemTime>,
+    /// A cleanup lifted its isolation: it is still in its own monitor, and
+    /// goes back to its group's at its next open.
+    pub isolation_lifted_at_next_open: bool,
 }
 
 /// When and why a resource failed.

@@ -10,15 +10,23 @@ use super::ids::{RequestId, ResourceId};
 impl Core {
     /// Cleans `i` up and answers `request` once the result is persisted.
     ///
-    /// The isolation is lifted for the next open: a resource open in a
-    /// monitor of its own stays there until it is next (re)opened, so
-    /// nothing running is disturbed by the cleanup itself.
+    /// The isolation is lifted for the next open (and in the persisted
+    /// state at once): a resource open in a monitor of its own stays there
+    /// until it is next (re)opened, so nothing running is disturbed by the
+    /// cleanup itself, and the monitor it runs in keeps matching its
+    /// placement meanwhile.
     pub(crate) fn cleanup(&mut self, request: RequestId, i: ResourceId) {
         let r = self.res_mut(i);
         let restarts_cleared = r.restarts.recent.len();
         r.restarts.reset();
         let isolation_lifted = r.separate_monitor && !r.spec.separate_monitor;
-        r.separate_monitor = r.spec.separate_monitor;
+        if isolation_lifted {
+            if r.monitor.is_some() {
+                r.lift_isolation = true;
+            } else {
+                r.separate_monitor = false;
+            }
+        }
         let held = r.phase.is_held();
         self.release_held(i);
         self.touch(i);

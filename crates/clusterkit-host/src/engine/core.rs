@@ -186,6 +186,10 @@ pub(crate) struct ResourceEntry {
     pub(crate) since: Instant,
     /// When and why it last failed.
     pub(crate) last_failure: Option<(Instant, String)>,
+    /// A cleanup lifted its isolation: its next open is in its group's
+    /// monitor (`separate_monitor` stays set until then, so that the
+    /// monitor it runs in keeps matching its placement).
+    pub(crate) lift_isolation: bool,
     /// Its status changed since the last publish.
     pub(crate) status_changed: bool,
 }
@@ -331,6 +335,7 @@ impl Core {
                 checks: 0,
                 since: now,
                 last_failure: None,
+                lift_isolation: false,
                 status_changed: true,
             });
         }
@@ -559,7 +564,12 @@ impl Core {
 
     pub(crate) fn mark_neighbours(&mut self, i: ResourceId) {
         self.mark_dirty(i);
-        for d in self.resources[i.0].dependents.clone() {
+        // Dependents all the way up: whether one may stay online depends on
+        // every dependency below it (`stays_online`), not only the next.
+        let mut up = self.resources[i.0].dependents.clone();
+        // (Dependencies are acyclic: the walk ends.)
+        while let Some(d) = up.pop() {
+            up.extend(self.resources[d.0].dependents.iter().copied());
             self.mark_dirty(d);
         }
         for d in self.resources[i.0].spec.depends_on.clone() {

@@ -27,7 +27,7 @@ impl Core {
                         r.spec.name.clone(),
                         PersistedResource {
                             desired: r.desired,
-                            separate_monitor: r.separate_monitor,
+                            separate_monitor: r.separate_monitor && !r.lift_isolation,
                             restarts: r.restarts.clone(),
                         },
                     )
@@ -98,6 +98,7 @@ impl Core {
             _ => None,
         };
         ResourceStatus {
+            isolation_lifted_at_next_open: r.lift_isolation,
             next_restart,
             since: self.clock.system_time(r.since),
             restarts_in_period: u32::try_from(restarts_in_period).unwrap_or(u32::MAX),

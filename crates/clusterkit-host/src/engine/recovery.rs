@@ -322,8 +322,10 @@ impl Core {
     }
 
     fn isolate_and_restart(&mut self, i: ResourceId) {
-        if !self.res(i).separate_monitor {
+        // A culprit again after a cleanup: isolated again, for good.
+        if !self.res(i).separate_monitor || self.res(i).lift_isolation {
             self.res_mut(i).separate_monitor = true;
+            self.res_mut(i).lift_isolation = false;
             self.touch(i);
             let event = Event::of(EventKind::ResourceIsolated, Some(self.name(i)))
                 .with("monitor", format!("separate:{}", self.name(i)));

@@ -95,6 +95,13 @@ impl Core {
     }
 
     fn open(&mut self, i: ResourceId) {
+        // A cleanup lifted its isolation: this open is in its group's monitor.
+        let r = self.res_mut(i);
+        if r.lift_isolation && r.monitor.is_none() {
+            r.lift_isolation = false;
+            r.separate_monitor = r.spec.separate_monitor;
+            self.touch(i);
+        }
         let key = self.monitor_key(i);
         let Some(m) = self.ensure_monitor(key) else {
             return;
