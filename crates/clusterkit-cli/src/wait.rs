@@ -179,19 +179,25 @@ pub(crate) fn run(args: &TransitionArgs, direction: Direction) -> Result<(), Str
     let follow_socket = socket.clone();
     std::thread::spawn(move || {
         let follow = json!({"command": "events", "follow": true, "past": false, "mark_live": true});
-        let _ = control::request(&follow_socket, follow, |line| {
+        let followed = control::request(&follow_socket, follow, |line| {
             if line == control::LIVE_MARK {
-                return ready_tx.send(()).is_ok();
+                return ready_tx.send(Ok(())).is_ok();
             }
             serde_json::from_str::<Value>(line).is_ok_and(|v| tx.send(v).is_ok())
         });
+        // Unheard once the wait began: then the closed stream says it.
+        let _ = ready_tx.send(followed.map_err(|e| e.to_string()));
     });
-    ready.recv_timeout(Duration::from_secs(10)).map_err(|_| {
-        format!(
-            "control socket {}: the event stream did not start",
-            socket.display()
-        )
-    })?;
+    match ready.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            return Err(format!(
+                "control socket {}: the event stream did not start",
+                socket.display()
+            ));
+        }
+    }
     control::call(&socket, request).map_err(|e| e.to_string())?;
     let involved = involved.unwrap_or_else(|| {
         statuses(&socket)

@@ -480,6 +480,19 @@ fn the_config_is_named_by_flag_or_environment_and_a_missing_one_says_how() {
             "{err}"
         );
     }
+    // No host: the commands that need one say so.
+    for args in [
+        &["online", "web"][..],
+        &["status"][..],
+        &["cleanup", "web"][..],
+    ] {
+        let (ok, _, err) = out(ck(&config).args(args));
+        assert!(!ok);
+        assert!(
+            err.contains("is `clusterkit run` running with this config?"),
+            "{args:?}: {err}"
+        );
+    }
     let (ok, _, err) = out(ck(&missing).arg("events"));
     assert!(
         !ok && err.contains("(named by $CLUSTERKIT_CONFIG)"),
