@@ -6,7 +6,7 @@
 
 use std::io::{IsTerminal, Write as _};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
@@ -28,6 +28,9 @@ pub(crate) struct StatusArgs {
     #[arg(long, short, conflicts_with = "json")]
     watch: bool,
 }
+
+/// Events within this long of one another are one redraw of `--watch`.
+const REDRAW_COALESCE: Duration = Duration::from_millis(100);
 
 /// Runs `clusterkit status`.
 pub(crate) fn run(args: &StatusArgs) -> Result<(), String> {
@@ -63,9 +66,15 @@ pub(crate) fn run(args: &StatusArgs) -> Result<(), String> {
         if changes.recv().is_err() {
             return Err("the host stopped".into());
         }
-        // A burst of events is one redraw.
-        std::thread::sleep(Duration::from_millis(100)); // coalescing, not synchronisation
-        while changes.try_recv().is_ok() {}
+        // A burst of events is one redraw: take what follows within a
+        // moment of the first.
+        let until = Instant::now() + REDRAW_COALESCE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || changes.recv_timeout(left).is_err() {
+                break;
+            }
+        }
     }
 }
 
