@@ -176,7 +176,7 @@ impl HostBuilder {
             last_health: None,
             since: std::time::SystemTime::now(),
             restarts_in_period: 0,
-            monitor: String::new(),
+            monitor: std::borrow::Cow::Borrowed(""),
             last_failure: None,
             next_restart: None,
             isolation_lifted_at_next_open: false,

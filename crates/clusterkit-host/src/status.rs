@@ -41,7 +41,7 @@ pub struct ResourceStatus {
     pub restarts_in_period: u32,
     /// The monitor it runs in (or will be opened in): its placement
     /// group's name, or `separate:NAME` for a monitor of its own.
-    pub monitor: String,
+    pub monitor: std::borrow::Cow<'static, str>,
     /// Its last failure.
     pub last_failure: Option<FailureRecord>,
     /// Held failed, when the restart policy restarts it; `None` when it is

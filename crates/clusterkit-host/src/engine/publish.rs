@@ -102,7 +102,11 @@ impl Core {
             next_restart,
             since: self.clock.system_time(r.since),
             restarts_in_period: u32::try_from(restarts_in_period).unwrap_or(u32::MAX),
-            monitor: self.key_name(key),
+            // Borrowed for a shared monitor: no allocation per publish.
+            monitor: match key {
+                super::monitors::MonitorKey::Shared(p) => std::borrow::Cow::Borrowed(p.name()),
+                own => std::borrow::Cow::Owned(self.key_name(own)),
+            },
             last_failure: r.last_failure.as_ref().map(|(at, reason)| FailureRecord {
                 at: self.clock.system_time(*at),
                 reason: reason.clone(),
