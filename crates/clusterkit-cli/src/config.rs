@@ -17,9 +17,52 @@ pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/clusterkit";
 /// The default configuration file.
 pub(crate) const DEFAULT_CONFIG: &str = "/etc/clusterkit/clusterkit.toml";
 
+/// The environment variable naming the config file when `-c` does not.
+pub(crate) const CONFIG_ENV: &str = "CLUSTERKIT_CONFIG";
+
+/// The config file to use: `-c`'s, else `$CLUSTERKIT_CONFIG`'s, else
+/// [`DEFAULT_CONFIG`].
+pub(crate) fn config_path(given: Option<PathBuf>) -> PathBuf {
+    given
+        .or_else(|| {
+            std::env::var_os(CONFIG_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| DEFAULT_CONFIG.into())
+}
+
+/// Loads the config `-c` (or the environment, or the default) names; a
+/// missing file is an error that says how to name another.
+pub(crate) fn load_explained(given: Option<PathBuf>) -> Result<Config, String> {
+    check_exists(given.clone())?;
+    Config::load(&config_path(given)).map_err(|e| e.to_string())
+}
+
+/// An error saying how to name another config when the one `given` (or
+/// the environment's, or the default) does not exist.
+pub(crate) fn check_exists(given: Option<PathBuf>) -> Result<PathBuf, String> {
+    let path = config_path(given.clone());
+    if let Err(e) = std::fs::metadata(&path)
+        && e.kind() == std::io::ErrorKind::NotFound
+    {
+        let from = match (&given, std::env::var_os(CONFIG_ENV)) {
+            (Some(_), _) => "given with -c".to_owned(),
+            (None, Some(v)) if !v.is_empty() => format!("named by ${CONFIG_ENV}"),
+            _ => "the default".to_owned(),
+        };
+        return Err(format!(
+            "{}: no such config file ({from}); name yours with -c/--config FILE or \
+             ${CONFIG_ENV}=FILE (docs/CONFIG.md)",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
 /// A configuration error: where and what.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}")]
+#[error("{}", self.located())]
 pub(crate) struct ConfigError {
     /// The file.
     pub(crate) file: String,
@@ -29,6 +72,20 @@ pub(crate) struct ConfigError {
     pub(crate) column: usize,
     /// What is wrong, naming the key.
     pub(crate) message: String,
+}
+
+impl ConfigError {
+    /// `file:line:column: message`; `file: message` for the whole file.
+    fn located(&self) -> String {
+        if self.line == 0 {
+            format!("{}: {}", self.file, self.message)
+        } else {
+            format!(
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )
+        }
+    }
 }
 
 /// A duration in a config: `"500ms"`, `"5s"`, `"2m"`, `"1h"`, or an
@@ -200,6 +257,18 @@ struct ConfigFile {
     metrics: Option<crate::metrics::MetricsSection>,
     #[serde(default, rename = "alert")]
     alerts: Vec<crate::alerts::AlertSection>,
+    #[serde(default)]
+    event_log: EventLogConfig,
+}
+
+/// `[event_log]`: when `events.jsonl` is rotated.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventLogConfig {
+    /// Rotate past this many bytes (0: never).
+    max_bytes: Option<u64>,
+    /// Rotated files kept.
+    keep: Option<u32>,
 }
 
 /// A loaded, resolved configuration.
@@ -228,6 +297,8 @@ pub(crate) struct Config {
     alerts: Vec<crate::alerts::AlertSection>,
     /// The config file's directory: relative alert paths start there.
     base: PathBuf,
+    /// When the event log is rotated.
+    pub(crate) event_log: clusterkit_host::EventLogLimits,
 }
 
 /// Converts a TOML value to a property value; integers and strings are
@@ -253,20 +324,32 @@ fn property_value(value: &toml::Value) -> Result<Value, String> {
     })
 }
 
+/// The text of the file at `path`.
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read: {e}"),
+    })
+}
+
 impl Config {
     /// Reads and checks `path`.
     pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.display().to_string(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read: {e}"),
-        })?;
-        Config::parse(path, text)
+        Config::parse(path, read(path)?)
     }
 
     /// Checks `text` as if read from `path`.
     pub(crate) fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
+        let config = Config::parse_unchecked(path, text)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Parses `text` as if read from `path`, without the checks beyond
+    /// the file's syntax and keys.
+    fn parse_unchecked(path: &Path, text: String) -> Result<Config, ConfigError> {
         let file: ConfigFile = toml::from_str(&text).map_err(|e| {
             let (line, column) = e.span().map_or((0, 0), |s| line_column(&text, s.start));
             ConfigError {
@@ -308,13 +391,31 @@ impl Config {
             metrics: file.metrics,
             alerts: file.alerts,
             base: std::path::absolute(base).unwrap_or_else(|_| base.to_owned()),
+            event_log: {
+                let default = clusterkit_host::EventLogLimits::default();
+                clusterkit_host::EventLogLimits {
+                    max_bytes: file.event_log.max_bytes.unwrap_or(default.max_bytes),
+                    keep: file.event_log.keep.unwrap_or(default.keep),
+                }
+            },
             monitor: file.monitor,
             state_dir,
             control_socket,
             text,
         };
-        config.check()?;
         Ok(config)
+    }
+
+    /// Reads `path` and returns it with its problems (empty when
+    /// [`load`](Self::load) would accept it), so that `validate` goes on to
+    /// the libraries and reports everything in one run; only a file that
+    /// cannot be read or parsed stops it.
+    pub(crate) fn load_with_problems(
+        path: &Path,
+    ) -> Result<(Config, Vec<ConfigError>), ConfigError> {
+        let config = Config::parse_unchecked(path, read(path)?)?;
+        let problems = config.problems();
+        Ok((config, problems))
     }
 
     /// An error at byte `offset` of the file.
@@ -462,7 +563,11 @@ impl Config {
             .map(|r| {
                 let mut c = ResourceConfig::new(
                     r.name.get_ref().clone(),
-                    self.libraries[r.library.get_ref()].clone(),
+                    // An unknown library is a problem `validate` reports.
+                    self.libraries
+                        .get(r.library.get_ref())
+                        .cloned()
+                        .unwrap_or_default(),
                     r.type_name.get_ref().clone(),
                 );
                 c.properties = self.properties(r);

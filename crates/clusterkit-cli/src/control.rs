@@ -2,11 +2,15 @@
 //! mode 0600, each connection's peer uid checked against the host's.
 //!
 //! A request is one JSON object on one line: `{"command":"status"}`,
-//! `{"command":"online","resource":"web"}` (also `offline`, `fail`),
+//! `{"command":"online","resource":"web"}` (also `offline`, `fail`,
+//! `cleanup`, `properties`), `{"command":"control","resource":"web",
+//! "code":3,"input":"<hex>"}` (answered with `"output":"<hex>"`),
 //! `{"command":"events","follow":true}`, `{"command":"reload"}`, and the
 //! OCF agents' `{"command":"ocf","action":"start",…}` (`managed`). A reply is one JSON line
 //! `{"ok":true,...}` or `{"ok":false,"error":"..."}`; `events` answers with
-//! event lines instead, and keeps the connection open when following.
+//! event lines instead (the stored log across its rotated files unless
+//! `"past":false`, then, with `"mark_live":true`, [`LIVE_MARK`]), and keeps
+//! the connection open when following.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -43,22 +47,64 @@ pub(crate) enum ControlError {
     },
 }
 
-/// A status as JSON.
+/// The version of the status JSON (`docs/CONFIG.md`, "Status JSON"):
+/// raised when a field changes meaning or goes away, not when one is added.
+pub(crate) const STATUS_SCHEMA: u32 = 1;
+
+/// The line between the stored log and live events in an `events` answer
+/// asked with `"mark_live":true`.
+pub(crate) const LIVE_MARK: &str = "{\"live\":true}";
+
+/// A status as JSON (the fields `docs/CONFIG.md` documents).
 pub(crate) fn status_json(s: &ResourceStatus) -> Value {
+    let health = s.last_health.as_ref();
     json!({
         "name": s.name,
         "type": s.type_name,
         "group": s.group,
         "state": s.state.name(),
+        "since": clusterkit_host::rfc3339(s.since),
         "desired": match s.desired { clusterkit_host::Desired::Online => "online", clusterkit_host::Desired::Offline => "offline" },
+        "monitor": s.monitor,
         "monitor_pid": s.monitor_pid,
         "separate_monitor": s.separate_monitor,
+        "isolation_lifted_at_next_open": s.isolation_lifted_at_next_open,
         "restarts": s.restarts,
+        "restarts_in_period": s.restarts_in_period,
         "health_checks": s.health_checks,
         "degraded_count": s.degraded_count,
         "last_check_latency_us": s.last_check_latency.map(|d| d.as_micros() as u64),
-        "last_health": s.last_health.as_ref().map(|h| h.to_string()),
+        "last_health": health.map(|h| match h {
+            clusterkit::Health::Healthy => "healthy",
+            clusterkit::Health::Degraded(_) => "degraded",
+            clusterkit::Health::Failed(_) => "failed",
+        }),
+        "last_health_reason": health.map(|h| h.reason().to_owned()).filter(|r| !r.is_empty()),
+        "last_failure": s.last_failure.as_ref().map(|f| json!({
+            "at": clusterkit_host::rfc3339(f.at),
+            "reason": f.reason,
+        })),
+        "next_restart": s.next_restart.map(clusterkit_host::rfc3339),
     })
+}
+
+/// Bytes as lowercase hexadecimal.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hexadecimal as bytes.
+pub(crate) fn unhex(text: &str) -> Result<Vec<u8>, String> {
+    if !text.len().is_multiple_of(2) {
+        return Err("odd number of hex digits".into());
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(text.get(i..i + 2).unwrap_or("?"), 16)
+                .map_err(|_| format!("{:?} is not hexadecimal", &text[i..]))
+        })
+        .collect()
 }
 
 /// Serves the socket at `path` until the process exits.
@@ -176,12 +222,45 @@ fn serve_one(
             };
             return reply(&mut stream, answer);
         }
+        "cleanup" => host.cleanup(resource),
+        "properties" => {
+            let answer = match host.properties(resource) {
+                Ok(props) => {
+                    let shown: serde_json::Map<String, Value> = props
+                        .iter()
+                        .map(|(k, v)| (k.to_owned(), crate::ocf::value_text(v).into()))
+                        .collect();
+                    json!({"ok": true, "properties": shown})
+                }
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
+            };
+            return reply(&mut stream, answer);
+        }
+        "control" => {
+            let code = request["code"].as_u64().and_then(|c| u32::try_from(c).ok());
+            let input = unhex(request["input"].as_str().unwrap_or_default());
+            let answer = match (code, input) {
+                (None, _) => {
+                    json!({"ok": false, "error": "bad request: `code` must be a 32-bit number"})
+                }
+                (_, Err(e)) => json!({"ok": false, "error": format!("bad request: `input`: {e}")}),
+                (Some(code), Ok(input)) => {
+                    match host.control(resource, clusterkit::ControlCode(code), &input) {
+                        Ok(output) => json!({"ok": true, "output": hex(&output)}),
+                        Err(e) => json!({"ok": false, "error": e.to_string()}),
+                    }
+                }
+            };
+            return reply(&mut stream, answer);
+        }
         "events" => {
             return stream_events(
                 stream,
                 host,
                 events_file,
                 request["follow"].as_bool() == Some(true),
+                request["mark_live"].as_bool() == Some(true),
+                request["past"].as_bool() != Some(false),
             );
         }
         other => {
@@ -205,19 +284,31 @@ fn stream_events(
     host: &Host,
     events_file: &Path,
     follow: bool,
+    mark_live: bool,
+    past: bool,
 ) -> std::io::Result<()> {
     // Subscribe before reading the file, so nothing falls between the two.
     // Bounded: a follower that stops reading is dropped, not buffered.
     let live = follow.then(|| host.subscribe_bounded(FOLLOW_BACKLOG));
-    let past = std::fs::read_to_string(events_file).unwrap_or_default();
-    // The file's last line is of this host run (it logs host_started first):
+    // The last line is of this host run (it logs host_started first):
     // live events up to its number are already printed.
     let mut last_seq = 0;
-    for line in past.lines() {
-        if let Ok(v) = serde_json::from_str::<Value>(line) {
-            last_seq = v["seq"].as_u64().unwrap_or(0);
+    let files = if past {
+        clusterkit_host::event_log_files(events_file)
+    } else {
+        Vec::new()
+    };
+    for file in files {
+        let past = std::fs::read_to_string(file).unwrap_or_default();
+        for line in past.lines() {
+            if let Ok(v) = serde_json::from_str::<Value>(line) {
+                last_seq = v["seq"].as_u64().unwrap_or(0);
+            }
+            writeln!(stream, "{line}")?;
         }
-        writeln!(stream, "{line}")?;
+    }
+    if mark_live {
+        writeln!(stream, "{LIVE_MARK}")?;
     }
     stream.flush()?;
     let Some(live) = live else { return Ok(()) };

@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::timeline;
 use clusterkit::{ControlCode, Logger, Properties, ResourceState};
 use clusterkit_bind::{Named, Setup};
 use clusterkit_host::{
-    Event, EventKind, Host, HostBuilder, MonitorProgram, Placement, ResourceConfig, Timing,
+    EventKind, Host, HostBuilder, MonitorProgram, Placement, ResourceConfig, Timing,
 };
-use serde_json::Value;
 
 /// Options of `clusterkit demo`.
 #[derive(clap::Args)]
@@ -314,14 +314,17 @@ fn outage(host: &Host, bind: &Named, dir: &Path, control: &Path) -> Result<(), S
         let e = events
             .recv_timeout(left)
             .map_err(|_| "the recovery did not complete in time".to_owned())?;
-        if let Some(line) = timeline_line(&e, t0.elapsed()) {
-            println!("{line}");
+        let json = e.to_json();
+        if let Some(text) = timeline::highlight(&json) {
+            println!("  {}  {text}", timeline::relative(t0.elapsed()));
         }
         match e.kind {
             EventKind::CallTimedOut => {
                 // The hang is diagnosed: let the restarted culprit behave.
                 std::fs::write(control, "").map_err(|e| e.to_string())?;
-                diagnostics(&e);
+                for line in timeline::diagnostics(&json) {
+                    println!("{line}");
+                }
             }
             EventKind::ResourceReattached => reattached.extend(e.resource.clone()),
             EventKind::ResourceOnline if e.resource.as_deref() == Some("legacy-app") => {
@@ -400,89 +403,5 @@ fn outage(host: &Host, bind: &Named, dir: &Path, control: &Path) -> Result<(), S
         Ok(())
     } else {
         Err("the demo's checks failed (see above)".into())
-    }
-}
-
-fn timeline_line(e: &Event, at: Duration) -> Option<String> {
-    let r = e.resource.as_deref().unwrap_or("-");
-    let f = |k: &str| {
-        e.field(k)
-            .map(|v| v.to_string().trim_matches('"').to_owned())
-            .unwrap_or_default()
-    };
-    let text = match e.kind {
-        EventKind::HealthFailed => format!("{r}: {} failed: {}", f("check"), f("reason")),
-        EventKind::CallTimedOut => format!(
-            "{r}: `{}` still running after {} ms, past its {} ms deadline: a deadlock",
-            f("call"),
-            f("elapsed_ms"),
-            f("deadline_ms")
-        ),
-        EventKind::MonitorKilled => {
-            format!("monitor {} killed (SIGKILL): {}", f("pid"), f("reason"))
-        }
-        EventKind::MonitorDied => format!(
-            "monitor {} exited ({}); blamed: {}",
-            f("pid"),
-            f("status"),
-            f("suspects")
-        ),
-        EventKind::MonitorStarted => format!("monitor {} started ({})", f("pid"), f("monitor")),
-        EventKind::ResourceReattached => {
-            format!("{r}: re-attached to its running workload, no restart")
-        }
-        EventKind::ResourceIsolated => format!("{r}: isolated in a monitor of its own"),
-        EventKind::ResourceRestarted => format!("{r}: restarted by its restart policy"),
-        EventKind::ResourceOnline => format!("{r}: online"),
-        EventKind::ResourceFailed => format!("{r}: failed: {}", f("reason")),
-        _ => return None,
-    };
-    Some(format!("  +{:>6.3}s  {text}", at.as_secs_f64()))
-}
-
-/// Prints the hung thread(s) from the diagnostics in `call_timed_out`.
-fn diagnostics(e: &Event) {
-    let Some(Value::Array(threads)) = e.field("threads") else {
-        return;
-    };
-    println!(
-        "             diagnostics of the monitor's {} threads (from /proc/<pid>/task):",
-        threads.len()
-    );
-    let mut idle = 0;
-    for t in threads {
-        let syscall = t["syscall"].as_str().unwrap_or_default();
-        let nr = syscall.split(' ').next().unwrap_or("?");
-        if nr == "202" {
-            idle += 1; // waiting on a futex: an idle worker or the reader
-            continue;
-        }
-        if t["state"] == "S" && !syscall.starts_with("running") {
-            let wchan = t["wchan"].as_str().unwrap_or("?");
-            let role = if wchan.contains("unix_stream") {
-                "the monitor's socket reader, waiting for the host"
-            } else {
-                "<- the hung call"
-            };
-            println!(
-                "             thread {} ({}) asleep in {} (system call {nr}), wchan {wchan}: {role}",
-                t["tid"],
-                t["name"].as_str().unwrap_or("?"),
-                syscall_name(nr),
-            );
-        }
-    }
-    println!("             ({idle} other threads idle, waiting on futexes)");
-}
-
-fn syscall_name(nr: &str) -> &'static str {
-    match nr {
-        "45" => "recvfrom",
-        "7" => "poll",
-        "0" => "read",
-        "202" => "futex",
-        "232" => "epoll_wait",
-        "35" => "nanosleep",
-        _ => "?",
     }
 }

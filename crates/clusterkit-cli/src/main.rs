@@ -5,18 +5,23 @@
 //! commands. The binary is also its own monitor process: a host started by
 //! `clusterkit run` re-executes it for each monitor.
 
+mod admin;
 mod alerts;
 mod check;
 mod config;
 mod control;
 mod demo;
+mod events;
 mod managed;
 mod metrics;
 mod notify;
 mod observe;
 mod ocf;
 mod reload;
+mod status_view;
+mod timeline;
 mod type_control;
+mod wait;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,7 +29,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use clusterkit_host::{EventKind, HostBuilder, MonitorProgram, PersistedState};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use config::Config;
 
@@ -38,9 +43,8 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct Target {
-    /// The config file.
-    #[arg(long, short, default_value = config::DEFAULT_CONFIG)]
-    config: PathBuf,
+    #[command(flatten)]
+    config: ConfigArg,
     /// The control socket (default: the config's `control_socket`).
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -50,10 +54,35 @@ impl Target {
     fn socket(&self) -> Result<PathBuf, String> {
         match &self.socket {
             Some(s) => Ok(s.clone()),
-            None => Config::load(&self.config)
-                .map(|c| c.control_socket)
-                .map_err(|e| e.to_string()),
+            None => self.config.load().map(|c| c.control_socket),
         }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.config.path()
+    }
+
+    fn load_config(&self) -> Result<Config, String> {
+        self.config.load()
+    }
+}
+
+/// `-c/--config`, shared by every command that reads a config.
+#[derive(clap::Args, Clone)]
+struct ConfigArg {
+    /// The config file [default: $CLUSTERKIT_CONFIG, else
+    /// /etc/clusterkit/clusterkit.toml].
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn path(&self) -> PathBuf {
+        config::config_path(self.config.clone())
+    }
+
+    fn load(&self) -> Result<Config, String> {
+        config::load_explained(self.config.clone())
     }
 }
 
@@ -61,53 +90,31 @@ impl Target {
 enum Command {
     /// Runs a host from a config file until SIGTERM or SIGINT.
     Run {
-        /// The config file.
-        #[arg(long, short, default_value = config::DEFAULT_CONFIG)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
-    /// Checks a config file: syntax, keys, libraries, types, properties, dependencies.
+    /// Checks a config file: syntax, keys, libraries, types, properties,
+    /// dependencies; every problem in one run.
     Validate {
-        /// The config file.
-        #[arg(default_value = config::DEFAULT_CONFIG)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The config file, as -c gives it (kept for older scripts).
+        #[arg(hide = true, conflicts_with = "config")]
+        file: Option<PathBuf>,
         /// Internal: check the libraries in this process (validate runs
         /// itself so, so that a damaged library cannot crash it).
         #[arg(long, hide = true)]
         libraries_only: bool,
     },
-    /// Shows every resource of the running host.
-    Status {
-        #[command(flatten)]
-        target: Target,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Prints the event log; with --follow, keeps printing new events.
-    Events {
-        #[command(flatten)]
-        target: Target,
-        /// Keep printing new events.
-        #[arg(long, short)]
-        follow: bool,
-        /// Print JSON lines.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Brings a resource (and its dependencies) online.
-    Online {
-        /// The resource.
-        resource: String,
-        #[command(flatten)]
-        target: Target,
-    },
-    /// Takes a resource (and its dependents) offline.
-    Offline {
-        /// The resource.
-        resource: String,
-        #[command(flatten)]
-        target: Target,
-    },
+    /// Shows every resource of the running host, or one in full.
+    Status(status_view::StatusArgs),
+    /// Prints the event log, of a running host or from its files when none
+    /// runs; with --follow, keeps printing new events.
+    Events(events::EventsArgs),
+    /// Brings a resource (and its dependencies) online and waits for it.
+    Online(wait::TransitionArgs),
+    /// Takes a resource (and its dependents) offline and waits for it.
+    Offline(wait::TransitionArgs),
     /// Makes the running host apply its config file again (as SIGHUP does):
     /// new resources start, removed ones stop, changed ones change, the
     /// others are not touched; a file with problems changes nothing.
@@ -122,6 +129,14 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Cleans a resource up after failures: resets its restart counters,
+    /// lifts its isolation, clears a held failure.
+    Cleanup(admin::CleanupArgs),
+    /// Sends a control code to a resource of the running host.
+    Control(admin::ControlArgs),
+    /// Describes every type of a resource library: properties, defaults,
+    /// characteristics.
+    Types(admin::TypesArgs),
     /// Reproduces the IsAlive outage on real backends and shows the recovery.
     Demo(demo::DemoArgs),
     /// Runs a control code of a resource type (or of one resource, with
@@ -155,22 +170,25 @@ fn main() -> ExitCode {
         Command::Run { config } => run(&config),
         Command::Validate {
             config,
-            libraries_only: false,
-        } => validate(&config),
-        Command::Validate {
-            config,
-            libraries_only: true,
-        } => check_libraries_here(&config),
-        Command::Status { target, json } => status(&target, json),
-        Command::Events {
-            target,
-            follow,
-            json,
-        } => events(&target, follow, json),
-        Command::Online { resource, target } => simple(&target, "online", &resource),
-        Command::Offline { resource, target } => simple(&target, "offline", &resource),
+            file,
+            libraries_only,
+        } => {
+            let given = file.or(config.config);
+            if libraries_only {
+                check_libraries_here(&config::config_path(given))
+            } else {
+                config::check_exists(given).and_then(|path| validate(&path))
+            }
+        }
+        Command::Status(args) => status_view::run(&args),
+        Command::Events(args) => events::run(&args),
+        Command::Online(args) => wait::run(&args, wait::Direction::Online),
+        Command::Offline(args) => wait::run(&args, wait::Direction::Offline),
         Command::Fail { resource, target } => simple(&target, "fail", &resource),
         Command::Reload { target } => reload_command(&target),
+        Command::Cleanup(args) => admin::cleanup(&args),
+        Command::Control(args) => admin::control(&args),
+        Command::Types(args) => admin::types(&args),
         Command::Demo(args) => demo::run(&args),
         Command::TypeControl(args) => type_control::run(&args),
         Command::Ocf { command } => return ocf::main(command),
@@ -191,7 +209,9 @@ pub(crate) fn builder(config: &Config) -> HostBuilder {
         Some(p) => MonitorProgram::Path(p.clone()),
         None => MonitorProgram::CurrentExe,
     };
-    let mut b = HostBuilder::new(&config.state_dir, program).defaults(config.defaults);
+    let mut b = HostBuilder::new(&config.state_dir, program)
+        .defaults(config.defaults)
+        .event_log(config.event_log);
     for (name, overrides) in &config.type_timing {
         b = b.type_timing(name.clone(), *overrides);
     }
@@ -215,8 +235,8 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn run(path: &Path) -> Result<(), String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
+fn run(config: &ConfigArg) -> Result<(), String> {
+    let config = config.load()?;
     let signals = block_signals();
     let persisted: PersistedState = std::fs::read_to_string(config.state_dir.join("state.json"))
         .ok()
@@ -224,12 +244,13 @@ fn run(path: &Path) -> Result<(), String> {
         .unwrap_or_default();
     // Resources Pacemaker manages here come back too, and re-attach.
     let managed = managed::load(&config.state_dir)?;
-    let mut host_builder = builder(&config);
+    // Subscribed before the start: the console shows `host_started` and
+    // the first monitors too.
+    let mut builder = builder(&config);
     for resource in managed::configs(&managed)? {
-        host_builder = host_builder.resource(resource);
+        builder = builder.resource(resource);
     }
-    let host = Arc::new(host_builder.start().map_err(|e| e.to_string())?);
-    let events = host.subscribe();
+    let events = builder.subscribe();
     std::thread::spawn(move || {
         for e in events {
             // A state file that cannot be written is the operator's business
@@ -242,9 +263,11 @@ fn run(path: &Path) -> Result<(), String> {
                 EventKind::StateSaved => notify::status("clusterkit host running"),
                 _ => {}
             }
-            eprintln!("{}", human_event(&e.to_json()));
+            let zone = timeline::Zone::Utc;
+            eprintln!("{}", timeline::render(&e.to_json(), None, zone).join("\n"));
         }
     });
+    let host = Arc::new(builder.start().map_err(|e| e.to_string())?);
     observe::start(&config, &host)?;
     // All at once: one state write, however many resources there are.
     let first_seen: Vec<&str> = config
@@ -293,23 +316,28 @@ fn reload_command(target: &Target) -> Result<(), String> {
 }
 
 fn validate(path: &Path) -> Result<(), String> {
-    // Structural problems of the file: all of them, located.
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    let mut problems: Vec<String> = builder(&config)
-        .problems()
-        .iter()
-        .map(|e| format!("{}: {e}", path.display()))
-        .collect();
+    // Structural problems of the file: all of them, located; then the
+    // host's and the libraries', so that one run shows everything.
+    let (config, structural) = Config::load_with_problems(path).map_err(|e| e.to_string())?;
+    let mut problems: Vec<String> = structural.iter().map(ToString::to_string).collect();
+    problems.extend(
+        builder(&config)
+            .problems()
+            .iter()
+            .map(|e| format!("{}: {e}", path.display())),
+    );
     // Libraries, types, properties and each type's own validation, in a
     // child process: a damaged library (a truncated file: SIGBUS) ends the
     // child, and this process reports it.
     problems.extend(check_libraries_in_child(path)?);
     if problems.is_empty() {
+        let count =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         println!(
-            "{}: ok ({} resources, {} libraries)",
+            "{}: ok ({}, {})",
             path.display(),
-            config.resources.len(),
-            config.libraries.len()
+            count(config.resources.len(), "resource", "resources"),
+            count(config.libraries.len(), "library", "libraries")
         );
         Ok(())
     } else {
@@ -363,7 +391,7 @@ pub(crate) fn check_libraries_in_child(path: &Path) -> Result<Vec<String>, Strin
 /// the parent can name the library that crashed it).
 fn check_libraries_here(path: &Path) -> Result<(), String> {
     use std::io::Write as _;
-    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let (config, _) = Config::load_with_problems(path).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
     let mut problem = |text: String| {
         let _ = writeln!(out, "problem: {}", text.replace('\n', " "));
@@ -434,80 +462,6 @@ fn check_libraries_here(path: &Path) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn status(target: &Target, as_json: bool) -> Result<(), String> {
-    let reply = control::call(&target.socket()?, json!({"command": "status"}))
-        .map_err(|e| e.to_string())?;
-    let resources = reply["resources"].as_array().cloned().unwrap_or_default();
-    if as_json {
-        println!("{}", Value::Array(resources));
-        return Ok(());
-    }
-    println!(
-        "{:<20} {:<18} {:<10} {:<16} {:>8} {:>8} {:>12}",
-        "RESOURCE", "TYPE", "GROUP", "STATE", "MONITOR", "RESTARTS", "LAST CHECK"
-    );
-    for r in resources {
-        let latency = r["last_check_latency_us"]
-            .as_u64()
-            .map_or("-".to_owned(), |us| format!("{:.2} ms", us as f64 / 1000.0));
-        let pid = r["monitor_pid"]
-            .as_u64()
-            .map_or("-".to_owned(), |p| p.to_string());
-        println!(
-            "{:<20} {:<18} {:<10} {:<16} {:>8} {:>8} {:>12}",
-            r["name"].as_str().unwrap_or_default(),
-            r["type"].as_str().unwrap_or_default(),
-            r["group"].as_str().unwrap_or_default(),
-            r["state"].as_str().unwrap_or_default(),
-            pid,
-            r["restarts"].to_string(),
-            latency
-        );
-    }
-    Ok(())
-}
-
-/// One event as a line for people: time, kind, resource, fields.
-pub(crate) fn human_event(e: &Value) -> String {
-    let mut line = format!(
-        "{} {:<26} {}",
-        e["ts"].as_str().unwrap_or_default(),
-        e["kind"].as_str().unwrap_or_default(),
-        e["resource"].as_str().unwrap_or("-")
-    );
-    if let Some(map) = e.as_object() {
-        for (k, v) in map {
-            if matches!(k.as_str(), "ts" | "id" | "kind" | "resource" | "threads") {
-                continue;
-            }
-            match v {
-                Value::String(s) => line.push_str(&format!(" {k}={s:?}")),
-                other => line.push_str(&format!(" {k}={other}")),
-            }
-        }
-    }
-    line
-}
-
-fn events(target: &Target, follow: bool, as_json: bool) -> Result<(), String> {
-    let mut out = std::io::stdout().lock();
-    control::request(
-        &target.socket()?,
-        json!({"command": "events", "follow": follow}),
-        |line| {
-            use std::io::Write;
-            let text = if as_json {
-                line.to_owned()
-            } else {
-                serde_json::from_str::<Value>(line)
-                    .map_or_else(|_| line.to_owned(), |v| human_event(&v))
-            };
-            writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
-        },
-    )
-    .map_err(|e| e.to_string())
 }
 
 fn simple(target: &Target, command: &str, resource: &str) -> Result<(), String> {

@@ -34,7 +34,7 @@ pub(crate) struct TypeControlArgs {
 }
 
 /// Parses a control code as [`TypeControlArgs::code`] documents.
-fn parse_code(text: &str) -> Result<ControlCode, String> {
+pub(crate) fn parse_code(text: &str) -> Result<ControlCode, String> {
     let named = [
         ControlCode::GET_CHARACTERISTICS,
         ControlCode::GET_PROPERTIES,
@@ -159,9 +159,9 @@ pub(crate) fn run(args: &TypeControlArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Prints a code's output: a property list as name=value lines, other
-/// bytes in hexadecimal, nothing when empty.
-fn print_output(output: &[u8]) {
+/// Prints a code's output: a property list as name=value lines, printable
+/// text as it is, other bytes in hexadecimal, nothing when empty.
+pub(crate) fn print_output(output: &[u8]) {
     if output.is_empty() {
         return;
     }
@@ -171,13 +171,22 @@ fn print_output(output: &[u8]) {
                 println!("{name}={}", crate::ocf::value_text(value));
             }
         }
-        Err(_) => println!(
-            "{}",
-            output
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        ),
+        Err(_) => match std::str::from_utf8(output) {
+            Ok(text)
+                if text
+                    .chars()
+                    .all(|c| !c.is_control() || c == '\n' || c == '\t') =>
+            {
+                println!("{}", text.trim_end_matches('\n'))
+            }
+            _ => println!(
+                "{}",
+                output
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            ),
+        },
     }
 }
 

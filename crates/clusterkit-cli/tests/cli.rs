@@ -74,7 +74,7 @@ fn validate_accepts_a_good_config_and_names_every_problem() {
     assert!(ok, "{err}");
     assert_eq!(
         out.trim(),
-        format!("{}: ok (2 resources, 1 libraries)", good.display())
+        format!("{}: ok (2 resources, 1 library)", good.display())
     );
 
     // Each extra text is appended after the 21 lines of the good config;
@@ -146,7 +146,7 @@ fn validate_accepts_a_good_config_and_names_every_problem() {
     let (ok, _, err) = output(clusterkit().arg("validate").arg("/nonexistent.toml"));
     assert!(!ok);
     assert!(
-        err.contains("/nonexistent.toml:0:0: cannot read: No such file"),
+        err.contains("/nonexistent.toml: no such config file (given with -c); name yours with -c"),
         "{err}"
     );
 }
@@ -179,7 +179,11 @@ impl Running {
 
     fn status(&self) -> Option<Vec<Value>> {
         let (ok, out, _) = self.cli(&["status", "--json"]);
-        ok.then(|| serde_json::from_str(&out).unwrap())
+        ok.then(|| {
+            let v: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["schema"], 1, "{v}");
+            serde_json::from_value(v["resources"].clone()).unwrap()
+        })
     }
 
     /// Waits for a condition on `status --json`; the CLI is the probe.
@@ -459,7 +463,7 @@ fn validate_reports_every_problem_and_survives_a_damaged_library() {
             "monitor = \"/nonexistent/monitor\"\ncontrol_socket = \"/tmp/{}.sock\"\n{text}\
              [[resource]]\nname = \"a/b\"\nlibrary = \"nope\"\ntype = \"dummy\"\n\
              [[resource]]\nname = \"c\"\nlibrary = \"dummy\"\ntype = \"dummy\"\ndepends_on = [\"ghost\"]\n\
-             [resource.properties]\nstate_dir = \"/tmp\"\n",
+             [resource.properties]\nstate_dir = \"/tmp\"\ncolour = \"red\"\n",
             "s".repeat(120)
         ),
     );
@@ -470,6 +474,9 @@ fn validate_reports_every_problem_and_survives_a_damaged_library() {
         "longer than a Unix socket allows (107)",
         "key `name`: invalid input: resource name \"a/b\"",
         "key `library`: `nope` is not in [libraries]",
+        // The later stages too, in the same run.
+        "`ghost`",
+        "resource `c`: property `colour`: unknown property",
     ] {
         assert!(err.contains(wanted), "missing {wanted:?} in\n{err}");
     }

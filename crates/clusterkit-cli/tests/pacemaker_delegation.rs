@@ -47,9 +47,10 @@ fn host_status(config: &Path) -> Option<Vec<Value>> {
     if !out.status.success() {
         eprintln!("status: {}", String::from_utf8_lossy(&out.stderr));
     }
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    out.status.success().then(|| {
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+        status["resources"].as_array().unwrap().clone()
+    })
 }
 
 fn host_resource(config: &Path) -> Option<Value> {

@@ -73,7 +73,7 @@ impl Running {
     fn status(&self) -> Vec<Value> {
         let (ok, out, err) = self.cli(&["status", "--json"]);
         assert!(ok, "{err}");
-        serde_json::from_str(&out).unwrap()
+        resources(&out)
     }
 
     /// Waits for a condition on `status --json` (the host may not answer yet).
@@ -114,6 +114,13 @@ impl Drop for Running {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
     }
+}
+
+/// The resources of `status --json` (schema 1).
+fn resources(json: &str) -> Vec<Value> {
+    let status: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(status["schema"], 1, "{json}");
+    status["resources"].as_array().unwrap().clone()
 }
 
 fn names(status: &[Value]) -> Vec<&str> {

@@ -62,6 +62,9 @@ clusterkit::stable_enum! {
         StateNotSaved = 22, "state_not_saved";
         /// The state file is written again after `state_not_saved`.
         StateSaved = 23, "state_saved";
+        /// An operator's cleanup: restart counters reset, an isolation
+        /// lifted (at the next open), a held failure cleared.
+        ResourceCleanedUp = 24, "resource_cleaned_up";
         /// A resource was added to the running host (`reconfigure`).
         ResourceAdded = 25, "resource_added";
         /// A resource's configuration changed: `what` changed, and it
@@ -202,6 +205,61 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// How large the event log may grow before it is rotated, and how many
+/// rotated files are kept: `events.jsonl` becomes `events.jsonl.1`, which
+/// becomes `events.jsonl.2`, …, up to `events.jsonl.<keep>`; older ones
+/// are deleted.
+///
+/// ```
+/// let limits = clusterkit_host::EventLogLimits::default();
+/// assert_eq!((limits.max_bytes, limits.keep), (10 << 20, 5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLogLimits {
+    /// The size past which `events.jsonl` is rotated (0: never).
+    pub max_bytes: u64,
+    /// Rotated files kept (0: none, the log starts over).
+    pub keep: u32,
+}
+
+impl Default for EventLogLimits {
+    fn default() -> EventLogLimits {
+        EventLogLimits {
+            max_bytes: 10 << 20,
+            keep: 5,
+        }
+    }
+}
+
+/// The event log's files, oldest first: the rotated `events.jsonl.N` …
+/// `events.jsonl.1` that exist, then `events.jsonl` itself (whether or not
+/// it exists).
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("ck-doc-log-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// std::fs::write(dir.join("events.jsonl.1"), "").unwrap();
+/// let files = clusterkit_host::event_log_files(&dir.join("events.jsonl"));
+/// assert_eq!(files, [dir.join("events.jsonl.1"), dir.join("events.jsonl")]);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+pub fn event_log_files(current: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = (1..)
+        .map(|n| rotated_path(current, n))
+        .take_while(|p| p.exists())
+        .collect();
+    files.reverse();
+    files.push(current.to_owned());
+    files
+}
+
+/// The rotated file `n` of the log at `current`.
+fn rotated_path(current: &Path, n: u32) -> std::path::PathBuf {
+    let mut name = current.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    name.into()
+}
+
 /// Where events go: the JSON-lines file, subscribers and `tracing`.
 /// A log whose last line was cut short (a crash or a full disk mid-write)
 /// is cut back to its last whole line, so the next host's first line is
@@ -263,10 +321,11 @@ pub(crate) struct EventSink {
     seq: u64,
     file: Option<File>,
     subscribers: Vec<Subscriber>,
+    limits: EventLogLimits,
 }
 
 impl EventSink {
-    pub(crate) fn open(state_dir: &Path) -> std::io::Result<EventSink> {
+    pub(crate) fn open(state_dir: &Path, limits: EventLogLimits) -> std::io::Result<EventSink> {
         let path = state_dir.join("events.jsonl");
         let file = OpenOptions::new()
             .create(true)
@@ -280,7 +339,43 @@ impl EventSink {
             subscribers: Vec::new(),
             path,
             failing: false,
+            limits,
         })
+    }
+
+    /// Rotates the log once it is past its size: each `events.jsonl.N`
+    /// moves to `N + 1` (the last is replaced), the log to `.1`, and a new
+    /// log starts. A rename that fails leaves the log growing (reported
+    /// once, like a failed append) rather than losing events.
+    fn rotate_if_full(&mut self, len: u64) {
+        let EventLogLimits { max_bytes, keep } = self.limits;
+        if max_bytes == 0 || len < max_bytes {
+            return;
+        }
+        let moved = if keep == 0 {
+            std::fs::remove_file(&self.path)
+        } else {
+            (1..keep)
+                .rev()
+                .map(|n| (rotated_path(&self.path, n), rotated_path(&self.path, n + 1)))
+                .filter(|(from, _)| from.exists())
+                .try_for_each(|(from, to)| std::fs::rename(from, to))
+                .and_then(|()| std::fs::rename(&self.path, rotated_path(&self.path, 1)))
+        };
+        match moved.and_then(|()| {
+            OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(&self.path)
+        }) {
+            Ok(file) => self.file = Some(file),
+            Err(e) => {
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::error!(target: "clusterkit::event", "cannot rotate {}: {e}", self.path.display());
+                }
+            }
+        }
     }
 
     pub(crate) fn subscribe(&mut self, subscriber: impl Into<Subscriber>) {
@@ -360,6 +455,9 @@ impl EventSink {
                 if std::mem::take(&mut self.failing) {
                     tracing::warn!(target: "clusterkit::event", "events.jsonl is written again");
                 }
+                if let Some(len) = before {
+                    self.rotate_if_full(len + bytes.len() as u64);
+                }
             }
             Err(e) => {
                 if let Some(len) = before {
@@ -387,7 +485,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("events.jsonl");
         std::fs::write(&path, "{\"seq\":1}\n{\"seq\":2,\"ki").unwrap();
-        let mut sink = EventSink::open(&dir).unwrap();
+        let mut sink = EventSink::open(&dir, EventLogLimits::default()).unwrap();
         sink.emit(Event::of(EventKind::HostStarted, None));
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -411,6 +509,7 @@ mod tests {
             subscribers: Vec::new(),
             path: "/dev/full".into(),
             failing: false,
+            limits: EventLogLimits::default(),
         };
         let (tx, rx) = mpsc::channel();
         sink.subscribe(tx);
@@ -427,7 +526,7 @@ mod tests {
     fn a_bounded_subscriber_that_stops_reading_is_dropped_at_its_capacity() {
         let dir = std::env::temp_dir().join(format!("ck-sink-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut sink = EventSink::open(&dir).unwrap();
+        let mut sink = EventSink::open(&dir, EventLogLimits::default()).unwrap();
         let (slow, slow_rx) = mpsc::sync_channel(8);
         let (fast, fast_rx) = mpsc::channel();
         sink.subscribe(Subscriber::Bounded(slow));
@@ -443,6 +542,50 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_log_rotates_by_size_keeping_a_bounded_number_of_files() {
+        let dir = std::env::temp_dir().join(format!("ck-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let limits = EventLogLimits {
+            max_bytes: 1000,
+            keep: 2,
+        };
+        let mut sink = EventSink::open(&dir, limits).unwrap();
+        for _ in 0..100 {
+            sink.emit(Event::of(EventKind::ResourceOnline, Some("a")));
+        }
+        let current = dir.join("events.jsonl");
+        let files = event_log_files(&current);
+        assert_eq!(
+            files,
+            [
+                dir.join("events.jsonl.2"),
+                dir.join("events.jsonl.1"),
+                current.clone()
+            ]
+        );
+        assert!(!dir.join("events.jsonl.3").exists());
+        let mut seqs = Vec::new();
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap();
+            assert!(
+                text.len() < 1000 + 200,
+                "{} is {} bytes",
+                f.display(),
+                text.len()
+            );
+            for line in text.lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                seqs.push(v["seq"].as_u64().unwrap());
+            }
+        }
+        // Oldest first, in order, the newest kept, nothing torn.
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+        assert_eq!(seqs.last(), Some(&100));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn kinds_have_unique_ids_and_names() {

@@ -16,7 +16,7 @@ use crate::engine::ids::ResourceId;
 use crate::engine::reconfigure::{Reconfiguration, Reconfigured};
 use crate::error::HostError;
 use crate::escalation::Escalation;
-use crate::events::{Event, Subscriber};
+use crate::events::{Event, EventLogLimits, Subscriber};
 use crate::metrics::{CheckKind, CheckLatency, LatencySnapshot};
 use crate::process::{MonitorProgram, ProcessControl, SystemProcesses};
 use crate::state_file::{Desired, StateLock};
@@ -35,6 +35,7 @@ pub struct HostBuilder {
     process: Arc<dyn ProcessControl>,
     escalation: Escalation,
     subscribers: Vec<mpsc::Sender<Event>>,
+    event_log: EventLogLimits,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -60,7 +61,15 @@ impl HostBuilder {
             process: Arc::new(SystemProcesses),
             escalation: Escalation::ExitProcess,
             subscribers: Vec::new(),
+            event_log: EventLogLimits::default(),
         }
+    }
+
+    /// Sets when the event log is rotated (default:
+    /// [`EventLogLimits::default`]).
+    pub fn event_log(mut self, limits: EventLogLimits) -> HostBuilder {
+        self.event_log = limits;
+        self
     }
 
     /// Every event from the very start, including those of `start` itself
@@ -162,6 +171,12 @@ impl HostBuilder {
             health_checks: 0,
             last_check_latency: None,
             last_health: None,
+            since: std::time::SystemTime::now(),
+            restarts_in_period: 0,
+            monitor: std::borrow::Cow::Borrowed(""),
+            last_failure: None,
+            next_restart: None,
+            isolation_lifted_at_next_open: false,
         };
         let board = Arc::new(StatusBoard {
             board: Mutex::new(Board::new(specs.iter().map(placeholder).collect())),
@@ -191,6 +206,7 @@ impl HostBuilder {
                 escalation: self.escalation,
                 subscribers: self.subscribers,
                 check_latency: check_latency.clone(),
+                event_log: self.event_log,
             },
             CoreConfig {
                 resources: specs,
@@ -335,6 +351,26 @@ impl Host {
         })?;
         crate::engine::health::decode_health(&answer)
             .ok_or_else(|| HostError::Config("the engine's check answer does not decode".into()))
+    }
+
+    /// Cleans `name` up after failures: its restart counters start over,
+    /// an isolation in a monitor of its own is lifted (it goes back to its
+    /// group's monitor the next time it is opened; persisted), and a
+    /// failure it is held in is cleared, so it is brought to its desired
+    /// state again. Emits `resource_cleaned_up`.
+    pub fn cleanup(&self, name: &str) -> Result<(), HostError> {
+        let i = self.index(name)?;
+        self.ask(Command::Cleanup(i)).map(drop)
+    }
+
+    /// The validated properties of `name` as an operator may see them:
+    /// each secret's value is `<secret>`; empty until the resource's type
+    /// has validated them.
+    pub fn properties(&self, name: &str) -> Result<clusterkit::Properties, HostError> {
+        let i = self.index(name)?;
+        let encoded = self.ask(Command::Properties(i))?;
+        clusterkit::Properties::decode(&encoded)
+            .map_err(|e| HostError::Monitor(format!("decoding the properties: {e}")))
     }
 
     /// Whether the engine answers within `timeout`: a liveness probe for a

@@ -85,7 +85,7 @@ pub use config::{
 pub use engine::reconfigure::{Applies, Reconfigured, ResourceChange};
 pub use error::HostError;
 pub use escalation::{ESCALATION_EXIT_CODE, Escalation};
-pub use events::{Event, EventKind, rfc3339};
+pub use events::{Event, EventKind, EventLogLimits, event_log_files, rfc3339};
 pub use host::{Host, HostBuilder, ResourceSet};
 pub use metrics::{CHECK_LATENCY_BUCKETS_US, CheckKind, LatencySnapshot};
 pub use monitor::{HOST_PID_ENV, MONITOR_ENV, MONITOR_FD, run_if_monitor, run_monitor};
@@ -96,4 +96,4 @@ pub use process::{
 };
 pub use state_file::{ClockMark, Desired, PersistedResource, PersistedState};
 pub use static_types::{STATIC_LIBRARY_PREFIX, register_static_library, static_library_path};
-pub use status::ResourceStatus;
+pub use status::{FailureRecord, ResourceStatus};

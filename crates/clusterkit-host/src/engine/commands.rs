@@ -78,6 +78,11 @@ impl Core {
                     }
                 }
             }
+            Command::Cleanup(i) => self.cleanup(request, i),
+            Command::Properties(i) => {
+                let shown = self.shown_properties(i).encode();
+                self.reply(request, Ok(shown));
+            }
             Command::CloseAll => {
                 let mut calls = Vec::new();
                 let mut errors = Vec::new();
@@ -112,6 +117,23 @@ impl Core {
             Command::Check { resource, looks } => self.check_now(request, resource, looks),
             Command::Reconfigure(plan) => self.on_reconfigure(request, plan),
             Command::Shutdown => self.begin_shutdown(Some(request)),
+        }
+    }
+
+    /// Lets a resource held failed (waiting for a restart or an operator)
+    /// go: its history is cleared and it is driven to its desired state
+    /// again.
+    pub(crate) fn release_held(&mut self, r: ResourceId) {
+        if let Phase::Held { open, next, .. } = self.res(r).phase {
+            self.res_mut(r).restarts.reset();
+            if open && next.then == Then::Restart {
+                // Its workload may still run: stop it first.
+                self.set_phase(r, Phase::Offline);
+                self.send_terminate(r, AfterTerminate::Restart, ResourceState::Failed);
+            } else {
+                let shown = ResourceState::Unknown;
+                self.set_phase(r, Phase::idle(open, next, shown));
+            }
         }
     }
 
@@ -154,18 +176,7 @@ impl Core {
         self.collect_dependencies(i, &mut chain);
         for r in chain {
             self.set_desired(r, Desired::Online);
-            if let Phase::Held { open, next, .. } = self.res(r).phase {
-                // An operator online clears a failed resource's history.
-                self.res_mut(r).restarts.reset();
-                if open && next.then == Then::Restart {
-                    // Its workload may still run: stop it first.
-                    self.set_phase(r, Phase::Offline);
-                    self.send_terminate(r, AfterTerminate::Restart, ResourceState::Failed);
-                } else {
-                    let shown = ResourceState::Unknown;
-                    self.set_phase(r, Phase::idle(open, next, shown));
-                }
-            }
+            self.release_held(r);
             self.mark_dirty(r);
         }
     }

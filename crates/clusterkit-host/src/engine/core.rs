@@ -115,6 +115,10 @@ pub(crate) enum Command {
     },
     /// Change the resources to this set: add, change, remove.
     Reconfigure(super::reconfigure::Reconfiguration),
+    /// Reset restart counters, lift an isolation, clear a held failure.
+    Cleanup(ResourceId),
+    /// The validated properties, secrets masked.
+    Properties(ResourceId),
     CloseAll,
     Shutdown,
 }
@@ -190,6 +194,14 @@ pub(crate) struct ResourceEntry {
     pub(crate) last_health: Option<Health>,
     pub(crate) degraded: u64,
     pub(crate) checks: u64,
+    /// When its shown state last changed.
+    pub(crate) since: Instant,
+    /// When and why it last failed.
+    pub(crate) last_failure: Option<(Instant, String)>,
+    /// A cleanup lifted its isolation: its next open is in its group's
+    /// monitor (`separate_monitor` stays set until then, so that the
+    /// monitor it runs in keeps matching its placement).
+    pub(crate) lift_isolation: bool,
     /// Its status changed since the last publish.
     pub(crate) status_changed: bool,
     /// A changed configuration that needs a re-open, applied once nothing
@@ -344,6 +356,9 @@ impl Core {
                 last_health: None,
                 degraded: 0,
                 checks: 0,
+                since: now,
+                last_failure: None,
+                lift_isolation: false,
                 status_changed: true,
                 staged: None,
                 removing: false,
@@ -547,6 +562,9 @@ impl Core {
     /// outlives its phase.
     pub(crate) fn set_phase(&mut self, i: ResourceId, phase: Phase) {
         let old = std::mem::replace(&mut self.resources[i.0].phase, phase);
+        if old.state() != self.resources[i.0].phase.state() {
+            self.resources[i.0].since = self.now;
+        }
         let health = |looks| Timer::Health { resource: i, looks };
         match old {
             Phase::Online { .. } => {
@@ -597,7 +615,12 @@ impl Core {
 
     pub(crate) fn mark_neighbours(&mut self, i: ResourceId) {
         self.mark_dirty(i);
-        for d in self.resources[i.0].dependents.clone() {
+        // Dependents all the way up: whether one may stay online depends on
+        // every dependency below it (`stays_online`), not only the next.
+        let mut up = self.resources[i.0].dependents.clone();
+        // (Dependencies are acyclic: the walk ends.)
+        while let Some(d) = up.pop() {
+            up.extend(self.resources[d.0].dependents.iter().copied());
             self.mark_dirty(d);
         }
         for d in self.resources[i.0].spec.depends_on.clone() {

@@ -53,6 +53,8 @@ pub(crate) struct DriverConfig {
     pub(crate) subscribers: Vec<Sender<Event>>,
     /// Where health-check latencies are counted.
     pub(crate) check_latency: Arc<CheckLatency>,
+    /// When `events.jsonl` is rotated.
+    pub(crate) event_log: crate::events::EventLogLimits,
 }
 
 /// The engine thread: the core plus the I/O it asks for.
@@ -88,8 +90,10 @@ impl Driver {
         let persisted = state_file
             .load()
             .map_err(|problem| HostError::StateFile { problem })?;
-        let mut events = EventSink::open(&config.state_dir).map_err(|e| HostError::StateFile {
-            problem: format!("{}: {e}", config.state_dir.join("events.jsonl").display()),
+        let mut events = EventSink::open(&config.state_dir, config.event_log).map_err(|e| {
+            HostError::StateFile {
+                problem: format!("{}: {e}", config.state_dir.join("events.jsonl").display()),
+            }
         })?;
         for subscriber in config.subscribers {
             events.subscribe(subscriber);

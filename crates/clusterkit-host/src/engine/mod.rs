@@ -5,7 +5,8 @@
 //!   frame, spawn or kill a monitor, emit, persist, reply) come out. Its
 //!   parts: [`lifecycle`] (a resource's phases), [`monitors`] (placement,
 //!   libraries, validation, kills), [`frames`] (what monitors say),
-//!   [`commands`] (what operators ask), [`transitions`] (open, online,
+//!   [`commands`] (what operators ask), [`cleanup`] (an operator's
+//!   cleanup after failures), [`transitions`] (open, online,
 //!   offline, pending, terminate, failure, restart policy), [`health`]
 //!   (polling), [`recovery`] (deadlines, deaths, blame, isolation),
 //!   [`calls`] and [`timers`] (the tables of what is in flight and what is
@@ -21,6 +22,7 @@
 //! shows how a health check and a recovery travel through these layers.
 
 pub(crate) mod calls;
+pub(crate) mod cleanup;
 pub(crate) mod commands;
 pub(crate) mod core;
 pub(crate) mod decide;

@@ -3,7 +3,7 @@
 //! counters).
 
 use crate::state_file::{PersistedResource, PersistedState};
-use crate::status::ResourceStatus;
+use crate::status::{FailureRecord, ResourceStatus};
 
 use super::core::{Action, Core};
 use super::ids::{RequestId, ResourceId};
@@ -28,7 +28,7 @@ impl Core {
                         r.spec.name.clone(),
                         PersistedResource {
                             desired: r.desired,
-                            separate_monitor: r.separate_monitor,
+                            separate_monitor: r.separate_monitor && !r.lift_isolation,
                             restarts: r.restarts.clone(),
                         },
                     )
@@ -80,7 +80,38 @@ impl Core {
             .and_then(|m| self.monitors.get(&m))
             .filter(|m| r.phase.is_open() && m.ready)
             .and_then(|m| m.pid);
+        let period_ms = u64::try_from(r.spec.timing.restart.period.as_millis()).unwrap_or(u64::MAX);
+        let now_ms = self.clock.unix_ms(self.now);
+        let restarts_in_period = r
+            .restarts
+            .recent
+            .iter()
+            .filter(|&&t| now_ms.saturating_sub(t) < period_ms)
+            .count();
+        // The monitor it is in, else the one it would be opened in.
+        let key = r
+            .monitor
+            .and_then(|m| self.monitors.get(&m))
+            .filter(|_| r.phase.is_open())
+            .map_or_else(|| self.monitor_key(i), |m| m.key);
+        let next_restart = match r.phase {
+            super::lifecycle::Phase::Held { until, .. } => until.map(|t| self.clock.system_time(t)),
+            _ => None,
+        };
         ResourceStatus {
+            isolation_lifted_at_next_open: r.lift_isolation,
+            next_restart,
+            since: self.clock.system_time(r.since),
+            restarts_in_period: u32::try_from(restarts_in_period).unwrap_or(u32::MAX),
+            // Borrowed for a shared monitor: no allocation per publish.
+            monitor: match key {
+                super::monitors::MonitorKey::Shared(p) => std::borrow::Cow::Borrowed(p.name()),
+                own => std::borrow::Cow::Owned(self.key_name(own)),
+            },
+            last_failure: r.last_failure.as_ref().map(|(at, reason)| FailureRecord {
+                at: self.clock.system_time(*at),
+                reason: reason.clone(),
+            }),
             name: r.spec.name.clone(),
             type_name: r.spec.type_name.clone(),
             group: r.spec.group.clone(),
@@ -96,3 +127,23 @@ impl Core {
         }
     }
 }
+
+impl Core {
+    /// The validated properties of `i` as an operator may see them: each
+    /// secret's value replaced by `<secret>`; before validation, none.
+    pub(crate) fn shown_properties(&self, i: ResourceId) -> clusterkit::Properties {
+        let validated = &self.res(i).validated;
+        let mut shown = clusterkit::Properties::new();
+        for (name, value) in validated.iter() {
+            if validated.is_secret(name) {
+                shown.insert(name, clusterkit::Value::String(SECRET_SHOWN.into()));
+            } else {
+                shown.insert(name, value.clone());
+            }
+        }
+        shown
+    }
+}
+
+/// What a secret property's value is shown as.
+pub(crate) const SECRET_SHOWN: &str = "<secret>";

@@ -114,6 +114,14 @@ impl Core {
             );
             self.kill_monitor(monitor, None, &reason);
         } else {
+            if let Some(i) = resource {
+                let reason = format!(
+                    "{op} did not return within its {} ms deadline: its monitor was killed",
+                    millis(deadline)
+                );
+                self.res_mut(i).last_failure = Some((self.now, reason));
+                self.touch(i);
+            }
             self.kill_monitor(monitor, resource, &format!("{op} passed its deadline"));
         }
     }
@@ -330,8 +338,10 @@ impl Core {
     }
 
     fn isolate_and_restart(&mut self, i: ResourceId) {
-        if !self.res(i).separate_monitor {
+        // A culprit again after a cleanup: isolated again, for good.
+        if !self.res(i).separate_monitor || self.res(i).lift_isolation {
             self.res_mut(i).separate_monitor = true;
+            self.res_mut(i).lift_isolation = false;
             self.touch(i);
             let event = Event::of(EventKind::ResourceIsolated, Some(self.name(i)))
                 .with("monitor", format!("separate:{}", self.name(i)));

@@ -98,6 +98,13 @@ impl Core {
     }
 
     fn open(&mut self, i: ResourceId) {
+        // A cleanup lifted its isolation: this open is in its group's monitor.
+        let r = self.res_mut(i);
+        if r.lift_isolation && r.monitor.is_none() {
+            r.lift_isolation = false;
+            r.separate_monitor = r.spec.separate_monitor;
+            self.touch(i);
+        }
         let key = self.monitor_key(i);
         let Some(m) = self.ensure_monitor(key) else {
             return;
@@ -286,6 +293,8 @@ impl Core {
             },
         );
         self.res_mut(i).restart_due = false;
+        let reason = format!("terminate failed: {error}");
+        self.res_mut(i).last_failure = Some((self.now, reason));
         self.emit(
             Event::of(EventKind::ResourceFailed, Some(&name))
                 .with("type", self.res(i).spec.type_name.clone())
@@ -456,6 +465,7 @@ impl Core {
         if self.res(i).phase.state() == ResourceState::Failed {
             return;
         }
+        self.res_mut(i).last_failure = Some((self.now, reason.clone()));
         let event = Event::of(EventKind::ResourceFailed, Some(self.name(i)))
             .with("type", self.res(i).spec.type_name.clone())
             .with("reason", reason);

@@ -211,6 +211,9 @@ fn chaos(world: &mut World) {
         }
         85..=89 => forge_reply(world),
         90..=92 => world.restart_host(),
+        98..=99 => {
+            world.command(Command::Cleanup(i));
+        }
         96..=97 => {
             let span = Duration::from_millis(500 + world.rng.below(4_000));
             world.note(format!("chaos: the disk is full for {span:?}"));

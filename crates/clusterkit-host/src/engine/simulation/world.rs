@@ -337,8 +337,8 @@ impl World {
     pub(crate) fn command(&mut self, command: Command) -> RequestId {
         self.next_request += 1;
         self.note(format!("operator: {command:?}"));
-        if let Command::Online(_) = command {
-            // An operator online clears a failed resource's history.
+        if let Command::Online(_) | Command::Cleanup(_) = command {
+            // An operator online or cleanup clears a failed resource's history.
             for w in &mut self.workloads {
                 w.restart_owed = false;
             }
