@@ -81,11 +81,7 @@ impl Running {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let (ok, out, err) = self.cli(&["status", "--json"]);
-            let s: Vec<Value> = if ok {
-                serde_json::from_str(&out).unwrap()
-            } else {
-                Vec::new()
-            };
+            let s: Vec<Value> = if ok { resources(&out) } else { Vec::new() };
             if pred(&s) {
                 return s;
             }
