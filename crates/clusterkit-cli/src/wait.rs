@@ -335,10 +335,11 @@ fn progress_line(e: &Value) -> String {
             e["message"].as_str().unwrap_or_default()
         ),
         Some("resource_pending") => {
-            format!(
-                "{r}: {}",
-                e["state"].as_str().unwrap_or("pending").replace('_', " ")
-            )
+            let state = e["state"].as_str().unwrap_or("pending").replace('_', " ");
+            match e["checkpoint"].as_u64() {
+                Some(checkpoint) => format!("{r}: {state}, checkpoint {checkpoint}"),
+                None => format!("{r}: {state}"),
+            }
         }
         _ => timeline::sentence(e),
     }

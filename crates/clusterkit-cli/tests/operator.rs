@@ -202,6 +202,11 @@ fn online_and_offline_wait_show_progress_and_end_with_the_outcome() {
             .unwrap_or_else(|| panic!("{needle:?} missing from\n{text}"))
     };
     assert!(at("web: online pending") < at("web: online"), "{text}");
+    // The checkpoints the resource reports, as they come.
+    assert!(
+        at("web: online pending") < at("web: online pending, checkpoint 1"),
+        "{text}"
+    );
     assert!(at("web: online") < at("app: online"), "{text}");
     assert!(lines.last().unwrap().starts_with("app: online ("), "{text}");
     let s = host.status().unwrap();

@@ -19,7 +19,8 @@ clusterkit::stable_enum! {
         ResourceOnline = 1, "resource_online";
         /// A resource reached offline.
         ResourceOffline = 2, "resource_offline";
-        /// `online`/`offline` went pending.
+        /// `online`/`offline` went pending (`state`); again at each new
+        /// `checkpoint` the resource reports.
         ResourcePending = 3, "resource_pending";
         /// A health check said degraded (no recovery).
         HealthDegraded = 4, "health_degraded";

@@ -348,6 +348,7 @@ mod tests {
                     transition: Transition::Online,
                     call: CallId(1),
                     until: now,
+                    checkpoint: 0,
                 },
                 Then::Restart,
                 None,

@@ -28,9 +28,14 @@ impl Core {
                     self.on_reply(call, outcome);
                 }
             }
-            FromMonitor::Report { call, resource, .. } => {
+            FromMonitor::Report {
+                call,
+                resource,
+                checkpoint,
+                ..
+            } => {
                 if let Some(i) = self.resource_in(resource, monitor) {
-                    self.on_report(i, CallId(call));
+                    self.on_report(i, CallId(call), checkpoint);
                 }
             }
             FromMonitor::Complete {

@@ -132,6 +132,8 @@ pub(crate) enum Phase {
         call: CallId,
         /// The progress deadline.
         until: Instant,
+        /// The last checkpoint reported (0: none yet).
+        checkpoint: u32,
     },
     /// Online, health checked.
     Online {

@@ -340,18 +340,34 @@ impl Core {
         }
     }
 
-    pub(crate) fn on_report(&mut self, i: ResourceId, call: CallId) {
+    /// Progress of a pending operation: its deadline moves on, and a new
+    /// checkpoint is an event (`resource_pending` with `checkpoint`), so an
+    /// operator sees how far it got.
+    pub(crate) fn on_report(&mut self, i: ResourceId, call: CallId, reported: u32) {
         let timeout = self.res(i).spec.timing.effective_pending_timeout();
         let now = self.now;
+        let mut advanced = None;
         if let Phase::Pending {
             call: pending,
             until,
+            checkpoint,
             ..
         } = &mut self.res_mut(i).phase
             && *pending == call
         {
             *until = now + timeout;
+            if reported != *checkpoint {
+                *checkpoint = reported;
+                advanced = Some(reported);
+            }
             self.timers.set(Timer::Pending(i), now + timeout);
+        }
+        if let Some(checkpoint) = advanced {
+            let state = self.res(i).phase.state();
+            let event = Event::of(EventKind::ResourcePending, Some(self.name(i)))
+                .with("state", state.name())
+                .with("checkpoint", checkpoint);
+            self.emit(event);
         }
     }
 
@@ -398,6 +414,7 @@ impl Core {
                 transition,
                 call,
                 until,
+                checkpoint: 0,
             },
         );
         let state = self.res(i).phase.state();
