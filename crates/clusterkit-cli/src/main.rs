@@ -8,6 +8,7 @@
 mod config;
 mod control;
 mod demo;
+mod generate_docs;
 mod notify;
 mod ocf;
 mod type_control;
@@ -16,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
-use clusterkit_host::{EventKind, HostBuilder, MonitorProgram, PersistedState};
+use clap::{CommandFactory, Parser, Subcommand};
+use clusterkit_host::{HostBuilder, MonitorProgram, PersistedState};
 use serde_json::{Value, json};
 
 use config::Config;
@@ -120,6 +121,9 @@ enum Command {
         #[command(subcommand)]
         command: ocf::OcfCommand,
     },
+    /// Writes the man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    GenerateDocs(generate_docs::GenerateDocsArgs),
 }
 
 fn main() -> ExitCode {
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::TypeControl(args) => type_control::run(&args),
         Command::Ocf { command } => return ocf::main(command),
+        Command::GenerateDocs(args) => generate_docs::run(&args, Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -205,18 +210,12 @@ fn run(path: &Path) -> Result<(), String> {
         .unwrap_or_default();
     let host = Arc::new(builder(&config).start().map_err(|e| e.to_string())?);
     let events = host.subscribe();
+    let status_line = Arc::new(notify::StatusLine::default());
+    status_line.follow(&host);
+    let line = status_line.clone();
     std::thread::spawn(move || {
         for e in events {
-            // A state file that cannot be written is the operator's business
-            // now: systemd's status line says so until it is written again.
-            match e.kind {
-                EventKind::StateNotSaved => notify::status(&format!(
-                    "state not saved: {}; retrying",
-                    e.str_field("error").unwrap_or_default()
-                )),
-                EventKind::StateSaved => notify::status("clusterkit host running"),
-                _ => {}
-            }
+            line.update(&e);
             eprintln!("{}", human_event(&e.to_json()));
         }
     });
@@ -232,7 +231,7 @@ fn run(path: &Path) -> Result<(), String> {
         config.state_dir.join("events.jsonl"),
     )
     .map_err(|e| format!("control socket {}: {e}", config.control_socket.display()))?;
-    notify::ready(host.clone());
+    notify::ready(host.clone(), &status_line);
     let mut signal = 0;
     // SAFETY: waits for one of the blocked signals.
     unsafe { libc::sigwait(&signals, &mut signal) };
