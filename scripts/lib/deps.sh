@@ -9,6 +9,7 @@ declare -A CLUSTERKIT_PACKAGES=(
     [ocf]="resource-agents libxml2-utils"
     [bench]="strace valgrind linux-perf python3"
     [pacemaker]="pacemaker corosync pacemaker-cli-utils"
+    [package]="dpkg-dev lintian binutils systemd"
 )
 
 # Maps a package to a command proving it is installed (empty: ask dpkg).
@@ -29,6 +30,9 @@ declare -A CLUSTERKIT_PROBE=(
     [pacemaker]="pacemakerd"
     [corosync]="corosync"
     [pacemaker-cli-utils]="crm_mon"
+    [dpkg-dev]="dpkg-shlibdeps"
+    [lintian]="lintian"
+    [systemd]="systemd-analyze"
 )
 
 _is_installed() {
