@@ -145,7 +145,8 @@ pub(crate) fn ready(host: Arc<Host>, status: &StatusLine) {
     let Some(timeout) = sd_notify::watchdog_enabled() else {
         return;
     };
-    let period = timeout / 2;
+    // A zero timeout (systemd never sends one) must not spin.
+    let period = (timeout / 2).max(Duration::from_millis(1));
     let _ = std::thread::Builder::new()
         .name("ck-watchdog".into())
         .spawn(move || {
