@@ -213,6 +213,15 @@ impl Running {
     }
 }
 
+impl Drop for Running {
+    /// A test that fails midway leaves no host behind (after `stop`, the
+    /// child is reaped already and this does nothing).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn run_status_online_offline_fail_and_events_end_to_end() {
     let dir = TempDir::new("cli-run");
