@@ -14,6 +14,7 @@ declare -A CLUSTERKIT_PACKAGES=(
     # veth pairs and network namespaces in the ip-address/ocf tests and the demo.
     [network]="iproute2 util-linux procps"
     [shared-disk]="mount"
+    [package]="dpkg-dev lintian binutils systemd"
 )
 
 # Maps a package to a command proving it is installed (empty: ask dpkg).
@@ -39,6 +40,9 @@ declare -A CLUSTERKIT_PROBE=(
     [util-linux]="nsenter"
     [procps]="sysctl"
     [mount]="losetup"
+    [dpkg-dev]="dpkg-shlibdeps"
+    [lintian]="lintian"
+    [systemd]="systemd-analyze"
 )
 
 _is_installed() {

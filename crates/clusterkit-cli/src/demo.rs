@@ -24,7 +24,9 @@ use clusterkit_host::{
 /// Options of `clusterkit demo`.
 #[derive(clap::Args)]
 pub(crate) struct DemoArgs {
-    /// Where the example resource libraries are (default: next to this binary).
+    /// Where the example resource libraries are (default: next to this
+    /// binary, as cargo builds them, or `../lib/clusterkit` from it, as the
+    /// package installs them).
     #[arg(long)]
     libraries: Option<PathBuf>,
 }
@@ -130,14 +132,33 @@ fn library(dir: &Path, name: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// The example libraries' directory: beside this binary (a cargo build),
+/// or `../lib/clusterkit` from it (installed: `/usr/bin/clusterkit` and
+/// `/usr/lib/clusterkit`).
+fn default_libraries() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating clusterkit: {e}"))?;
+    let bin = exe
+        .parent()
+        .ok_or("no directory for the clusterkit binary")?;
+    let candidates = [bin.to_owned(), bin.join("../lib/clusterkit")];
+    candidates
+        .iter()
+        .find(|d| d.join("libclusterkit_disk.so").exists())
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "the example libraries are neither beside {} nor in {}: build them \
+                 (scripts/demo does), install the package, or name their directory with --libraries",
+                bin.display(),
+                candidates[1].display()
+            )
+        })
+}
+
 pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     let libs = match &args.libraries {
         Some(d) => d.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| e.to_string())?
-            .parent()
-            .ok_or("no directory for the clusterkit binary")?
-            .to_owned(),
+        None => default_libraries()?,
     };
     let network_name = library(&libs, "clusterkit_network_name")?;
     let ip_address = library(&libs, "clusterkit_ip_address")?;

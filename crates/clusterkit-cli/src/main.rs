@@ -12,6 +12,7 @@ mod config;
 mod control;
 mod demo;
 mod events;
+mod generate_docs;
 mod managed;
 mod metrics;
 mod notify;
@@ -27,8 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
-use clusterkit_host::{EventKind, HostBuilder, MonitorProgram, PersistedState};
+use clap::{CommandFactory, Parser, Subcommand};
+use clusterkit_host::{HostBuilder, MonitorProgram, PersistedState};
 use serde_json::json;
 
 use config::Config;
@@ -152,6 +153,9 @@ enum Command {
         #[command(subcommand)]
         command: ocf::OcfCommand,
     },
+    /// Writes the man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    GenerateDocs(generate_docs::GenerateDocsArgs),
 }
 
 fn main() -> ExitCode {
@@ -193,6 +197,7 @@ fn main() -> ExitCode {
         Command::TypeControl(args) => type_control::run(&args),
         Command::Ocf { command } => return ocf::main(command),
         Command::Check(args) => return check::main(args),
+        Command::GenerateDocs(args) => generate_docs::run(&args, Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -251,23 +256,19 @@ fn run(config: &ConfigArg) -> Result<(), String> {
         builder = builder.resource(resource);
     }
     let events = builder.subscribe();
+    // systemd's status line: resources online, pending and failed, and a
+    // state file that cannot be written, until it is written again.
+    let status_line = Arc::new(notify::StatusLine::default());
+    let line = status_line.clone();
     std::thread::spawn(move || {
         for e in events {
-            // A state file that cannot be written is the operator's business
-            // now: systemd's status line says so until it is written again.
-            match e.kind {
-                EventKind::StateNotSaved => notify::status(&format!(
-                    "state not saved: {}; retrying",
-                    e.str_field("error").unwrap_or_default()
-                )),
-                EventKind::StateSaved => notify::status("clusterkit host running"),
-                _ => {}
-            }
+            line.update(&e);
             let zone = timeline::Zone::Utc;
             eprintln!("{}", timeline::render(&e.to_json(), None, zone).join("\n"));
         }
     });
     let host = Arc::new(builder.start().map_err(|e| e.to_string())?);
+    status_line.follow(&host);
     observe::start(&config, &host)?;
     // All at once: one state write, however many resources there are.
     let first_seen: Vec<&str> = config
@@ -284,7 +285,7 @@ fn run(config: &ConfigArg) -> Result<(), String> {
     let reloader = Arc::new(reload::Reloader::new(host.clone(), config, managed));
     control::serve(&control_socket, host.clone(), events_file, reloader.clone())
         .map_err(|e| format!("control socket {}: {e}", control_socket.display()))?;
-    notify::ready(host.clone());
+    notify::ready(host.clone(), &status_line);
     let mut signal = 0;
     loop {
         // SAFETY: waits for one of the blocked signals.

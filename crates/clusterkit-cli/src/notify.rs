@@ -1,59 +1,166 @@
-//! systemd integration: readiness and watchdog pings over `NOTIFY_SOCKET`
-//! (the sd_notify protocol, without libsystemd).
+//! systemd integration through the `sd-notify` crate: readiness, watchdog
+//! pings (only when `WATCHDOG_PID` names this process, as
+//! `sd_watchdog_enabled(3)` wants) and a status line counting the resources
+//! online, pending and failed.
+//!
+//! Every function does nothing outside systemd (no `NOTIFY_SOCKET`), and a
+//! notification that cannot be sent never stops the host.
 
-use std::os::unix::net::UnixDatagram;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use clusterkit_host::Host;
+use clusterkit::ResourceState;
+use clusterkit_host::{Event, EventKind, Host, ResourceStatus};
+use sd_notify::NotifyState;
 
-fn send(message: &str) -> std::io::Result<()> {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Ok(());
-    };
-    let socket = UnixDatagram::unbound()?;
-    let bytes = path.as_encoded_bytes();
-    if let Some(name) = bytes.strip_prefix(b"@") {
-        // An abstract socket.
-        use std::os::linux::net::SocketAddrExt;
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-        socket.send_to_addr(message.as_bytes(), &addr)?;
-    } else {
-        socket.send_to(message.as_bytes(), &path)?;
-    }
-    Ok(())
+fn send(states: &[NotifyState]) {
+    let _ = sd_notify::notify(states);
 }
 
-/// Tells systemd the host is ready, and starts watchdog pings at half of
-/// `WATCHDOG_USEC` while the host's engine answers.
-pub(crate) fn ready(host: Arc<Host>) {
-    let _ = send("READY=1\nSTATUS=clusterkit host running");
-    let Some(usec) = std::env::var("WATCHDOG_USEC")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    else {
+/// The `STATUS=` line: how many resources are in each state that matters to
+/// an operator, and a state file that cannot be written; shared by the
+/// threads following the host's statuses and events, and the one saying
+/// the host is ready.
+#[derive(Default)]
+pub(crate) struct StatusLine(Mutex<Line>);
+
+#[derive(Default)]
+struct Line {
+    counts: Counts,
+    state_not_saved: Option<String>,
+    sent: String,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    total: usize,
+    online: usize,
+    pending: usize,
+    failed: usize,
+}
+
+impl Counts {
+    fn of(statuses: &[ResourceStatus]) -> Counts {
+        let count = |f: fn(ResourceState) -> bool| statuses.iter().filter(|s| f(s.state)).count();
+        Counts {
+            total: statuses.len(),
+            online: count(|s| s == ResourceState::Online),
+            pending: count(ResourceState::is_pending),
+            failed: count(|s| s == ResourceState::Failed),
+        }
+    }
+}
+
+impl StatusLine {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Line> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes in one event of the host: the status line says whether the
+    /// state file could be written.
+    pub(crate) fn update(&self, event: &Event) {
+        let mut line = self.lock();
+        match event.kind {
+            EventKind::StateNotSaved => {
+                line.state_not_saved = Some(event.str_field("error").unwrap_or_default().to_owned())
+            }
+            EventKind::StateSaved => line.state_not_saved = None,
+            _ => return,
+        }
+        line.send_if_changed();
+    }
+
+    /// Keeps the counts of the status line up to date, in a thread of its
+    /// own, as long as the host lives.
+    ///
+    /// It waits on the host's status board, which wakes it on each change:
+    /// no polling, and a count is never left behind by a change that no
+    /// later event follows.
+    pub(crate) fn follow(self: &Arc<Self>, host: &Arc<Host>) {
+        let (line, host) = (self.clone(), Arc::downgrade(host));
+        let _ = std::thread::Builder::new()
+            .name("ck-status-line".into())
+            .spawn(move || {
+                while let Some(host) = host.upgrade() {
+                    let shown = line.lock().counts;
+                    let mut now = shown;
+                    let changed = host.wait_for(RECHECK, "a status change", |statuses| {
+                        now = Counts::of(statuses);
+                        now != shown
+                    });
+                    if changed.is_ok() {
+                        let mut line = line.lock();
+                        line.counts = now;
+                        line.send_if_changed();
+                    }
+                }
+            });
+    }
+}
+
+/// How long the status line's thread holds the host between two looks at
+/// whether it still lives.
+const RECHECK: Duration = Duration::from_secs(10);
+
+impl Line {
+    /// The line as systemd shows it.
+    fn text(&self) -> String {
+        let Counts {
+            total,
+            online,
+            pending,
+            failed,
+        } = self.counts;
+        let mut text =
+            format!("{online} online, {pending} pending, {failed} failed (of {total} resources)");
+        if let Some(error) = &self.state_not_saved {
+            // A state file that cannot be written is the operator's business
+            // now: the line says so until it is written again.
+            text.push_str(&format!("; state not saved: {error}; retrying"));
+        }
+        text.replace('\n', " ")
+    }
+
+    fn send_if_changed(&mut self) {
+        let text = self.text();
+        if text != self.sent {
+            send(&[NotifyState::Status(&text)]);
+            self.sent = text;
+        }
+    }
+}
+
+/// Tells systemd the host is ready (with the status line as it is now),
+/// and when systemd asked for a watchdog for this process, starts pings at
+/// half its timeout while the host's engine answers.
+pub(crate) fn ready(host: Arc<Host>, status: &StatusLine) {
+    let mut line = status.lock();
+    line.counts = Counts::of(&host.status());
+    let text = line.text();
+    send(&[NotifyState::Ready, NotifyState::Status(&text)]);
+    line.sent = text;
+    drop(line);
+    // `None` too when WATCHDOG_PID names another process: a monitor child
+    // inherits the variables but is not the one systemd watches.
+    let Some(timeout) = sd_notify::watchdog_enabled() else {
         return;
     };
-    let period = Duration::from_micros(usec / 2);
+    // A zero timeout (systemd never sends one) must not spin.
+    let period = (timeout / 2).max(Duration::from_millis(1));
     let _ = std::thread::Builder::new()
         .name("ck-watchdog".into())
         .spawn(move || {
             loop {
                 // A wedged engine stops the pings, and systemd restarts the service.
                 if host.is_responsive(period) {
-                    let _ = send("WATCHDOG=1");
+                    send(&[NotifyState::Watchdog]);
                 }
                 std::thread::sleep(period);
             }
         });
 }
 
-/// Replaces the service's status line (`systemctl status` shows it).
-pub(crate) fn status(text: &str) {
-    let _ = send(&format!("STATUS={}", text.replace('\n', " ")));
-}
-
 /// Tells systemd the host is stopping.
 pub(crate) fn stopping() {
-    let _ = send("STOPPING=1");
+    send(&[NotifyState::Stopping]);
 }

@@ -158,9 +158,15 @@ struct Running {
 
 impl Running {
     fn start(config: &Path, env: &[(&str, &str)]) -> Running {
-        let child = clusterkit()
-            .args(["run", "--config"])
-            .arg(config)
+        let mut cmd = clusterkit();
+        cmd.args(["run", "--config"]).arg(config);
+        Running::spawn(cmd, config, env)
+    }
+
+    /// Runs `cmd` (a `clusterkit run` of `config`, perhaps through a shell)
+    /// and waits for every resource to be online.
+    fn spawn(mut cmd: Command, config: &Path, env: &[(&str, &str)]) -> Running {
+        let child = cmd
             .envs(env.iter().copied())
             .stderr(Stdio::null())
             .spawn()
@@ -208,6 +214,15 @@ impl Running {
         // SAFETY: kill(2) with a valid pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Running {
+    /// A test that fails midway leaves no host behind (after `stop`, the
+    /// child is reaped already and this does nothing).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -354,29 +369,141 @@ fn the_control_socket_refuses_another_uid() {
     assert!(host.stop().success());
 }
 
+/// What a service manager hears on its notify socket: the messages, and
+/// the status line as it stands.
+struct Notifications {
+    socket: UnixDatagram,
+    seen: Vec<String>,
+    status: Option<String>,
+}
+
+impl Notifications {
+    /// Listens on a notify socket in `dir`, as systemd's would be; returns its path too.
+    fn bind(dir: &TempDir) -> (Notifications, PathBuf) {
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket.set_read_timeout(Some(PATIENCE)).unwrap();
+        let listener = Notifications {
+            socket,
+            seen: Vec::new(),
+            status: None,
+        };
+        (listener, path)
+    }
+
+    /// Receives messages until `done` holds for the listener.
+    fn until(&mut self, what: &str, done: impl Fn(&Notifications) -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        let mut buf = [0u8; 4096];
+        while !done(self) {
+            // Watchdog pings keep coming: the deadline, not a quiet socket, ends the wait.
+            assert!(Instant::now() < deadline, "no {what}; got {:?}", self.seen);
+            let n = self
+                .socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no {what} ({e}); got {:?}", self.seen));
+            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if let Some(line) = message
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("STATUS="))
+            {
+                self.status = Some(line.to_owned());
+            }
+            self.seen.push(message);
+        }
+    }
+
+    /// Waits for a message with this line (`READY=1`), from now on.
+    fn await_line(&mut self, line: &str) {
+        let from = self.seen.len();
+        self.until(line, |n| {
+            n.seen[from..].iter().any(|m| m.lines().any(|l| l == line))
+        });
+    }
+
+    /// Waits for the status line to read `expected` (it may already).
+    fn await_status(&mut self, expected: &str) {
+        self.until(&format!("STATUS={expected}"), |n| {
+            n.status.as_deref() == Some(expected)
+        });
+    }
+}
+
+/// `clusterkit run` started through a shell that names its own pid (the
+/// one `exec` keeps) in `WATCHDOG_PID`, as systemd does.
+fn run_as_watched_main_process(config: &Path) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", r#"WATCHDOG_PID=$$ exec "$0" run --config "$1""#])
+        .arg(env!("CARGO_BIN_EXE_clusterkit"))
+        .arg(config);
+    cmd
+}
+
 #[test]
-fn systemd_readiness_and_watchdog() {
+fn systemd_readiness_watchdog_and_a_status_line_counting_resources() {
     let dir = TempDir::new("cli-notify");
-    let config = write_config(&dir, "");
-    let notify = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&notify).unwrap();
-    socket.set_read_timeout(Some(PATIENCE)).unwrap();
-    let host = Running::start(
+    // `app` stays failed when failed: the line has a failure to count.
+    let config = write_config(&dir, "[resource.timing]\nrestart_action = \"none\"\n");
+    let (mut notifications, notify) = Notifications::bind(&dir);
+    let host = Running::spawn(
+        run_as_watched_main_process(&config),
         &config,
         &[
             ("NOTIFY_SOCKET", notify.to_str().unwrap()),
             ("WATCHDOG_USEC", "200000"),
         ],
     );
-    let mut buf = [0u8; 256];
-    let n = socket.recv(&mut buf).unwrap();
+    notifications.await_line("READY=1");
+    let ready = notifications.seen.last().unwrap();
     assert!(
-        std::str::from_utf8(&buf[..n])
-            .unwrap()
-            .starts_with("READY=1")
+        ready.contains("\nSTATUS="),
+        "READY=1 comes with a status line: {ready:?}"
     );
-    let n = socket.recv(&mut buf).unwrap();
-    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), "WATCHDOG=1");
+    notifications.await_status("2 online, 0 pending, 0 failed (of 2 resources)");
+    notifications.await_line("WATCHDOG=1");
+    let (ok, _, err) = host.cli(&["fail", "app"]);
+    assert!(ok, "{err}");
+    notifications.await_status("1 online, 0 pending, 1 failed (of 2 resources)");
+    let (ok, _, err) = host.cli(&["offline", "web"]);
+    assert!(ok, "{err}");
+    // A failed dependent stays failed: its failure is still counted.
+    notifications.await_status("0 online, 0 pending, 1 failed (of 2 resources)");
+    assert!(host.stop().success());
+    notifications.await_line("STOPPING=1");
+    let readies = notifications.seen.iter().filter(|m| m.contains("READY=1"));
+    assert_eq!(readies.count(), 1, "{:?}", notifications.seen);
+}
+
+#[test]
+fn no_watchdog_pings_when_watchdog_pid_names_another_process() {
+    let dir = TempDir::new("cli-notify-pid");
+    let config = write_config(&dir, "");
+    let (mut notifications, notify) = Notifications::bind(&dir);
+    let host = Running::start(
+        &config,
+        &[
+            ("NOTIFY_SOCKET", notify.to_str().unwrap()),
+            // Pings every 10 ms if they were (wrongly) sent.
+            ("WATCHDOG_USEC", "20000"),
+            ("WATCHDOG_PID", "1"),
+        ],
+    );
+    notifications.await_line("READY=1");
+    notifications.await_status("2 online, 0 pending, 0 failed (of 2 resources)");
+    // What arrives in the next 20 would-be periods: none of it a ping.
+    notifications
+        .socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = notifications.socket.recv(&mut buf) {
+        notifications
+            .seen
+            .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let seen = &notifications.seen;
+    assert!(seen.iter().all(|m| !m.contains("WATCHDOG=1")), "{seen:?}");
     assert!(host.stop().success());
 }
 

@@ -68,7 +68,8 @@ pub(crate) enum OcfCommand {
         /// Resource libraries (repeatable).
         #[arg(long, required = true)]
         library: Vec<PathBuf>,
-        /// Install under this root instead of `/`.
+        /// Install under this root instead of `/`; a library under this
+        /// root is named in the wrappers by its path from the root.
         #[arg(long, default_value = "/")]
         root: PathBuf,
         /// The clusterkit binary the wrappers run (default: this one).
@@ -570,10 +571,17 @@ fn install(
     };
     let dir = root.join("usr/lib/ocf/resource.d/clusterkit");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let staging = std::fs::canonicalize(root).map_err(|e| format!("{}: {e}", root.display()))?;
     let mut written = Vec::new();
     for lib in libraries {
         let lib = std::fs::canonicalize(lib).map_err(|e| format!("{}: {e}", lib.display()))?;
         let library = Library::load(&lib, Logger::discard()).map_err(|e| e.to_string())?;
+        // A library staged under the root (a package being built) is named
+        // where it will be installed.
+        let installed = match lib.strip_prefix(&staging) {
+            Ok(rest) if staging != Path::new("/") => Path::new("/").join(rest),
+            _ => lib.clone(),
+        };
         for ty in library.types() {
             let path = dir.join(ty.name());
             let script = format!(
@@ -582,7 +590,7 @@ fn install(
                  exec '{binary}' ocf agent --library '{lib}' --type '{name}' \"$@\"\n",
                 name = ty.name(),
                 binary = binary.display(),
-                lib = lib.display(),
+                lib = installed.display(),
             );
             std::fs::write(&path, script)
                 .map_err(|e| format!("writing {}: {e}", path.display()))?;
