@@ -414,6 +414,7 @@ unsafe extern "C" fn shutdown(library: *const ck_library) {
             // SAFETY: `library` is the table `startup` leaked from a LibraryState.
             drop(unsafe { Box::from_raw(library.cast::<LibraryState>().cast_mut()) });
         }
+        crate::log::Logger::clear_library_fallback();
         Ok(())
     });
 }

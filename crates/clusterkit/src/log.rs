@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 crate::stable_enum! {
     /// The severity of a log line. Numeric values are stable and cross the
@@ -120,9 +120,11 @@ thread_local! {
     static CURRENT: RefCell<Option<Logger>> = const { RefCell::new(None) };
 }
 
-/// The library's own logger (from `startup`): where lines logged on threads
-/// outside any entry point go, attributed to the library.
-static LIBRARY: OnceLock<Logger> = OnceLock::new();
+/// The library's own logger (from `startup`, until `shutdown`): where lines
+/// logged on threads outside any entry point go, attributed to the library.
+/// Cleared at `shutdown`: a host may unload the library after it, and a
+/// logger left in a static would be a leak that outlives its code.
+static LIBRARY: Mutex<Option<Logger>> = Mutex::new(None);
 
 impl Logger {
     /// Makes this the [current](Self::current) logger of this thread until
@@ -163,13 +165,26 @@ impl Logger {
     /// entry point runs here (or that [entered](Self::enter) it), else the
     /// library's own (from `startup`), else none.
     pub fn current() -> Option<Logger> {
-        entered().or_else(|| LIBRARY.get().cloned())
+        entered().or_else(|| {
+            LIBRARY
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        })
     }
 
-    /// Makes this the library-wide fallback of [`current`](Self::current)
-    /// (the first call wins: a library starts up once per process).
+    /// Makes this the library-wide fallback of [`current`](Self::current),
+    /// until [`clear_library_fallback`](Self::clear_library_fallback).
     pub(crate) fn set_library_fallback(&self) {
-        let _ = LIBRARY.set(self.clone());
+        *LIBRARY.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.clone());
+    }
+
+    /// Forgets the library-wide fallback (the library shuts down).
+    pub(crate) fn clear_library_fallback() {
+        LIBRARY
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 }
 
