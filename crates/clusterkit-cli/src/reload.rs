@@ -21,8 +21,9 @@ use crate::managed::Managed;
 /// Reloads the config a host was started from.
 pub(crate) struct Reloader {
     host: Arc<Host>,
-    /// The config as last applied.
-    running: Mutex<Config>,
+    /// What of the config as last applied cannot change while the host runs
+    /// (the rest lives in the host; a big config's parse is not kept).
+    running: Mutex<Fixed>,
     /// The resources Pacemaker manages here: kept across a reload.
     managed: Arc<Managed>,
 }
@@ -31,7 +32,7 @@ impl Reloader {
     pub(crate) fn new(host: Arc<Host>, config: Config, managed: Arc<Managed>) -> Reloader {
         Reloader {
             host,
-            running: Mutex::new(config),
+            running: Mutex::new(Fixed::of(&config)),
             managed,
         }
     }
@@ -101,12 +102,31 @@ impl Reloader {
         if let Err(e) = self.host.online_many(&added) {
             errors.push(format!("online {}: {e}", added.join(", ")));
         }
-        *running = fresh;
+        *running = Fixed::of(&fresh);
         let mut answer = report_json(&path, &report);
         if !errors.is_empty() {
             answer["errors"] = json!(errors);
         }
         Ok(answer)
+    }
+}
+
+/// The config's settings a reload cannot change, and where it is.
+struct Fixed {
+    path: std::path::PathBuf,
+    state_dir: std::path::PathBuf,
+    control_socket: std::path::PathBuf,
+    monitor: Option<std::path::PathBuf>,
+}
+
+impl Fixed {
+    fn of(config: &Config) -> Fixed {
+        Fixed {
+            path: config.path.clone(),
+            state_dir: config.state_dir.clone(),
+            control_socket: config.control_socket.clone(),
+            monitor: config.monitor.clone(),
+        }
     }
 }
 

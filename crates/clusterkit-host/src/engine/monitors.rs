@@ -331,6 +331,9 @@ impl Core {
                     let r = self.res_mut(i);
                     r.validated = valid;
                     r.characteristics = characteristics;
+                    // Only the validated list is used from here on (a
+                    // reconfiguration compares validated lists).
+                    r.spec.properties = Properties::new();
                 }
                 Err(problem) => problems.push(problem),
             }

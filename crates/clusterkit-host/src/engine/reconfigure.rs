@@ -325,7 +325,14 @@ impl Core {
         report
     }
 
-    fn add(&mut self, spec: ResourceSpec, validated: Properties, characteristics: Characteristics) {
+    fn add(
+        &mut self,
+        mut spec: ResourceSpec,
+        validated: Properties,
+        characteristics: Characteristics,
+    ) {
+        // Only the validated list is kept (as at start).
+        spec.properties = Properties::new();
         let i = ResourceId(self.resources.len());
         let name = spec.name.clone();
         self.resources.push(ResourceEntry {
@@ -381,7 +388,7 @@ impl Core {
             what.push("dependencies");
         }
         for (changed, name) in [
-            (old.properties != spec.properties, "properties"),
+            (r.validated != validated, "properties"),
             (old.type_name != spec.type_name, "type"),
             (old.library != spec.library, "library"),
             (old.group != spec.group, "group"),
@@ -410,6 +417,8 @@ impl Core {
         if staged_what.is_empty() {
             self.res_mut(i).staged = None;
         } else {
+            let mut spec = spec;
+            spec.properties = Properties::new();
             self.res_mut(i).staged = Some(Box::new(Staged {
                 spec,
                 validated,
@@ -543,6 +552,7 @@ impl Core {
         let isolated_by_host = r.separate_monitor && !r.spec.separate_monitor;
         r.separate_monitor = staged.spec.separate_monitor || isolated_by_host;
         r.spec = staged.spec;
+        r.spec.properties = Properties::new();
         r.validated = staged.validated;
         r.characteristics = staged.characteristics;
         r.monitor = None;
