@@ -161,6 +161,9 @@ impl Cluster {
             if out.status.success() && check(&status) {
                 return status;
             }
+            // Every step here must go without a failed action: say so at
+            // once rather than at the deadline.
+            assert_no_failures(&status, &format!("while waiting for {what}"));
             assert!(
                 Instant::now() < deadline,
                 "waiting for {what}: not within {DEADLINE:?}; last status from {node}:\n{}\n{node}'s pacemaker.log tail:\n{}",
@@ -321,6 +324,8 @@ fn host_config(dir: &Path, dummy: &Path) -> PathBuf {
 
 #[test]
 fn a_two_node_cluster_moves_fails_over_and_takes_a_node_back() {
+    let begun = Instant::now();
+    let phase = |what: &str| eprintln!("{:>7.1?} {what}", begun.elapsed());
     let tmp = TempDir::new("cluster");
     let dir = tmp.path().to_owned();
     let dummy = cdylib("clusterkit-example-dummy", "clusterkit_dummy");
@@ -357,7 +362,9 @@ fn a_two_node_cluster_moves_fails_over_and_takes_a_node_back() {
             hosts.to_str().unwrap(),
         ],
     );
+    phase("cluster up");
     let bind = cluster.start_bind(&bind_dir);
+    phase("BIND up");
 
     // The hook for delegation: one `clusterkit run` per node, each with
     // its socket in its own /run, answering there.
@@ -381,6 +388,9 @@ fn a_two_node_cluster_moves_fails_over_and_takes_a_node_back() {
             &[
                 ("path", image.display().to_string()),
                 ("owner", "ck-cluster/ck-disk".to_owned()),
+                // The machine may be busy: the probe's I/O, not its
+                // speed, is under test.
+                ("io_timeout", "10s".to_owned()),
             ],
         ),
         primitive(
@@ -433,6 +443,7 @@ fn a_two_node_cluster_moves_fails_over_and_takes_a_node_back() {
         all_on(s, "node1")
     });
     assert_no_failures(&s, "after the first start");
+    phase("both chains started");
     cluster.settle("node1");
     assert_eq!(cluster.resolve("node2", bind.addr()), SERVICE_ADDRESS);
 
@@ -447,7 +458,7 @@ fn a_two_node_cluster_moves_fails_over_and_takes_a_node_back() {
     cluster.wait_for("node1", "both chains moved to node2", |s| {
         all_on(s, "node2")
     });
-    eprintln!("both chains moved in {:?}", started.elapsed());
+    phase(&format!("both chains moved in {:?}", started.elapsed()));
     for first in [OURS[0], STOCK[0]] {
         cluster.exec("node1", &["crm_resource", "--clear", "-r", first]);
     }
@@ -469,13 +480,17 @@ fn a_two_node_cluster_moves_fails_over_and_takes_a_node_back() {
     cluster.wait_for("node1", "both chains failed over to node1", |s| {
         all_on(s, "node1") && s.online_nodes() == ["node1"]
     });
-    eprintln!("both chains failed over in {:?}", started.elapsed());
+    phase(&format!(
+        "both chains failed over in {:?}",
+        started.elapsed()
+    ));
     assert_eq!(cluster.resolve("node1", bind.addr()), SERVICE_ADDRESS);
 
     // node2 comes back as after a reboot (a fresh /run): its probes find
     // nothing running, no action fails, and nothing moves back.
     let log_before = cluster.log("node2").len();
     cluster.ok(&["rejoin", "node2"]);
+    phase("node2 back online");
     cluster.settle("node1");
     let s = cluster.status("node2");
     assert_eq!(s.online_nodes(), ["node1", "node2"], "{}", s.0);
@@ -522,6 +537,125 @@ fn a_two_node_cluster_moves_fails_over_and_takes_a_node_back() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    phase("node1's host restarted");
     drop(bind);
+    drop(cluster);
+    phase("cluster down");
+}
+
+/// How many times `node`'s log says `what` (a fragment of a line).
+fn count_lines(log: &str, what: &str) -> usize {
+    log.lines().filter(|l| l.contains(what)).count()
+}
+
+// DELEGATION (issue 15, points 1-3): remove the `ignore` once the
+// `ocf:clusterkit:*` agents are thin clients of the node-local
+// `clusterkit run` that `scripts/cluster up --hosts` starts. Run it now
+// with `cargo nextest run -p clusterkit-cli --run-ignored only -E
+// 'test(delegated)'`: everything up to the host's status works today; the
+// first delegation assertion fails.
+#[test]
+#[ignore = "needs the delegation of issue 15 (agents as clients of the node-local clusterkit run)"]
+fn a_delegated_resource_survives_a_sigkill_of_its_host_without_pacemaker_failures() {
+    let tmp = TempDir::new("cluster-delegated");
+    let dir = tmp.path().to_owned();
+    let dummy = cdylib("clusterkit-example-dummy", "clusterkit_dummy");
+    let hosts = host_config(&dir, &dummy);
+    let cluster = Cluster::up(
+        &dir.join("cluster"),
+        &[
+            "--library",
+            dummy.to_str().unwrap(),
+            "--hosts",
+            hosts.to_str().unwrap(),
+        ],
+    );
+    let app = "ck-app";
+    // Monitors every 2 s: some arrive while the host is down.
+    let xml = primitive(
+        app,
+        "clusterkit:dummy",
+        &[("state_dir", "/run/resource-agents".to_owned())],
+    )
+    .replace(r#"interval="10s""#, r#"interval="2s""#);
+    cluster.exec(
+        "node1",
+        &["cibadmin", "-C", "-o", "resources", "--xml-text", &xml],
+    );
+    let s = cluster.wait_for("node1", "ck-app started", |s| s.started(app));
+    let node = s
+        .running_on(app)
+        .expect("ck-app runs on one node")
+        .to_owned();
+    cluster.settle(&node);
+    let clusterkit = env!("CARGO_BIN_EXE_clusterkit");
+    let host_status = || {
+        let out = cluster.script(&["exec", &node, clusterkit, "status", "--socket", HOST_SOCKET]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // The delegation itself: Pacemaker's resource lives in the host.
+    let listed = host_status().unwrap_or_default();
+    assert!(
+        listed.contains(app),
+        "the host on {node} holds {app} (delegation): {listed}"
+    );
+    let state = format!("/run/resource-agents/{app}.state");
+    let stat = || cluster.exec(&node, &["stat", "-c", "%i %.9Y", &state]);
+    let (state_before, log_before) = (stat(), cluster.log(&node));
+    let starts = count_lines(&log_before, &format!("Result of start operation for {app}"));
+    let monitor = format!("Result of monitor operation for {app} on {node}");
+    let monitors = count_lines(&log_before, &monitor);
+
+    // SIGKILL of the host; a monitor arrives while it is down; it comes back.
+    cluster.ok(&["host", &node, "kill"]);
+    let deadline = Instant::now() + DEADLINE;
+    while count_lines(&cluster.log(&node), &monitor) <= monitors {
+        assert!(
+            Instant::now() < deadline,
+            "no monitor while the host was down"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.ok(&["host", &node, "start"]);
+    while !host_status().is_some_and(|s| s.contains(app)) {
+        assert!(
+            Instant::now() < deadline,
+            "the host did not re-attach {app}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = count_lines(&cluster.log(&node), &monitor);
+    while count_lines(&cluster.log(&node), &monitor) <= after {
+        assert!(
+            Instant::now() < deadline,
+            "no monitor after the host came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Zero Pacemaker failures, zero restarts of the workload.
+    let s = cluster.status(&node);
+    assert!(
+        s.started(app) && s.running_on(app) == Some(node.as_str()),
+        "{}",
+        s.0
+    );
+    assert_eq!(s.failures(), Vec::<&str>::new(), "no failed action");
+    assert_eq!(s.fail_count(app, &node), 0);
+    assert_eq!(
+        count_lines(
+            &cluster.log(&node),
+            &format!("Result of start operation for {app}")
+        ),
+        starts,
+        "no restart"
+    );
+    assert_eq!(
+        stat(),
+        state_before,
+        "the workload's state file is untouched"
+    );
     drop(cluster);
 }
