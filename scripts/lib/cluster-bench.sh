@@ -1,25 +1,94 @@
-# `scripts/cluster bench`: the same three-member chain built from clusterkit
-# agents (ocf:clusterkit:dummy) and from stock ones (ocf:heartbeat:Dummy),
-# each with ordering and colocation constraints, in one cluster; a
-# controlled move of each, and node failures that move both at once.
+# `scripts/cluster bench`: three-member chains, each with ordering and
+# colocation constraints, side by side in one cluster: clusterkit agents on
+# real backends (`full`: a disk on a shared image file, a network name
+# registered with a BIND in the switch namespace, a dummy), clusterkit
+# dummies (`ours`), and stock agents (`stock`: ocf:heartbeat:Dummy); a
+# controlled move of each, and a node failure under each.
 # Times run from the command (or the SIGKILL) to the moment the chain's last
 # member's start is logged as done on the new node (pacemaker.log keeps
 # milliseconds). Sourced by scripts/cluster.
 # shellcheck shell=bash
 
-BENCH_GROUPS=(ours stock)
+BENCH_GROUPS=(full ours stock)
+BENCH_ZONE=example.test
+BENCH_KEY=ck-bench-key
 
-# bench_primitive ID clusterkit|stock: a primitive whose start leaves a state file
-# in the node's private /run.
+# BIND in the switch namespace on port 53 of the bridge's address, serving
+# $BENCH_ZONE with updates signed by a fresh key; sets BENCH_SECRET.
+bench_dns() {
+    need named bind9
+    need tsig-keygen bind9
+    need dig bind9-dnsutils
+    local d=$DIR/bind
+    mkdir -p "$d"
+    tsig-keygen -a hmac-sha256 "$BENCH_KEY" >"$d/key.conf"
+    BENCH_SECRET=$(sed -n 's/.*secret "\(.*\)";/\1/p' "$d/key.conf")
+    printf '$TTL 60\n@ IN SOA ns.%s. admin.%s. 1 60 60 600 60\n@ IN NS ns.%s.\nns IN A %s.254\n' \
+        "$BENCH_ZONE" "$BENCH_ZONE" "$BENCH_ZONE" "$SUBNET" >"$d/zone.db"
+    rm -f "$d/zone.db.jnl"
+    cat >"$d/named.conf" <<END
+include "$d/key.conf";
+controls { };
+options {
+  directory "$d";
+  pid-file "$d/named.pid";
+  session-keyfile "$d/session.key";
+  listen-on port 53 { $SUBNET.254; };
+  listen-on-v6 { none; };
+  recursion no;
+  dnssec-validation no;
+};
+zone "$BENCH_ZONE" {
+  type primary;
+  file "$d/zone.db";
+  allow-update { key $BENCH_KEY; };
+};
+END
+    setsid ip netns exec "$(netns_of switch)" named -g -c "$d/named.conf" -u root -n 1 \
+        </dev/null >"$d/named.log" 2>&1 &
+    disown
+    local deadline=$((SECONDS + DEADLINE_S))
+    until in_node node1 dig @"$SUBNET.254" "$BENCH_ZONE" SOA +short +time=1 +tries=1 2>/dev/null | grep -q .; do
+        ((SECONDS < deadline)) || die "bench: named did not answer: $(tail -n 20 "$d/named.log")"
+        sleep 0.2
+    done
+}
+
+# The disk image both nodes see, formatted.
+bench_disk() {
+    truncate -s 8M "$DIR/shared.img"
+    "$(cat "$DIR/clusterkit")" type-control "$ROOT/target/debug/libclusterkit_disk.so" disk \
+        'type_specific(1)' path="$DIR/shared.img" >/dev/null
+}
+
+nvpair() { printf '<nvpair id="%s-%s" name="%s" value="%s"/>' "$1" "$2" "$2" "$3"; }
+
+# bench_primitive ID AGENT: a primitive of ocf:clusterkit:AGENT, or of
+# ocf:heartbeat:Dummy for AGENT "stock"; dummies keep their state in the
+# node's private /run.
 bench_primitive() {
     local id=$1 agent=$2 class params
-    if [[ $agent == clusterkit ]]; then
-        class='provider="clusterkit" type="dummy"'
-        params="<nvpair id=\"$id-p\" name=\"state_dir\" value=\"/run/resource-agents\"/>"
-    else
+    case $agent in
+    stock)
         class='provider="heartbeat" type="Dummy"'
-        params="<nvpair id=\"$id-p\" name=\"state\" value=\"/run/resource-agents/$id.state\"/>"
-    fi
+        params=$(nvpair "$id" state "/run/resource-agents/$id.state")
+        ;;
+    dummy)
+        class='provider="clusterkit" type="dummy"'
+        params=$(nvpair "$id" state_dir /run/resource-agents)
+        ;;
+    disk)
+        class='provider="clusterkit" type="disk"'
+        params=$(nvpair "$id" path "$DIR/shared.img")$(nvpair "$id" owner "$NAME/$id")$(nvpair "$id" io_timeout 10s)
+        ;;
+    network-name)
+        class='provider="clusterkit" type="network-name"'
+        params=$(nvpair "$id" name "www.$BENCH_ZONE")$(nvpair "$id" address "$SUBNET.100")
+        params+=$(nvpair "$id" zone "$BENCH_ZONE")$(nvpair "$id" servers "$SUBNET.254:53")
+        params+=$(nvpair "$id" tsig_key_name "$BENCH_KEY")$(nvpair "$id" tsig_secret "$BENCH_SECRET")
+        params+=$(nvpair "$id" check_interface false)
+        ;;
+    esac
     cat <<EOF
 <primitive id="$id" class="ocf" $class>
   <instance_attributes id="$id-ia">$params</instance_attributes>
@@ -81,6 +150,23 @@ bench_any_node() {
     die "bench: no node runs pacemakerd"
 }
 
+# The DC's name, as NODE sees it.
+bench_dc() {
+    in_node "$1" crm_mon -1 --output-as=xml |
+        sed -n 's/.*<current_dc present="true".* name="\([^"]*\)".*/\1/p'
+}
+
+# bench_place NODE CHAIN TARGET: moves CHAIN to TARGET unless it is there.
+bench_place() {
+    local node=$1 g=$2 target=$3 t0
+    [[ $(located "$node" "$g-c") == "$target" ]] && return 0
+    t0=$(now_ms)
+    in_node "$node" crm_resource --move -r "$g-a" -N "$target" >/dev/null 2>&1
+    bench_started "$target" "$g-c" "$t0" >/dev/null
+    in_node "$node" crm_resource --clear -r "$g-a" >/dev/null 2>&1
+    bench_settle
+}
+
 bench_other() {
     [[ $1 == node1 ]] && echo node2 || echo node1
 }
@@ -108,90 +194,123 @@ cmd_bench() {
         *) die "bench: unknown option $1" ;;
         esac
     done
+    local lib
+    for lib in dummy disk network_name; do
+        [[ -f $ROOT/target/debug/libclusterkit_$lib.so ]] ||
+            die "bench: build the example libraries first: cargo build -p clusterkit-cli -p clusterkit-example-dummy -p clusterkit-example-disk -p clusterkit-example-network-name"
+    done
     if [[ ! -f $DIR/cluster.env ]]; then
-        cmd_up --library "$ROOT/target/debug/libclusterkit_dummy.so"
+        cmd_up --library "$ROOT/target/debug/libclusterkit_dummy.so" \
+            --library "$ROOT/target/debug/libclusterkit_disk.so" \
+            --library "$ROOT/target/debug/libclusterkit_network_name.so"
         own_cluster=1
         trap 'cmd_down >/dev/null' EXIT
     fi
     load
     ((NODES == 2)) || die "bench: needs a two-node cluster"
-    [[ -x $DIR/resource.d/clusterkit/dummy ]] ||
-        die "bench: the cluster has no ocf:clusterkit:dummy (up --library .../libclusterkit_dummy.so)"
+    for lib in dummy disk network-name; do
+        [[ -x $DIR/resource.d/clusterkit/$lib ]] ||
+            die "bench: the cluster has no ocf:clusterkit:$lib (up --library .../libclusterkit_${lib/-/_}.so)"
+    done
+    bench_dns
+    bench_disk
 
     local node g m xml
     node=$(bench_any_node)
     # One update: the chains never start without their constraints.
     xml=$( {
         echo "<configuration><resources>"
-        for m in a b c; do bench_primitive "ours-$m" clusterkit; done
+        bench_primitive full-a disk
+        bench_primitive full-b network-name
+        bench_primitive full-c dummy
+        for m in a b c; do bench_primitive "ours-$m" dummy; done
         for m in a b c; do bench_primitive "stock-$m" stock; done
         echo "</resources><constraints>"
         for g in "${BENCH_GROUPS[@]}"; do bench_constraints "$g"; done
         echo "</constraints></configuration>"
     })
     in_node "$node" cibadmin --modify -o configuration --xml-text "$xml"
-    bench_settle
+    local deadline=$((SECONDS + DEADLINE_S))
     for g in "${BENCH_GROUPS[@]}"; do
-        [[ $(located "$node" "$g-c") == node1 ]] || die "bench: $g-c did not start on node1"
+        until [[ $(located "$node" "$g-c") == node1 ]]; do
+            ((SECONDS < deadline)) || die "bench: $g-c did not start on node1: $(in_node "$node" crm_mon -1rf)"
+            sleep 0.2
+        done
     done
+    bench_settle
+    bench_no_failures
 
-    local round from to t0 moves_ours=() moves_stock=() fails_ours=() fails_stock=() order
+    local round from to t0 done_at i
+    local -A moves=() fails=()
     for ((round = 1; round <= rounds; round++)); do
-        # Controlled moves, one chain at a time, alternating which goes first.
-        order=("${BENCH_GROUPS[@]}")
-        ((round % 2)) || order=(stock ours)
-        for g in "${order[@]}"; do
+        # Controlled moves, one chain at a time; which goes first rotates.
+        for ((i = 0; i < ${#BENCH_GROUPS[@]}; i++)); do
+            g=${BENCH_GROUPS[(i + round) % ${#BENCH_GROUPS[@]}]}
             node=$(bench_any_node)
             from=$(located "$node" "$g-c")
             to=$(bench_other "$from")
             t0=$(now_ms)
             in_node "$node" crm_resource --move -r "$g-a" -N "$to" >/dev/null 2>&1
-            local done_at
             done_at=$(bench_started "$to" "$g-c" "$t0")
             in_node "$node" crm_resource --clear -r "$g-a" >/dev/null 2>&1
             bench_settle
-            [[ $g == ours ]] && moves_ours+=($((done_at - t0))) || moves_stock+=($((done_at - t0)))
+            moves[$g]+=" $((done_at - t0))"
             echo "round $round: move of $g from $from to $to: $((done_at - t0)) ms" >&2
         done
-        # Both chains on one node, then that node's corosync is killed.
-        node=$(bench_any_node)
-        from=$(located "$node" ours-c)
-        if [[ $(located "$node" stock-c) != "$from" ]]; then
-            in_node "$node" crm_resource --move -r stock-a -N "$from" >/dev/null 2>&1
-            bench_started "$from" stock-c 0 >/dev/null
-            in_node "$node" crm_resource --clear -r stock-a >/dev/null 2>&1
-            bench_settle
-        fi
-        to=$(bench_other "$from")
-        t0=$(now_ms)
-        kill_corosync "$from"
-        for g in "${BENCH_GROUPS[@]}"; do
+        # Node failures, one chain at a time (chains started in one
+        # transition would be measured in the order Pacemaker runs them):
+        # the chain alone on the node that is not the DC (a DC's failure
+        # adds an election, about a second, whichever the agents), the
+        # others on the DC, then the chain's node's corosync is killed.
+        for ((i = 0; i < ${#BENCH_GROUPS[@]}; i++)); do
+            g=${BENCH_GROUPS[(i + round) % ${#BENCH_GROUPS[@]}]}
+            node=$(bench_any_node)
+            to=$(bench_dc "$node")
+            from=$(bench_other "$to")
+            local other target
+            for other in "${BENCH_GROUPS[@]}"; do
+                target=$to
+                [[ $other == "$g" ]] && target=$from
+                bench_place "$node" "$other" "$target"
+            done
+            t0=$(now_ms)
+            kill_corosync "$from"
             done_at=$(bench_started "$to" "$g-c" "$t0")
-            [[ $g == ours ]] && fails_ours+=($((done_at - t0))) || fails_stock+=($((done_at - t0)))
+            fails[$g]+=" $((done_at - t0))"
             echo "round $round: failover of $g from $from to $to: $((done_at - t0)) ms" >&2
-        done
-        # The failed node comes back as after a reboot (a fresh /run): its
-        # probes must find nothing running, and nothing must move back.
-        cmd_crash "$from"
-        boot_node "$from"
-        wait_online
-        bench_settle
-        bench_no_failures
-        for g in "${BENCH_GROUPS[@]}"; do
-            [[ $(located "$to" "$g-c") == "$to" ]] || die "bench: $g moved back after $from rejoined"
+            # The failed node comes back as after a reboot (a fresh /run):
+            # its probes must find nothing running, and nothing moves back.
+            cmd_crash "$from"
+            boot_node "$from"
+            wait_online
+            bench_settle
+            bench_no_failures
+            for other in "${BENCH_GROUPS[@]}"; do
+                [[ $(located "$to" "$other-c") == "$to" ]] || die "bench: $other is not on $to after $from rejoined"
+            done
         done
     done
 
-    local mo ms fo fs
-    mo=$(printf '%s\n' "${moves_ours[@]}" | median)
-    ms=$(printf '%s\n' "${moves_stock[@]}" | median)
-    fo=$(printf '%s\n' "${fails_ours[@]}" | median)
-    fs=$(printf '%s\n' "${fails_stock[@]}" | median)
-    echo "corosync token ${TOKEN_MS} ms, consensus ${CONSENSUS_MS} ms; $rounds rounds; medians in ms"
-    echo "| step | ocf:clusterkit:dummy ×3 | ocf:heartbeat:Dummy ×3 | difference |"
+    local -A move_median=() fail_median=()
+    for g in "${BENCH_GROUPS[@]}"; do
+        # shellcheck disable=SC2086 # one figure a word
+        move_median[$g]=$(printf '%s\n' ${moves[$g]} | median)
+        # shellcheck disable=SC2086 # one figure a word
+        fail_median[$g]=$(printf '%s\n' ${fails[$g]} | median)
+    done
+    echo "corosync token ${TOKEN_MS} ms, consensus ${CONSENSUS_MS} ms; $rounds rounds; medians in ms (clusterkit − stock)"
+    echo
+    echo "| step | clusterkit disk → network-name → dummy | clusterkit dummy ×3 | stock Dummy ×3 |"
     echo "|---|---|---|---|"
-    echo "| controlled move (crm_resource --move) | $mo | $ms | $((mo - ms)) |"
-    echo "| node failure (SIGKILL of corosync) | $fo | $fs | $((fo - fs)) |"
-    echo "all rounds (ours / stock): moves ${moves_ours[*]} / ${moves_stock[*]}; failovers ${fails_ours[*]} / ${fails_stock[*]}"
+    printf '| controlled move (`crm_resource --move`) | %s (%+d) | %s (%+d) | %s |\n' \
+        "${move_median[full]}" $((move_median[full] - move_median[stock])) \
+        "${move_median[ours]}" $((move_median[ours] - move_median[stock])) "${move_median[stock]}"
+    printf '| node failure (SIGKILL of corosync) | %s (%+d) | %s (%+d) | %s |\n' \
+        "${fail_median[full]}" $((fail_median[full] - fail_median[stock])) \
+        "${fail_median[ours]}" $((fail_median[ours] - fail_median[stock])) "${fail_median[stock]}"
+    echo
+    for g in "${BENCH_GROUPS[@]}"; do
+        echo "every round, $g: moves${moves[$g]}; failovers${fails[$g]}"
+    done
     ((own_cluster)) || return 0
 }

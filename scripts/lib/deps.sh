@@ -8,7 +8,7 @@ declare -A CLUSTERKIT_PACKAGES=(
     [vm]="qemu-system-x86 qemu-utils"
     [ocf]="resource-agents libxml2-utils"
     [bench]="strace valgrind linux-perf python3"
-    [pacemaker]="pacemaker corosync pacemaker-cli-utils"
+    [pacemaker]="pacemaker corosync pacemaker-cli-utils iproute2 util-linux"
 )
 
 # Maps a package to a command proving it is installed (empty: ask dpkg).
@@ -29,6 +29,8 @@ declare -A CLUSTERKIT_PROBE=(
     [pacemaker]="pacemakerd"
     [corosync]="corosync"
     [pacemaker-cli-utils]="crm_mon"
+    [iproute2]="ip"
+    [util-linux]="nsenter"
 )
 
 _is_installed() {
