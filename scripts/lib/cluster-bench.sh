@@ -132,6 +132,17 @@ bench_started() {
     done
 }
 
+# bench_logged NODE TEXT SINCE_MS: the time of NODE's first log line
+# holding TEXT at or after SINCE_MS (the line is there already).
+bench_logged() {
+    local line at
+    while IFS= read -r line; do
+        at=$(log_ms "$line")
+        ((at >= $3)) && { echo "$at"; return 0; }
+    done < <(grep -F "$2" "$DIR/$1/var-log-pacemaker/pacemaker.log")
+    die "bench: no \"$2\" in $1's log since $3"
+}
+
 # Waits until the cluster has nothing left to do.
 bench_settle() {
     local node
@@ -241,7 +252,8 @@ cmd_bench() {
     bench_no_failures
 
     local round from to t0 done_at i
-    local -A moves=() fails=()
+    local -A moves=() fails=() after_loss=() starts=()
+    local lost_at first_start
     for ((round = 1; round <= rounds; round++)); do
         # Controlled moves, one chain at a time; which goes first rotates.
         for ((i = 0; i < ${#BENCH_GROUPS[@]}; i++)); do
@@ -277,6 +289,11 @@ cmd_bench() {
             kill_corosync "$from"
             done_at=$(bench_started "$to" "$g-c" "$t0")
             fails[$g]+=" $((done_at - t0))"
+            # What follows the membership change, and the chain's own starts.
+            lost_at=$(bench_logged "$to" "Cluster node $from is now lost" "$t0")
+            first_start=$(bench_logged "$to" "Initiating start operation $g-a_start_0" "$t0")
+            after_loss[$g]+=" $((done_at - lost_at))"
+            starts[$g]+=" $((done_at - first_start))"
             echo "round $round: failover of $g from $from to $to: $((done_at - t0)) ms" >&2
             # The failed node comes back as after a reboot (a fresh /run):
             # its probes must find nothing running, and nothing moves back.
@@ -291,26 +308,33 @@ cmd_bench() {
         done
     done
 
-    local -A move_median=() fail_median=()
+    local -A med=()
+    local series
     for g in "${BENCH_GROUPS[@]}"; do
-        # shellcheck disable=SC2086 # one figure a word
-        move_median[$g]=$(printf '%s\n' ${moves[$g]} | median)
-        # shellcheck disable=SC2086 # one figure a word
-        fail_median[$g]=$(printf '%s\n' ${fails[$g]} | median)
+        for series in moves fails after_loss starts; do
+            local -n values=$series
+            # shellcheck disable=SC2086 # one figure a word
+            med[$series.$g]=$(printf '%s\n' ${values[$g]} | median)
+            unset -n values
+        done
     done
+    row() {
+        local series=$1
+        printf '| %s | %s (%+d) | %s (%+d) | %s |\n' "$2" \
+            "${med[$series.full]}" $((med[$series.full] - med[$series.stock])) \
+            "${med[$series.ours]}" $((med[$series.ours] - med[$series.stock])) "${med[$series.stock]}"
+    }
     echo "corosync token ${TOKEN_MS} ms, consensus ${CONSENSUS_MS} ms; $rounds rounds; medians in ms (clusterkit − stock)"
     echo
     echo "| step | clusterkit disk → network-name → dummy | clusterkit dummy ×3 | stock Dummy ×3 |"
     echo "|---|---|---|---|"
-    printf '| controlled move (`crm_resource --move`) | %s (%+d) | %s (%+d) | %s |\n' \
-        "${move_median[full]}" $((move_median[full] - move_median[stock])) \
-        "${move_median[ours]}" $((move_median[ours] - move_median[stock])) "${move_median[stock]}"
-    printf '| node failure (SIGKILL of corosync) | %s (%+d) | %s (%+d) | %s |\n' \
-        "${fail_median[full]}" $((fail_median[full] - fail_median[stock])) \
-        "${fail_median[ours]}" $((fail_median[ours] - fail_median[stock])) "${fail_median[stock]}"
+    row moves 'controlled move: `crm_resource --move` → last member started'
+    row fails 'node failure: SIGKILL of corosync → last member started'
+    row after_loss '… of which: node loss seen by Pacemaker → last member started'
+    row starts '… of which: first start initiated → last member started'
     echo
     for g in "${BENCH_GROUPS[@]}"; do
-        echo "every round, $g: moves${moves[$g]}; failovers${fails[$g]}"
+        echo "every round, $g: moves${moves[$g]}; failovers${fails[$g]}; after the loss${after_loss[$g]}; starts${starts[$g]}"
     done
     ((own_cluster)) || return 0
 }
