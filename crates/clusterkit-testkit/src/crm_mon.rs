@@ -7,7 +7,7 @@
 /// ```
 /// use clusterkit_testkit::crm_mon::CrmMon;
 /// let status = CrmMon(
-///     r#"<resource id="web" role="Started" failed="false" blocked="false">
+///     r#"<resource id="web" role="Started" failed="false" blocked="false" nodes_running_on="1">
 ///          <node name="node2" id="2" cached="true"/>
 ///        </resource>"#
 ///         .to_owned(),
