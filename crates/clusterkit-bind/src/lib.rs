@@ -62,6 +62,10 @@ impl Named {
     /// As [`Named::start`], listening on `address` instead of 127.0.0.1:
     /// an address of this network namespace that other namespaces reach
     /// (the multi-node cluster's tests serve all their nodes from one).
+    /// It must be configured on an interface: named listens on interface
+    /// addresses only (127.0.0.2, local through 127.0.0.0/8 but on no
+    /// interface, would get no answer). `tests/cluster.rs` of
+    /// `clusterkit-cli` exercises it.
     ///
     /// ```no_run
     /// # use std::net::Ipv4Addr;

@@ -45,28 +45,3 @@ fn a_missing_program_is_an_error_naming_it() {
     let err = Named::start(&setup(&named, &missing, &dir)).unwrap_err();
     assert!(err.contains("no-tsig-keygen"), "{err}");
 }
-
-#[test]
-fn named_listens_on_the_address_it_is_given_and_only_there() {
-    let named = require_tool("named", "bind9");
-    let tsig_keygen = require_tool("tsig-keygen", "bind9");
-    let dir = TempDir::new("bind-crate-address");
-    // Another address of the loopback network: every 127/8 address is local.
-    let address = std::net::Ipv4Addr::new(127, 0, 0, 2);
-    let running = Named::start_on(&setup(&named, &tsig_keygen, &dir), address).unwrap();
-    assert_eq!(running.addr().ip(), address);
-    let conf = std::fs::read_to_string(dir.path().join("named.conf")).unwrap();
-    assert!(
-        conf.contains(&format!(
-            "listen-on port {} {{ 127.0.0.2; }};",
-            running.addr().port()
-        )),
-        "{conf}"
-    );
-    assert!(
-        UdpSocket::bind(running.addr()).is_err(),
-        "taken while it runs"
-    );
-    let port = running.addr().port();
-    UdpSocket::bind(("127.0.0.1", port)).expect("the same port of 127.0.0.1 is not named's");
-}
