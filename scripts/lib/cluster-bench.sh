@@ -145,20 +145,11 @@ bench_logged() {
 
 # Waits until the cluster has nothing left to do.
 bench_settle() {
-    local node
-    for node in $(node_names); do
-        [[ -n $(pids_named "$node" pacemakerd) ]] || continue
-        in_node "$node" crm_resource --wait --timeout="${DEADLINE_S}s" >/dev/null
-        return 0
-    done
+    in_node "$(bench_any_node)" crm_resource --wait --timeout="${DEADLINE_S}s" >/dev/null
 }
 
 bench_any_node() {
-    local node
-    for node in $(node_names); do
-        [[ -n $(pids_named "$node" pacemakerd) ]] && { echo "$node"; return 0; }
-    done
-    die "bench: no node runs pacemakerd"
+    live_node || die "bench: no node runs corosync and pacemakerd"
 }
 
 # The DC's name, as NODE sees it.
