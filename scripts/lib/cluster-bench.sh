@@ -23,6 +23,7 @@ bench_dns() {
     mkdir -p "$d"
     tsig-keygen -a hmac-sha256 "$BENCH_KEY" >"$d/key.conf"
     BENCH_SECRET=$(sed -n 's/.*secret "\(.*\)";/\1/p' "$d/key.conf")
+    # shellcheck disable=SC2016 # $TTL is the zone file's, not the shell's
     printf '$TTL 60\n@ IN SOA ns.%s. admin.%s. 1 60 60 600 60\n@ IN NS ns.%s.\nns IN A %s.254\n' \
         "$BENCH_ZONE" "$BENCH_ZONE" "$BENCH_ZONE" "$SUBNET" >"$d/zone.db"
     rm -f "$d/zone.db.jnl"
@@ -319,6 +320,7 @@ cmd_bench() {
     echo
     echo "| step | clusterkit disk → network-name → dummy | clusterkit dummy ×3 | stock Dummy ×3 |"
     echo "|---|---|---|---|"
+    # shellcheck disable=SC2016 # backquotes for Markdown
     row moves 'controlled move: `crm_resource --move` → last member started'
     row fails 'node failure: SIGKILL of corosync → last member started'
     row after_loss '… of which: node loss seen by Pacemaker → last member started'
