@@ -389,6 +389,12 @@ fn a_two_node_cluster_moves_fails_over_and_takes_a_node_back() {
         ],
     );
     phase("cluster up");
+    let namespaces = cluster_namespaces(&cluster);
+    assert_eq!(
+        namespaces.len(),
+        3,
+        "two nodes and the switch: {namespaces:?}"
+    );
     let bind = cluster.start_bind(&bind_dir);
     phase("BIND up");
 
@@ -540,6 +546,117 @@ fn a_two_node_cluster_moves_fails_over_and_takes_a_node_back() {
     drop(bind);
     drop(cluster);
     phase("cluster down");
+    let left = namespaces
+        .iter()
+        .filter(|ns| Path::new("/run/netns").join(ns).exists())
+        .collect::<Vec<_>>();
+    assert_eq!(left, Vec::<&String>::new(), "down deletes every namespace");
+}
+
+/// The network namespaces of `cluster` (named after its switch's).
+fn cluster_namespaces(cluster: &Cluster) -> Vec<String> {
+    let switch = cluster.ok(&["netns", "switch"]);
+    let prefix = Path::new(switch.trim())
+        .file_name()
+        .and_then(|name| name.to_str()?.strip_suffix("switch"))
+        .expect("NAME-switch")
+        .to_owned();
+    std::fs::read_dir("/run/netns")
+        .expect("/run/netns")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(&prefix))
+        .collect()
+}
+
+#[test]
+fn a_failed_up_says_why_and_leaves_nothing_behind() {
+    require_cluster_tools();
+    let tmp = TempDir::new("cluster-failed-up");
+    let dir = tmp.path().join("cluster");
+    let missing = tmp.path().join("no-such-library.so");
+    let out = Command::new(workspace_root().join("scripts/cluster"))
+        .arg("--dir")
+        .arg(&dir)
+        .args([
+            "up",
+            "--clusterkit",
+            env!("CARGO_BIN_EXE_clusterkit"),
+            "--library",
+        ])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr.contains(&missing.display().to_string()),
+        "names the library: {stderr}"
+    );
+    assert!(stderr.contains("up failed; tearing down"), "{stderr}");
+    assert!(
+        !dir.join("cluster.env").exists(),
+        "no cluster left recorded"
+    );
+    let again = Command::new(workspace_root().join("scripts/cluster"))
+        .arg("--dir")
+        .arg(&dir)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("no cluster in"),
+        "{}",
+        text(&again)
+    );
+
+    // A failure once namespaces exist: node2's is taken (made here under
+    // the name the script derives from the directory), so `up` fails after
+    // making the switch's and node1's, and removes all of them.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf %s '{}' | md5sum | cut -c1-6",
+            dir.display()
+        ))
+        .output()
+        .unwrap();
+    let name = format!("ck{}", String::from_utf8_lossy(&out.stdout).trim());
+    let node2 = format!("{name}-node2");
+    let out = Command::new("ip")
+        .args(["netns", "add", &node2])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ip netns add {node2}: {}", text(&out));
+    let out = Command::new(workspace_root().join("scripts/cluster"))
+        .arg("--dir")
+        .arg(&dir)
+        .args(["up", "--clusterkit", env!("CARGO_BIN_EXE_clusterkit")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr.contains(&format!("/run/netns/{node2}"))
+            && stderr.contains("up failed; tearing down"),
+        "failed at node2's namespace, then tore down: {stderr}"
+    );
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&name))
+                .collect()
+        })
+        .unwrap_or_default();
+    for ns in &left {
+        let _ = Command::new("ip").args(["netns", "del", ns]).status();
+    }
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "a failed up removes its namespaces"
+    );
 }
 
 /// How many times `node`'s log says `what` (a fragment of a line).
