@@ -16,6 +16,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -659,9 +660,23 @@ fn a_failed_up_says_why_and_leaves_nothing_behind() {
     );
 }
 
-/// How many times `node`'s log says `what` (a fragment of a line).
-fn count_lines(log: &str, what: &str) -> usize {
-    log.lines().filter(|l| l.contains(what)).count()
+/// Makes the cluster's wrapper of `agent` append `<node> <action>` to a
+/// file for every call, and returns that file.
+fn record_calls(cluster: &Cluster, agent: &str) -> PathBuf {
+    let calls = cluster.dir.join("calls");
+    std::fs::write(&calls, "").unwrap();
+    // The controller runs meta-data as hacluster: anyone may append.
+    std::fs::set_permissions(&calls, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let wrapper = cluster.dir.join("resource.d/clusterkit").join(agent);
+    let text = std::fs::read_to_string(&wrapper).unwrap();
+    assert!(text.contains("\nexec "), "{text}");
+    let recording = text.replacen(
+        "\nexec ",
+        &format!("\necho \"$(hostname) $1\" >> '{}'\nexec ", calls.display()),
+        1,
+    );
+    std::fs::write(&wrapper, recording).unwrap();
+    calls
 }
 
 // DELEGATION (issue 15, points 1-3): remove the `ignore` once the
@@ -686,6 +701,9 @@ fn a_delegated_resource_survives_a_sigkill_of_its_host_without_pacemaker_failure
             hosts.to_str().unwrap(),
         ],
     );
+    // Pacemaker logs a recurring monitor's result only when it changes:
+    // the wrapper records every call instead.
+    let calls = record_calls(&cluster, "dummy");
     let app = "ck-app";
     // Monitors every 2 s: some arrive while the host is down.
     let xml = primitive(
@@ -719,21 +737,28 @@ fn a_delegated_resource_survives_a_sigkill_of_its_host_without_pacemaker_failure
     );
     let state = format!("/run/resource-agents/{app}.state");
     let stat = || cluster.exec(&node, &["stat", "-c", "%i %.9Y", &state]);
-    let (state_before, log_before) = (stat(), cluster.log(&node));
-    let starts = count_lines(&log_before, &format!("Result of start operation for {app}"));
-    let monitor = format!("Result of monitor operation for {app} on {node}");
-    let monitors = count_lines(&log_before, &monitor);
+    let count = |call: &str| {
+        let line = format!("{node} {call}");
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == line)
+            .count()
+    };
+    let state_before = stat();
+    let starts = count("start");
+    let deadline = Instant::now() + DEADLINE;
+    let wait_for_monitor = |what: &str| {
+        let monitors = count("monitor");
+        while count("monitor") <= monitors {
+            assert!(Instant::now() < deadline, "no monitor {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
 
     // SIGKILL of the host; a monitor arrives while it is down; it comes back.
     cluster.ok(&["host", &node, "kill"]);
-    let deadline = Instant::now() + DEADLINE;
-    while count_lines(&cluster.log(&node), &monitor) <= monitors {
-        assert!(
-            Instant::now() < deadline,
-            "no monitor while the host was down"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_monitor("while the host was down");
     cluster.ok(&["host", &node, "start"]);
     while !host_status().is_some_and(|s| s.contains(app)) {
         assert!(
@@ -742,14 +767,7 @@ fn a_delegated_resource_survives_a_sigkill_of_its_host_without_pacemaker_failure
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let after = count_lines(&cluster.log(&node), &monitor);
-    while count_lines(&cluster.log(&node), &monitor) <= after {
-        assert!(
-            Instant::now() < deadline,
-            "no monitor after the host came back"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_monitor("after the host came back");
 
     // Zero Pacemaker failures, zero restarts of the workload.
     let s = cluster.status(&node);
@@ -760,14 +778,7 @@ fn a_delegated_resource_survives_a_sigkill_of_its_host_without_pacemaker_failure
     );
     assert_eq!(s.failures(), Vec::<&str>::new(), "no failed action");
     assert_eq!(s.fail_count(app, &node), 0);
-    assert_eq!(
-        count_lines(
-            &cluster.log(&node),
-            &format!("Result of start operation for {app}")
-        ),
-        starts,
-        "no restart"
-    );
+    assert_eq!(count("start"), starts, "no restart");
     assert_eq!(
         stat(),
         state_before,
