@@ -8,7 +8,7 @@ declare -A CLUSTERKIT_PACKAGES=(
     [vm]="qemu-system-x86 qemu-utils"
     [ocf]="resource-agents libxml2-utils"
     [bench]="strace valgrind linux-perf python3"
-    [pacemaker]="pacemaker corosync pacemaker-cli-utils"
+    [pacemaker]="pacemaker corosync pacemaker-cli-utils iproute2 util-linux"
     [metrics]="prometheus"
     [alerts]="pacemaker-common"
     # veth pairs and network namespaces in the ip-address/ocf tests and the demo.

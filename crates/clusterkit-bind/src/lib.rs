@@ -1,4 +1,5 @@
-//! Starts BIND 9's `named` on a loopback port, serving one zone that takes
+//! Starts BIND 9's `named` on a loopback port (or another address of its
+//! network namespace), serving one zone that takes
 //! dynamic updates signed with a fresh TSIG key.
 //!
 //! `clusterkit demo` and the tests of DNS resources both need this. The demo
@@ -7,7 +8,7 @@
 //! as an error, the tests panic with it.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -40,7 +41,8 @@ pub struct Setup<'a> {
 /// named's log lines, as they come.
 type Log = Arc<Mutex<Vec<String>>>;
 
-/// A running `named` on `127.0.0.1`, UDP and TCP; killed on drop.
+/// A running `named` (on `127.0.0.1` unless started with
+/// [`Named::start_on`]), UDP and TCP; killed on drop.
 #[derive(Debug)]
 pub struct Named {
     child: Child,
@@ -51,9 +53,38 @@ pub struct Named {
 
 impl Named {
     /// Writes the key, zone and configuration into `setup.dir`, starts
-    /// `named` in the foreground on a free port and waits until it logs that
-    /// it is running.
+    /// `named` in the foreground on a free port of 127.0.0.1 and waits until
+    /// it logs that it is running.
     pub fn start(setup: &Setup<'_>) -> Result<Named, String> {
+        Named::start_on(setup, Ipv4Addr::LOCALHOST)
+    }
+
+    /// As [`Named::start`], listening on `address` instead of 127.0.0.1:
+    /// an address of this network namespace that other namespaces reach
+    /// (the multi-node cluster's tests serve all their nodes from one).
+    /// It must be configured on an interface: named listens on interface
+    /// addresses only (127.0.0.2, local through 127.0.0.0/8 but on no
+    /// interface, would get no answer). `tests/cluster.rs` of
+    /// `clusterkit-cli` exercises it.
+    ///
+    /// ```no_run
+    /// # use std::net::Ipv4Addr;
+    /// # use std::path::Path;
+    /// # use std::time::Duration;
+    /// use clusterkit_bind::{Named, Setup};
+    /// let setup = Setup {
+    ///     named: Path::new("/usr/sbin/named"),
+    ///     tsig_keygen: Path::new("/usr/sbin/tsig-keygen"),
+    ///     dir: Path::new("/tmp/bind"),
+    ///     zone: "example.test",
+    ///     key_name: "update-key",
+    ///     patience: Duration::from_secs(30),
+    /// };
+    /// let named = Named::start_on(&setup, Ipv4Addr::new(10, 99, 0, 254))?;
+    /// assert_eq!(named.addr().ip(), Ipv4Addr::new(10, 99, 0, 254));
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn start_on(setup: &Setup<'_>, address: Ipv4Addr) -> Result<Named, String> {
         let out = Command::new(setup.tsig_keygen)
             .args(["-a", "hmac-sha256", setup.key_name])
             .output()
@@ -84,12 +115,12 @@ impl Named {
         )?;
         let mut last_problem = String::new();
         for _ in 0..ATTEMPTS {
-            let port = free_port().map_err(|e| format!("finding a free port: {e}"))?;
-            match launch(setup, port) {
+            let port = free_port(address).map_err(|e| format!("finding a free port: {e}"))?;
+            match launch(setup, address, port) {
                 Ok((child, log)) => {
                     return Ok(Named {
                         child,
-                        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                        addr: SocketAddr::from((address, port)),
                         secret,
                         log,
                     });
@@ -132,9 +163,9 @@ fn write(path: &Path, contents: &str) -> Result<(), String> {
     std::fs::write(path, contents).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-/// Runs named on `port` and waits for it to log `running`, reading its log
+/// Runs named on `address`:`port` and waits for it to log `running`, reading its log
 /// as it comes (no polling).
-fn launch(setup: &Setup<'_>, port: u16) -> Result<(Child, Log), String> {
+fn launch(setup: &Setup<'_>, address: Ipv4Addr, port: u16) -> Result<(Child, Log), String> {
     let d = setup.dir.display();
     let (zone, key_name) = (setup.zone, setup.key_name);
     let conf = setup.dir.join("named.conf");
@@ -147,7 +178,7 @@ fn launch(setup: &Setup<'_>, port: u16) -> Result<(Child, Log), String> {
                directory \"{d}\";\n\
                pid-file \"{d}/named.pid\";\n\
                session-keyfile \"{d}/session.key\";\n\
-               listen-on port {port} {{ 127.0.0.1; }};\n\
+               listen-on port {port} {{ {address}; }};\n\
                listen-on-v6 {{ none; }};\n\
                recursion no;\n\
                dnssec-validation no;\n\
@@ -201,12 +232,12 @@ fn launch(setup: &Setup<'_>, port: u16) -> Result<(Child, Log), String> {
     }
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1, now.
-fn free_port() -> std::io::Result<u16> {
+/// A port free for both UDP and TCP on `address`, now.
+fn free_port(address: Ipv4Addr) -> std::io::Result<u16> {
     loop {
-        let udp = UdpSocket::bind("127.0.0.1:0")?;
+        let udp = UdpSocket::bind((address, 0))?;
         let port = udp.local_addr()?.port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if TcpListener::bind((address, port)).is_ok() {
             return Ok(port);
         }
     }

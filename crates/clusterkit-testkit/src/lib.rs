@@ -5,6 +5,7 @@
 //! install.
 
 pub mod bind;
+pub mod crm_mon;
 mod rng;
 pub mod status;
 
