@@ -80,7 +80,13 @@ bench_primitive() {
         ;;
     disk)
         class='provider="clusterkit" type="disk"'
-        params=$(nvpair "$id" path "$DIR/shared.img")$(nvpair "$id" owner "$NAME/$id")$(nvpair "$id" io_timeout 10s)
+        if ((${BENCH_DELEGATED:-0})); then
+            # Each node its own owner (the default): the lease keeps them apart.
+            params=$(nvpair "$id" path "$DIR/shared.img")$(nvpair "$id" io_timeout 2s)
+            params+=$(nvpair "$id" lease_renewal 1s)$(nvpair "$id" lease_timeout 8s)
+        else
+            params=$(nvpair "$id" path "$DIR/shared.img")$(nvpair "$id" owner "$NAME/$id")$(nvpair "$id" io_timeout 10s)
+        fi
         ;;
     network-name)
         class='provider="clusterkit" type="network-name"'
@@ -191,9 +197,15 @@ bench_no_failures() {
 
 cmd_bench() {
     local rounds=5 own_cluster=0
+    BENCH_DELEGATED=0
     while (($#)); do
         case $1 in
         --rounds) rounds=$2; shift 2 ;;
+        # The agents delegate to a `clusterkit run` on each node (the
+        # production mode): the disk holds its on-disk lease, so a node
+        # failure is a crash of the whole node (a power loss, or what a
+        # fence does), and the survivor waits out the lease.
+        --delegated) BENCH_DELEGATED=1; shift ;;
         *) die "bench: unknown option $1" ;;
         esac
     done
@@ -203,9 +215,17 @@ cmd_bench() {
             die "bench: build the example libraries first: cargo build -p clusterkit-cli -p clusterkit-example-dummy -p clusterkit-example-disk -p clusterkit-example-network-name"
     done
     if [[ ! -f $DIR/cluster.env ]]; then
+        local hosts=()
+        if ((BENCH_DELEGATED)); then
+            mkdir -p "$DIR/bench-hosts"
+            for node in node1 node2; do
+                printf 'state_dir = "/run/clusterkit"\ncontrol_socket = "/run/clusterkit/control.sock"\n' >"$DIR/bench-hosts/$node.toml"
+            done
+            hosts=(--hosts "$DIR/bench-hosts/%n.toml")
+        fi
         cmd_up --library "$ROOT/target/debug/libclusterkit_dummy.so" \
             --library "$ROOT/target/debug/libclusterkit_disk.so" \
-            --library "$ROOT/target/debug/libclusterkit_network_name.so"
+            --library "$ROOT/target/debug/libclusterkit_network_name.so" "${hosts[@]}"
         own_cluster=1
         trap 'cmd_down >/dev/null' EXIT
     fi
@@ -278,7 +298,11 @@ cmd_bench() {
                 bench_place "$node" "$other" "$target"
             done
             t0=$(now_ms)
-            kill_corosync "$from"
+            if ((BENCH_DELEGATED)); then
+                cmd_crash "$from"
+            else
+                kill_corosync "$from"
+            fi
             done_at=$(bench_started "$to" "$g-c" "$t0")
             fails[$g]+=" $((done_at - t0))"
             # What follows the membership change, and the chain's own starts.
@@ -316,13 +340,15 @@ cmd_bench() {
             "${med[$series.full]}" $((med[$series.full] - med[$series.stock])) \
             "${med[$series.ours]}" $((med[$series.ours] - med[$series.stock])) "${med[$series.stock]}"
     }
-    echo "corosync token ${TOKEN_MS} ms, consensus ${CONSENSUS_MS} ms; $rounds rounds; medians in ms (clusterkit − stock)"
+    local mode="agents one process per operation; node failure: SIGKILL of its corosync"
+    ((BENCH_DELEGATED)) && mode="agents delegating to a clusterkit run per node; node failure: every process of the node killed (disk lease_timeout 8 s)"
+    echo "$mode; corosync token ${TOKEN_MS} ms, consensus ${CONSENSUS_MS} ms; $rounds rounds; medians in ms (clusterkit − stock)"
     echo
     echo "| step | clusterkit disk → network-name → dummy | clusterkit dummy ×3 | stock Dummy ×3 |"
     echo "|---|---|---|---|"
     # shellcheck disable=SC2016 # backquotes for Markdown
     row moves 'controlled move: `crm_resource --move` → last member started'
-    row fails 'node failure: SIGKILL of corosync → last member started'
+    row fails 'node failure → last member started'
     row after_loss '… of which: node loss seen by Pacemaker → last member started'
     row starts '… of which: first start initiated → last member started'
     echo

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 /// OCF exit codes the host answers with.
 const OCF_SUCCESS: u8 = 0;
 const OCF_ERR_GENERIC: u8 = 1;
+const OCF_ERR_INSTALLED: u8 = 5;
 const OCF_ERR_CONFIGURED: u8 = 6;
 const OCF_NOT_RUNNING: u8 = 7;
 const OCF_DEGRADED: u8 = 190;
@@ -76,6 +77,10 @@ pub(crate) struct Managed {
     /// Resources whose `terminate` failed: their workload may still run,
     /// so their stop must fail (Pacemaker then fences the node).
     unstoppable: Mutex<BTreeSet<String>>,
+    /// Resources Pacemaker has seen start here and not yet asked to stop:
+    /// only their failures are pushed (a start or stop that fails answers
+    /// for itself).
+    running: Mutex<BTreeSet<String>>,
 }
 
 /// Reads the registry; a missing file is an empty one.
@@ -101,11 +106,14 @@ impl Managed {
         host: Arc<Host>,
         entries: BTreeMap<String, ManagedResource>,
     ) -> Arc<Managed> {
+        // A host started again: what it re-attaches was running.
+        let running = entries.keys().cloned().collect();
         let managed = Arc::new(Managed {
             path: state_dir.join("managed.json"),
             host,
             entries: Mutex::new(entries),
             unstoppable: Mutex::new(BTreeSet::new()),
+            running: Mutex::new(running),
         });
         managed.clone().push_failures();
         managed
@@ -197,6 +205,7 @@ impl Managed {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
+        self.set_running(name, false);
         let events = self.host.subscribe();
         if let Err(e) = self.host.online(name) {
             return (OCF_ERR_GENERIC, e.to_string());
@@ -204,8 +213,11 @@ impl Managed {
         match self.settle(name, budget, |s| {
             matches!(s.state, ResourceState::Online | ResourceState::Failed)
         }) {
-            Some(s) if s.state == ResourceState::Online => (OCF_SUCCESS, String::new()),
-            Some(_) => (OCF_ERR_GENERIC, last_failure(&events, name)),
+            Some(s) if s.state == ResourceState::Online => {
+                self.set_running(name, true);
+                (OCF_SUCCESS, String::new())
+            }
+            Some(_) => last_failure(&events, name),
             None => (
                 OCF_ERR_GENERIC,
                 format!("start did not finish within {budget:?}"),
@@ -214,6 +226,7 @@ impl Managed {
     }
 
     fn stop(&self, name: &str, budget: Duration) -> (u8, String) {
+        self.set_running(name, false);
         if self.host.resource_status(name).is_err() {
             self.forget(name);
             return (OCF_SUCCESS, String::new());
@@ -250,6 +263,15 @@ impl Managed {
                 OCF_ERR_GENERIC,
                 format!("stop did not finish within {budget:?}"),
             ),
+        }
+    }
+
+    fn set_running(&self, name: &str, running: bool) {
+        let mut set = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if running {
+            set.insert(name.to_owned());
+        } else {
+            set.remove(name);
         }
     }
 
@@ -361,13 +383,20 @@ impl Managed {
                     let Some(managed) = self.lock().get(name).cloned() else {
                         continue;
                     };
+                    let running = self
+                        .running
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .contains(name);
                     if event.field("terminate_failed") == Some(&Value::Bool(true)) {
                         self.unstoppable
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .insert(name.to_owned());
                     }
-                    tell_pacemaker(&managed, &event);
+                    if running {
+                        tell_pacemaker(&managed, &event);
+                    }
                 }
             });
     }
@@ -430,16 +459,28 @@ fn tell_pacemaker(managed: &ManagedResource, event: &Event) {
     }
 }
 
-/// The reason of the last failure of `name` among the events received so far.
-fn last_failure(events: &std::sync::mpsc::Receiver<Event>, name: &str) -> String {
+/// The OCF exit code and reason of the last failure of `name` among the
+/// events received so far: a call that failed on its configuration is 6
+/// (`OCF_ERR_CONFIGURED`, Pacemaker does not retry it on this node), a
+/// missing target 5, anything else 1.
+fn last_failure(events: &std::sync::mpsc::Receiver<Event>, name: &str) -> (u8, String) {
+    let mut code = OCF_ERR_GENERIC;
     let mut reason = None;
     for e in events.try_iter() {
-        if e.resource.as_deref() == Some(name)
-            && matches!(
-                e.kind,
-                EventKind::ResourceFailed | EventKind::CallFailed | EventKind::CallTimedOut
-            )
-        {
+        if e.resource.as_deref() != Some(name) {
+            continue;
+        }
+        if e.kind == EventKind::CallFailed {
+            code = match e.str_field("code") {
+                Some("invalid_properties" | "invalid_input") => OCF_ERR_CONFIGURED,
+                Some("not_found") => OCF_ERR_INSTALLED,
+                _ => OCF_ERR_GENERIC,
+            };
+        }
+        if matches!(
+            e.kind,
+            EventKind::ResourceFailed | EventKind::CallFailed | EventKind::CallTimedOut
+        ) {
             reason = Some(
                 e.str_field("reason")
                     .or_else(|| e.str_field("error"))
@@ -448,7 +489,8 @@ fn last_failure(events: &std::sync::mpsc::Receiver<Event>, name: &str) -> String
             );
         }
     }
-    reason.unwrap_or_else(|| "failed (see `clusterkit events`)".into())
+    let reason = reason.unwrap_or_else(|| "failed (see `clusterkit events`)".into());
+    (code, reason)
 }
 
 /// `bytes` as lowercase hex, as the registry and the agents carry properties.

@@ -411,13 +411,15 @@ fn a_two_node_cluster_moves_fails_over_and_takes_a_node_back() {
             "clusterkit:disk",
             &[
                 ("path", image.display().to_string()),
-                // One owner whichever node holds it: the survivor of a
-                // node failure (where the disk was never stopped) adopts
-                // the reservation record instead of refusing it.
-                ("owner", "ck-cluster/ck-disk".to_owned()),
-                // The machine may be busy: the probe's I/O, not its
-                // speed, is under test.
-                ("io_timeout", "10s".to_owned()),
+                // Each node its own owner (the default, `<hostname>/ck-disk`):
+                // the on-disk lease keeps them apart, and the survivor of a
+                // node failure takes the disk once the dead node's lease has
+                // stood still for `lease_timeout`.
+                // The machine may be busy: the probe's I/O, not its speed,
+                // is under test (the lease wants lease_timeout ≥ 4 × io_timeout).
+                ("io_timeout", "2s".to_owned()),
+                ("lease_renewal", "1s".to_owned()),
+                ("lease_timeout", "8s".to_owned()),
             ],
         ),
         primitive(
@@ -501,9 +503,16 @@ fn a_two_node_cluster_moves_fails_over_and_takes_a_node_back() {
         "node1 stopped what it ran"
     );
 
-    // node2 fails: its corosync is killed; node1 takes both chains over.
+    // node2 fails: every process of it is killed at once (a power loss,
+    // or what STONITH does to a node whose corosync died; the tests run
+    // without a fence device). Killing its corosync alone would leave its
+    // clusterkit host renewing the disk's lease, and node1's start would
+    // rightly be refused (`busy: … reserved by node2/ck-disk`) until a
+    // fence: the lease keeps the disk from two nodes. node1 takes both
+    // chains over, the disk once node2's lease has stood still for
+    // `lease_timeout`.
     let started = Instant::now();
-    cluster.ok(&["kill", "node2"]);
+    cluster.ok(&["crash", "node2"]);
     cluster.wait_for("node1", "both chains failed over to node1", |s| {
         all_on(s, "node1") && s.online_nodes() == ["node1"]
     });
@@ -679,14 +688,10 @@ fn record_calls(cluster: &Cluster, agent: &str) -> PathBuf {
     calls
 }
 
-// DELEGATION (issue 15, points 1-3): remove the `ignore` once the
-// `ocf:clusterkit:*` agents are thin clients of the node-local
-// `clusterkit run` that `scripts/cluster up --hosts` starts. Run it now
-// with `cargo nextest run -p clusterkit-cli --run-ignored only -E
-// 'test(delegated)'`: everything up to the host's status works today; the
-// first delegation assertion fails.
+/// Delegation across the cluster: the `ocf:clusterkit:*` agents are thin
+/// clients of the node-local `clusterkit run` that `scripts/cluster up
+/// --hosts` starts (found through `CLUSTERKIT_CONFIG`).
 #[test]
-#[ignore = "needs the delegation of issue 15 (agents as clients of the node-local clusterkit run)"]
 fn a_delegated_resource_survives_a_sigkill_of_its_host_without_pacemaker_failures() {
     let tmp = TempDir::new("cluster-delegated");
     let dir = tmp.path().to_owned();
