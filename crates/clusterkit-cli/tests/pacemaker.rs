@@ -12,7 +12,6 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
 use clusterkit_testkit::{TempDir, cdylib};
 use support::pacemaker::*;
@@ -24,38 +23,20 @@ fn clusterkit_and_stock_dummy_under_pacemakerd() {
     let library = cdylib("clusterkit-example-dummy", "clusterkit_dummy");
     // The agents, installed as an administrator would, then copied into
     // the cluster's private resource.d; the wrapper also records each call.
-    let root = dir.join("install");
-    let out = Command::new(env!("CARGO_BIN_EXE_clusterkit"))
-        .args(["ocf", "install", "--root"])
-        .arg(&root)
-        .arg("--library")
-        .arg(&library)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // The controller runs meta-data as hacluster: anyone may append.
     let calls = dir.join("calls");
     std::fs::write(&calls, "").unwrap();
     std::fs::set_permissions(&calls, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let wrapper = std::fs::read_to_string(root.join("usr/lib/ocf/resource.d/clusterkit/dummy"))
-        .unwrap()
-        .replacen(
-            "\nexec ",
-            &format!(
-                "\necho \"$1 ${{OCF_CHECK_LEVEL:-0}}\" >> '{}'\nexec ",
-                calls.display()
-            ),
-            1,
-        );
     let cluster_dir = dir.join("cluster");
-    std::fs::create_dir_all(cluster_dir.join("resource.d/clusterkit")).unwrap();
-    let agent = cluster_dir.join("resource.d/clusterkit/dummy");
-    std::fs::write(&agent, wrapper).unwrap();
-    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    install_dummy_agent(
+        &dir,
+        &library,
+        &cluster_dir,
+        &format!(
+            "echo \"$1 ${{OCF_CHECK_LEVEL:-0}}\" >> '{}'",
+            calls.display()
+        ),
+    );
     let ours_dir = dir.join("ours");
     let stock_dir = dir.join("stock");
     std::fs::create_dir_all(&ours_dir).unwrap();

@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -62,19 +62,6 @@ fn host_resource(config: &Path) -> Option<Value> {
 /// its socket and its log file.
 fn delegated_cluster(dir: &Path) -> (Cluster, PathBuf, PathBuf, PathBuf) {
     let library = cdylib("clusterkit-example-dummy", "clusterkit_dummy");
-    let root = dir.join("install");
-    let out = Command::new(env!("CARGO_BIN_EXE_clusterkit"))
-        .args(["ocf", "install", "--root"])
-        .arg(&root)
-        .arg("--library")
-        .arg(&library)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // The node-local host, as systemd would run it on a node.
     let host_dir = dir.join("host");
     std::fs::create_dir_all(&host_dir).unwrap();
@@ -98,18 +85,13 @@ dummy = "{library}"
     .unwrap();
     // Pacemaker's agents find the host through CLUSTERKIT_SOCKET (without
     // it, through /etc/clusterkit/clusterkit.toml).
-    let wrapper = std::fs::read_to_string(root.join("usr/lib/ocf/resource.d/clusterkit/dummy"))
-        .unwrap()
-        .replacen(
-            "\nexec ",
-            &format!("\nexport CLUSTERKIT_SOCKET='{}'\nexec ", socket.display()),
-            1,
-        );
     let cluster_dir = dir.join("cluster");
-    std::fs::create_dir_all(cluster_dir.join("resource.d/clusterkit")).unwrap();
-    let agent = cluster_dir.join("resource.d/clusterkit/dummy");
-    std::fs::write(&agent, wrapper).unwrap();
-    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    install_dummy_agent(
+        dir,
+        &library,
+        &cluster_dir,
+        &format!("export CLUSTERKIT_SOCKET='{}'", socket.display()),
+    );
     let work = dir.join("work");
     std::fs::create_dir_all(&work).unwrap();
 

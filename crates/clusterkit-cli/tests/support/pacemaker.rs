@@ -444,3 +444,30 @@ pub fn stderr_lines(log: &str, id: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// Installs the dummy type's OCF agent as an administrator would
+/// (`clusterkit ocf install`), with `prologue` (shell lines) run before it,
+/// into `cluster_dir/resource.d/clusterkit/dummy`, where
+/// [`Cluster::start`] finds it.
+pub fn install_dummy_agent(dir: &Path, library: &Path, cluster_dir: &Path, prologue: &str) {
+    let root = dir.join("install");
+    let out = Command::new(env!("CARGO_BIN_EXE_clusterkit"))
+        .args(["ocf", "install", "--root"])
+        .arg(&root)
+        .arg("--library")
+        .arg(library)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wrapper = std::fs::read_to_string(root.join("usr/lib/ocf/resource.d/clusterkit/dummy"))
+        .unwrap()
+        .replacen("\nexec ", &format!("\n{prologue}\nexec "), 1);
+    std::fs::create_dir_all(cluster_dir.join("resource.d/clusterkit")).unwrap();
+    let agent = cluster_dir.join("resource.d/clusterkit/dummy");
+    std::fs::write(&agent, wrapper).unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

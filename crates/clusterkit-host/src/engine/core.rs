@@ -214,6 +214,38 @@ pub(crate) struct ResourceEntry {
 }
 
 impl ResourceEntry {
+    /// A resource not opened yet, its next open doing `next`: offline by
+    /// default, no history, its status to be published.
+    pub(crate) fn new(spec: ResourceSpec, next: AfterOpen, now: Instant) -> ResourceEntry {
+        ResourceEntry {
+            separate_monitor: spec.separate_monitor,
+            desired: Desired::Offline,
+            restarts: RestartCounters::default(),
+            spec,
+            dependents: Vec::new(),
+            characteristics: Characteristics::empty(),
+            validated: Properties::new(),
+            monitor: None,
+            phase: Phase::Closed {
+                next,
+                shown: clusterkit::ResourceState::Initializing,
+            },
+            control: None,
+            restart_due: false,
+            last_latency: None,
+            last_health: None,
+            degraded: 0,
+            checks: 0,
+            since: now,
+            last_failure: None,
+            lift_isolation: false,
+            status_changed: true,
+            staged: None,
+            removing: false,
+            retired: false,
+        }
+    }
+
     /// No serialized call (nor control call) is in flight.
     pub(crate) fn is_idle(&self) -> bool {
         self.phase.serial_call().is_none() && self.control.is_none()
@@ -337,33 +369,11 @@ impl Core {
                 (true, Desired::Offline) => AfterOpen::recovering(Then::StopIfRunning),
                 (false, Desired::Offline) => AfterOpen::FRESH,
             };
-            resources.push(ResourceEntry {
-                separate_monitor: spec.separate_monitor || saved.separate_monitor,
-                desired: saved.desired,
-                restarts: saved.restarts,
-                spec,
-                dependents: Vec::new(),
-                characteristics: Characteristics::empty(),
-                validated: Properties::new(),
-                monitor: None,
-                phase: Phase::Closed {
-                    next,
-                    shown: clusterkit::ResourceState::Initializing,
-                },
-                control: None,
-                restart_due: false,
-                last_latency: None,
-                last_health: None,
-                degraded: 0,
-                checks: 0,
-                since: now,
-                last_failure: None,
-                lift_isolation: false,
-                status_changed: true,
-                staged: None,
-                removing: false,
-                retired: false,
-            });
+            let mut entry = ResourceEntry::new(spec, next, now);
+            entry.separate_monitor |= saved.separate_monitor;
+            entry.desired = saved.desired;
+            entry.restarts = saved.restarts;
+            resources.push(entry);
         }
         for i in 0..resources.len() {
             for d in resources[i].spec.depends_on.clone() {

@@ -268,6 +268,11 @@ impl Core {
         if !monitor.is_usable() || monitor.libraries.contains_key(&lib) {
             return;
         }
+        self.send_load(m, lib);
+    }
+
+    /// Asks monitor `m` to load `lib`; its reply reports the types.
+    pub(crate) fn send_load(&mut self, m: MonitorId, lib: LibraryId) {
         let path = self.libraries[lib.0].path.to_string_lossy().into_owned();
         self.monitors
             .get_mut(&m)

@@ -209,17 +209,7 @@ impl Core {
             return Some(LibState::Failed);
         }
         asked.push(lib);
-        let path = self.libraries[lib.0].path.to_string_lossy().into_owned();
-        self.monitors
-            .get_mut(&m)
-            .expect("exists")
-            .libraries
-            .insert(lib, LibState::Loading);
-        let op = Op::LoadLibrary {
-            library: lib.wire(),
-            path,
-        };
-        self.send_call(m, None, op, CallKind::LoadLibrary(lib));
+        self.send_load(m, lib);
         Some(LibState::Loading)
     }
 
@@ -335,33 +325,11 @@ impl Core {
         spec.properties = Properties::new();
         let i = ResourceId(self.resources.len());
         let name = spec.name.clone();
-        self.resources.push(ResourceEntry {
-            separate_monitor: spec.separate_monitor,
-            desired: Desired::Offline,
-            restarts: Default::default(),
-            spec,
-            dependents: Vec::new(),
-            characteristics,
-            validated,
-            monitor: None,
-            phase: Phase::Closed {
-                next: AfterOpen::FRESH,
-                shown: ResourceState::Initializing,
-            },
-            control: None,
-            restart_due: false,
-            last_latency: None,
-            last_health: None,
-            degraded: 0,
-            checks: 0,
-            status_changed: false,
-            since: self.now,
-            last_failure: None,
-            lift_isolation: false,
-            staged: None,
-            removing: false,
-            retired: false,
-        });
+        let mut entry = ResourceEntry::new(spec, AfterOpen::FRESH, self.now);
+        entry.validated = validated;
+        entry.characteristics = characteristics;
+        entry.status_changed = false;
+        self.resources.push(entry);
         self.dirty.push(false);
         self.touch(i);
         self.mark_dirty(i);
