@@ -198,6 +198,11 @@ pub(crate) fn run(args: &TransitionArgs, direction: Direction) -> Result<(), Str
             ));
         }
     }
+    // Already there before the command: no progress will come to show.
+    let already = statuses(&socket)
+        .ok()
+        .and_then(|all| all.into_iter().find(|s| s["name"] == name))
+        .is_some_and(|s| s["state"] == direction.command());
     control::call(&socket, request).map_err(|e| e.to_string())?;
     let involved = involved.unwrap_or_else(|| {
         statuses(&socket)
@@ -263,10 +268,11 @@ pub(crate) fn run(args: &TransitionArgs, direction: Direction) -> Result<(), Str
     if tty {
         let _ = write!(out, "\r\x1b[K");
     }
-    // The status can say done a moment before the event saying so reaches
-    // this stream (statuses are published first): show the end of the
-    // progress too, waiting for it briefly.
-    if matches!(outcome, Outcome::Done) && settled {
+    // The status can say done before the events saying so are read from
+    // this stream (statuses are published first; a fast transition is over
+    // before the first look): show the progress to its end, waiting for it
+    // briefly, unless the resource was there before the command.
+    if matches!(outcome, Outcome::Done) && !already {
         let until = Instant::now() + FINAL_EVENT_GRACE;
         while !seen_final {
             let left = until.saturating_duration_since(Instant::now());
