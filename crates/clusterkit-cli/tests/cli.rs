@@ -1,35 +1,19 @@
 //! The real `clusterkit` binary: validate, run, status, online/offline/fail,
 //! events, the control socket's permissions, systemd notifications.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clusterkit_testkit::{TempDir, cdylib};
 use serde_json::Value;
-
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn clusterkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_clusterkit"))
-}
-
-fn output(cmd: &mut Command) -> (bool, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("running clusterkit");
-    (
-        status.success(),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
+use support::cli::*;
 
 fn write_config(dir: &TempDir, extra: &str) -> PathBuf {
     let work = dir.path().join("work");
@@ -149,81 +133,6 @@ fn validate_accepts_a_good_config_and_names_every_problem() {
         err.contains("/nonexistent.toml: no such config file (given with -c); name yours with -c"),
         "{err}"
     );
-}
-
-struct Running {
-    child: Child,
-    config: PathBuf,
-}
-
-impl Running {
-    fn start(config: &Path, env: &[(&str, &str)]) -> Running {
-        let mut cmd = clusterkit();
-        cmd.args(["run", "--config"]).arg(config);
-        Running::spawn(cmd, config, env)
-    }
-
-    /// Runs `cmd` (a `clusterkit run` of `config`, perhaps through a shell)
-    /// and waits for every resource to be online.
-    fn spawn(mut cmd: Command, config: &Path, env: &[(&str, &str)]) -> Running {
-        let child = cmd
-            .envs(env.iter().copied())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let running = Running {
-            child,
-            config: config.to_owned(),
-        };
-        running.wait_status(|s| s.iter().all(|r| r["state"] == "online"));
-        running
-    }
-
-    fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        output(clusterkit().args(args).arg("--config").arg(&self.config))
-    }
-
-    fn status(&self) -> Option<Vec<Value>> {
-        let (ok, out, _) = self.cli(&["status", "--json"]);
-        ok.then(|| {
-            let v: Value = serde_json::from_str(&out).unwrap();
-            assert_eq!(v["schema"], 1, "{v}");
-            serde_json::from_value(v["resources"].clone()).unwrap()
-        })
-    }
-
-    /// Waits for a condition on `status --json`; the CLI is the probe.
-    fn wait_status(&self, mut pred: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(s) = self.status()
-                && pred(&s)
-            {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "condition not reached: {:?}",
-                self.status()
-            );
-            std::thread::sleep(Duration::from_millis(20)); // polling a separate process
-        }
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        // SAFETY: kill(2) with a valid pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Running {
-    /// A test that fails midway leaves no host behind (after `stop`, the
-    /// child is reaped already and this does nothing).
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

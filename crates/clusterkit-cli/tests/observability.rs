@@ -3,15 +3,17 @@
 //! that `promtool check metrics` accepts, and reaches Pacemaker's own sample
 //! alert agent, copied unchanged.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clusterkit_testkit::{TempDir, cdylib, require_tool};
+use support::cli::{PATIENCE, Running};
 
-const PATIENCE: Duration = Duration::from_secs(60);
 const SAMPLE_AGENT: &str = "/usr/share/pacemaker/alerts/alert_file.sh.sample";
 
 /// A config with one dummy resource `web` (fast checks) and `extra` appended.
@@ -41,30 +43,6 @@ state_dir = "{work}"
     let path = dir.path().join("clusterkit.toml");
     std::fs::write(&path, text).unwrap();
     (path, work.join("web.state"))
-}
-
-/// `clusterkit run`, stopped with SIGTERM when dropped.
-struct Running(Child);
-
-impl Running {
-    fn start(config: &Path) -> Running {
-        Running(
-            Command::new(env!("CARGO_BIN_EXE_clusterkit"))
-                .args(["run", "--config"])
-                .arg(config)
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) with a valid pid.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
 }
 
 /// Polls `probe` (another process's doing) until it returns something.
@@ -110,7 +88,7 @@ fn metrics_count_a_real_failure_and_pass_promtool() {
     let dir = TempDir::new("cli-metrics");
     let address = free_address();
     let (config, state_file) = write_config(&dir, &format!("[metrics]\nlisten = \"{address}\"\n"));
-    let _host = Running::start(&config);
+    let _host = Running::start(&config, &[]);
     let online =
         |scrape: &str| sample(scrape, "clusterkit_resources{state=\"online\"}") == Some(1.0);
     wait_for("web online in a scrape", || {
@@ -197,7 +175,7 @@ fn pacemakers_sample_alert_agent_receives_a_real_failure() {
             recipient.display()
         ),
     );
-    let _host = Running::start(&config);
+    let _host = Running::start(&config, &[]);
     let log = || std::fs::read_to_string(&recipient).unwrap_or_default();
     wait_for("the online alert", || {
         log()

@@ -4,6 +4,8 @@
 //! event log of a stopped host (filters, rotation), and the config's
 //! naming (`-c`, `CLUSTERKIT_CONFIG`, a missing file).
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,24 +13,14 @@ use std::time::{Duration, Instant};
 
 use clusterkit_testkit::{TempDir, cdylib};
 use serde_json::Value;
-
-const PATIENCE: Duration = Duration::from_secs(60);
+use support::cli::{PATIENCE, clusterkit, output as out};
 
 /// `clusterkit` with the config named by the environment, as an operator
 /// would set it once.
 fn ck(config: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_clusterkit"));
+    let mut c = clusterkit();
     c.env("CLUSTERKIT_CONFIG", config);
     c
-}
-
-fn out(cmd: &mut Command) -> (bool, String, String) {
-    let o = cmd.output().expect("running clusterkit");
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 /// A config of `web` (dummy, online pending for 300 ms), `app`

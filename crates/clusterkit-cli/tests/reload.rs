@@ -2,18 +2,13 @@
 //! the difference with its config file, and what did not change is not
 //! touched.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use clusterkit_testkit::{TempDir, cdylib};
 use serde_json::Value;
-
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn clusterkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_clusterkit"))
-}
+use support::cli::*;
 
 fn resource(name: &str, work: &Path, extra: &str) -> String {
     format!(
@@ -50,73 +45,14 @@ dummy = "{dummy}"
     path
 }
 
-struct Running {
-    child: Child,
-    config: PathBuf,
-}
-
-impl Running {
-    fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = clusterkit()
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn status(&self) -> Vec<Value> {
-        let (ok, out, err) = self.cli(&["status", "--json"]);
-        assert!(ok, "{err}");
-        resources(&out)
-    }
-
-    /// Waits for a condition on `status --json` (the host may not answer yet).
-    fn wait_status(&self, what: &str, mut pred: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let (ok, out, err) = self.cli(&["status", "--json"]);
-            let s: Vec<Value> = if ok { resources(&out) } else { Vec::new() };
-            if pred(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not reached: {s:?} {err}"
-            );
-            std::thread::sleep(Duration::from_millis(20)); // polling a separate process
-        }
-    }
-
-    /// Event lines about `name` in the log.
-    fn events_about(&self, name: &str) -> Vec<Value> {
-        let (ok, out, err) = self.cli(&["events", "--json"]);
-        assert!(ok, "{err}");
-        out.lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|e| e["resource"] == name)
-            .collect()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) with a valid pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
-
-/// The resources of `status --json` (schema 1).
-fn resources(json: &str) -> Vec<Value> {
-    let status: Value = serde_json::from_str(json).unwrap();
-    assert_eq!(status["schema"], 1, "{json}");
-    status["resources"].as_array().unwrap().clone()
+/// Event lines about `name` in the host's log.
+fn events_about(host: &Running, name: &str) -> Vec<Value> {
+    let (ok, out, err) = host.cli(&["events", "--json"]);
+    assert!(ok, "{err}");
+    out.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["resource"] == name)
+        .collect()
 }
 
 fn names(status: &[Value]) -> Vec<&str> {
@@ -137,17 +73,9 @@ fn reload_and_sighup_apply_the_difference_and_touch_nothing_else() {
             resource("old", &work, ""),
         ],
     );
-    let child = clusterkit()
-        .args(["run", "--config"])
-        .arg(&config)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let host = Running { child, config };
-    let before = host.wait_status("all online", |s| {
-        s.len() == 3 && s.iter().all(|r| r["state"] == "online")
-    });
-    let web_before = host.events_about("web").len();
+    let host = Running::start(&config, &[]);
+    let before = host.wait_status(|s| s.len() == 3);
+    let web_before = events_about(&host, "web").len();
 
     // app's timing changes, old goes, extra comes.
     write_config(
@@ -168,7 +96,7 @@ fn reload_and_sighup_apply_the_difference_and_touch_nothing_else() {
         out.contains("1 added, 1 changed, 1 removed, 1 unchanged"),
         "{out}"
     );
-    let after = host.wait_status("extra online, old gone", |s| {
+    let after = host.wait_status(|s| {
         names(s) == ["web", "app", "extra"] && s.iter().all(|r| r["state"] == "online")
     });
     assert!(!work.join("old.state").exists(), "old's workload stopped");
@@ -177,9 +105,9 @@ fn reload_and_sighup_apply_the_difference_and_touch_nothing_else() {
         assert_eq!(after[i]["monitor_pid"], before[i]["monitor_pid"]);
         assert_eq!(after[i]["restarts"], 0);
     }
-    assert_eq!(host.events_about("web").len(), web_before);
+    assert_eq!(events_about(&host, "web").len(), web_before);
     assert!(
-        host.events_about("app")
+        events_about(&host, "app")
             .iter()
             .all(|e| e["kind"] != "resource_offline" && e["kind"] != "resource_restarted"),
     );
@@ -200,7 +128,7 @@ fn reload_and_sighup_apply_the_difference_and_touch_nothing_else() {
     assert!(err.contains("not reloaded, the host is unchanged"), "{err}");
     assert!(err.contains("typo") && err.contains("dumy"), "{err}");
     assert!(err.contains("nodir") && err.contains("state_dir"), "{err}");
-    assert_eq!(names(&host.status()), ["web", "app", "extra"]);
+    assert_eq!(names(&host.status().unwrap()), ["web", "app", "extra"]);
 
     // SIGHUP does the same.
     std::fs::write(
@@ -210,8 +138,8 @@ fn reload_and_sighup_apply_the_difference_and_touch_nothing_else() {
     .unwrap();
     // SAFETY: kill(2) with a valid pid.
     unsafe { libc::kill(host.child.id() as i32, libc::SIGHUP) };
-    host.wait_status("hup online", |s| {
+    host.wait_status(|s| {
         names(s) == ["web", "app", "extra", "hup"] && s.iter().all(|r| r["state"] == "online")
     });
-    assert_eq!(host.events_about("web").len(), web_before);
+    assert_eq!(events_about(&host, "web").len(), web_before);
 }
