@@ -19,15 +19,7 @@ fn write_config(dir: &TempDir, extra: &str) -> PathBuf {
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let text = format!(
-        r#"state_dir = "{state}"
-[defaults]
-looks_alive_interval = "100ms"
-is_alive_interval = "300ms"
-deadlock_timeout = "1s"
-restart_delay = "50ms"
-[libraries]
-dummy = "{dummy}"
-[[resource]]
+        r#"{head}[[resource]]
 name = "web"
 library = "dummy"
 type = "dummy"
@@ -41,13 +33,10 @@ depends_on = ["web"]
 [resource.properties]
 state_dir = "{work}"
 {extra}"#,
-        state = dir.path().join("state").display(),
-        dummy = cdylib("clusterkit-example-dummy", "clusterkit_dummy").display(),
+        head = config_head(dir.path(), &[]),
         work = work.display(),
     );
-    let path = dir.path().join("clusterkit.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_config_file(dir.path(), &text)
 }
 
 #[test]

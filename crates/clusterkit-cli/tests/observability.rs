@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clusterkit_testkit::{TempDir, cdylib, require_tool};
-use support::cli::{PATIENCE, Running};
+use clusterkit_testkit::{TempDir, require_tool};
+use support::cli::{PATIENCE, Running, config_head, write_config_file};
 
 const SAMPLE_AGENT: &str = "/usr/share/pacemaker/alerts/alert_file.sh.sample";
 
@@ -21,27 +21,17 @@ fn write_config(dir: &TempDir, extra: &str) -> (PathBuf, PathBuf) {
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let text = format!(
-        r#"state_dir = "{state}"
-[defaults]
-looks_alive_interval = "100ms"
-is_alive_interval = "300ms"
-deadlock_timeout = "1s"
-restart_delay = "50ms"
-[libraries]
-dummy = "{dummy}"
-[[resource]]
+        r#"{head}[[resource]]
 name = "web"
 library = "dummy"
 type = "dummy"
 [resource.properties]
 state_dir = "{work}"
 {extra}"#,
-        state = dir.path().join("state").display(),
-        dummy = cdylib("clusterkit-example-dummy", "clusterkit_dummy").display(),
+        head = config_head(dir.path(), &[]),
         work = work.display(),
     );
-    let path = dir.path().join("clusterkit.toml");
-    std::fs::write(&path, text).unwrap();
+    let path = write_config_file(dir.path(), &text);
     (path, work.join("web.state"))
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use clusterkit_testkit::{TempDir, cdylib};
 use serde_json::Value;
-use support::cli::{PATIENCE, clusterkit, output as out};
+use support::cli::{PATIENCE, clusterkit, config_head, output as out, write_config_file};
 
 /// `clusterkit` with the config named by the environment, as an operator
 /// would set it once.
@@ -28,19 +28,14 @@ fn ck(config: &Path) -> Command {
 /// `bad` (fault-injection whose online fails, never restarted); none
 /// started automatically.
 fn write_config(dir: &TempDir, extra: &str) -> PathBuf {
+    let faults = cdylib(
+        "clusterkit-example-fault-injection",
+        "clusterkit_fault_injection",
+    );
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let text = format!(
-        r#"state_dir = "{state}"
-[defaults]
-looks_alive_interval = "100ms"
-is_alive_interval = "300ms"
-deadlock_timeout = "1s"
-restart_delay = "50ms"
-[libraries]
-dummy = "{dummy}"
-faults = "{faults}"
-[[resource]]
+        r#"{head}[[resource]]
 name = "web"
 library = "dummy"
 type = "dummy"
@@ -68,18 +63,10 @@ fail_in = ["online"]
 [resource.timing]
 restart_action = "none"
 {extra}"#,
-        state = dir.path().join("state").display(),
-        dummy = cdylib("clusterkit-example-dummy", "clusterkit_dummy").display(),
-        faults = cdylib(
-            "clusterkit-example-fault-injection",
-            "clusterkit_fault_injection"
-        )
-        .display(),
+        head = config_head(dir.path(), &[("faults", &faults)]),
         work = work.display(),
     );
-    let path = dir.path().join("clusterkit.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_config_file(dir.path(), &text)
 }
 
 /// A `clusterkit run`, its console in `console`; stopped with SIGTERM.

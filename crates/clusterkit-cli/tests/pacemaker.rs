@@ -13,6 +13,7 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 
+use clusterkit_testkit::crm_mon::{attr, unescape};
 use clusterkit_testkit::{TempDir, cdylib};
 use support::pacemaker::*;
 
@@ -134,25 +135,28 @@ fn clusterkit_and_stock_dummy_under_pacemakerd() {
     std::fs::write(&ours_state, "someone-else").unwrap();
     std::fs::remove_file(&stock_state).unwrap();
     let s = cluster.wait_for("both failures recovered", |s| {
-        s.fail_count(OURS) == 1 && s.fail_count(STOCK) == 1 && s.started(OURS) && s.started(STOCK)
+        s.fail_count(OURS, NODE) == 1
+            && s.fail_count(STOCK, NODE) == 1
+            && s.started(OURS)
+            && s.started(STOCK)
     });
-    let failures = s.failures(OURS);
+    let failures = s.failures_of(OURS);
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(
-        attr(&failures[0], "op_key"),
+        attr(failures[0], "op_key"),
         Some(format!("{OURS}_monitor_3000").as_str()),
         "{}",
         failures[0]
     );
-    assert_eq!(attr(&failures[0], "exitcode"), Some("1"), "{}", failures[0]);
-    let reason = unescape(attr(&failures[0], "exitreason").unwrap_or_default());
+    assert_eq!(attr(failures[0], "exitcode"), Some("1"), "{}", failures[0]);
+    let reason = unescape(attr(failures[0], "exitreason").unwrap_or_default());
     assert!(
         reason.contains(&format!("{} names \"someone-else\"", ours_state.display())),
         "the exit reason says what is wrong: {reason:?}"
     );
-    let stock_failures = s.failures(STOCK);
+    let stock_failures = s.failures_of(STOCK);
     assert_eq!(stock_failures.len(), 1, "{stock_failures:?}");
-    assert_eq!(attr(&stock_failures[0], "exitcode"), Some("7"));
+    assert_eq!(attr(stock_failures[0], "exitcode"), Some("7"));
     assert_eq!(
         std::fs::read_to_string(&ours_state).unwrap(),
         OURS,
@@ -245,7 +249,7 @@ fn clusterkit_and_stock_dummy_under_pacemakerd() {
     // would see a stopped resource, not a failed one).
     cluster.wait_for("fail counts cleared and monitors back", |s| {
         [OURS, STOCK].iter().all(|id| {
-            s.fail_count(id) == 0
+            s.fail_count(id, NODE) == 0
                 && s.started(id)
                 && s.last_rc(id, "monitor", Some("2000ms")) == Some(0)
         }) && s.last_rc(OURS, "monitor", Some("3000ms")) == Some(0)
@@ -277,17 +281,17 @@ fn clusterkit_and_stock_dummy_under_pacemakerd() {
         }
     }
     let start_failure = s
-        .failures(OURS)
+        .failures_of(OURS)
         .into_iter()
         .find(|f| attr(f, "task") == Some("start"))
         .expect("the failed start is listed");
     assert_eq!(
-        attr(&start_failure, "exitcode"),
+        attr(start_failure, "exitcode"),
         Some("5"),
         "{start_failure}"
     );
     assert!(
-        attr(&start_failure, "exitreason").is_some_and(|r| r.contains("is not a directory")),
+        attr(start_failure, "exitreason").is_some_and(|r| r.contains("is not a directory")),
         "{start_failure}"
     );
 

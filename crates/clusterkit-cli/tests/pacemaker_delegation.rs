@@ -12,7 +12,7 @@ mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::time::Instant;
 
 use clusterkit_testkit::{TempDir, cdylib};
@@ -99,27 +99,22 @@ dummy = "{library}"
     (cluster, config, socket, dir.join("host.log"))
 }
 
-#[test]
-fn a_node_local_host_runs_what_pacemaker_starts() {
-    let tmp = TempDir::new("pacemaker-host");
-    let dir = tmp.path().to_owned();
-    let (cluster, config, socket, host_log) = delegated_cluster(&dir);
-    let work = dir.join("work");
-    let workload = work.join(format!("{ID}.state"));
-    let config_arg = config.to_str().unwrap();
-    let run_host = || {
-        let exe = env!("CARGO_BIN_EXE_clusterkit");
-        let child = cluster.spawn(&[exe, "run", "--config", config_arg], &host_log);
-        poll("the host's control socket", || {
-            std::os::unix::net::UnixStream::connect(&socket).ok()
-        });
-        child
-    };
-    let mut host = run_host();
+/// `clusterkit run --config config` inside the cluster's namespaces, its
+/// output in `log`, once its control socket answers.
+fn start_host(cluster: &Cluster, config: &Path, socket: &Path, log: &Path) -> Child {
+    let exe = env!("CARGO_BIN_EXE_clusterkit");
+    let child = cluster.spawn(&[exe, "run", "--config", config.to_str().unwrap()], log);
+    poll("the host's control socket", || {
+        std::os::unix::net::UnixStream::connect(socket).ok()
+    });
+    child
+}
 
-    // A monitor every 10 s at depth 0: slow on purpose, so a quick
-    // recovery below can only come from the host's push.
-    cluster.create(&format!(
+/// The delegated `ocf:clusterkit:dummy` [`ID`], its workload in `work`,
+/// monitored every 10 s at depth 0: slow on purpose, so a quick recovery
+/// can only come from the host's push.
+fn delegated_dummy(work: &Path) -> String {
+    format!(
         r#"<primitive id="{ID}" class="ocf" provider="clusterkit" type="dummy">
   <instance_attributes id="{ID}-ia">
     <nvpair id="{ID}-state-dir" name="state_dir" value="{}"/>
@@ -129,7 +124,21 @@ fn a_node_local_host_runs_what_pacemaker_starts() {
   </operations>
 </primitive>"#,
         work.display()
-    ));
+    )
+}
+
+#[test]
+fn a_node_local_host_runs_what_pacemaker_starts() {
+    let tmp = TempDir::new("pacemaker-host");
+    let dir = tmp.path().to_owned();
+    let (cluster, config, socket, host_log) = delegated_cluster(&dir);
+    let work = dir.join("work");
+    let workload = work.join(format!("{ID}.state"));
+    let config_arg = config.to_str().unwrap();
+    let run_host = || start_host(&cluster, &config, &socket, &host_log);
+    let mut host = run_host();
+
+    cluster.create(&delegated_dummy(&work));
     cluster.wait_for("the delegated resource started", |s| {
         s.started(ID) && s.last_rc(ID, "monitor", Some("10000ms")) == Some(0)
     });
@@ -149,14 +158,14 @@ fn a_node_local_host_runs_what_pacemaker_starts() {
     std::fs::remove_file(&workload).unwrap();
     // (`crm_resource --fail` may count the injected failure more than once.)
     let s = cluster.wait_for("the pushed failure recovered", |s| {
-        s.fail_count(ID) >= 1 && s.started(ID)
+        s.fail_count(ID, NODE) >= 1 && s.started(ID)
     });
     poll("the workload back", || workload.exists().then_some(()));
     eprintln!(
         "failure to running again: {:?} (monitor interval 10 s)",
         killed.elapsed()
     );
-    let failures = s.failures(ID);
+    let failures = s.failures_of(ID);
     assert_eq!(failures.len(), 1, "{failures:?}");
     let host_text = std::fs::read_to_string(&host_log).unwrap_or_default();
     assert_eq!(
@@ -171,7 +180,7 @@ fn a_node_local_host_runs_what_pacemaker_starts() {
     // meanwhile waits for it and answers "running"; Pacemaker sees no
     // failure and the workload no restart.
     let inode = std::fs::metadata(&workload).unwrap().ino();
-    let fails = cluster.status().fail_count(ID);
+    let fails = cluster.status().fail_count(ID, NODE);
     let pids = pids_with(&format!("run --config {config_arg}"));
     assert!(!pids.is_empty(), "the host's pid");
     for pid in pids {
@@ -216,7 +225,7 @@ fn a_node_local_host_runs_what_pacemaker_starts() {
     );
     cluster.ok(&["crm_resource", "--force-check", "-r", ID]);
     assert_eq!(
-        cluster.status().fail_count(ID),
+        cluster.status().fail_count(ID, NODE),
         fails,
         "no Pacemaker failure"
     );
@@ -261,28 +270,11 @@ fn measure_failure_to_running_again() {
     let tmp = TempDir::new("pacemaker-push-bench");
     let dir = tmp.path().to_owned();
     let (cluster, config, socket, host_log) = delegated_cluster(&dir);
-    let exe = env!("CARGO_BIN_EXE_clusterkit");
-    let mut host = cluster.spawn(
-        &[exe, "run", "--config", config.to_str().unwrap()],
-        &host_log,
-    );
-    poll("the host's control socket", || {
-        std::os::unix::net::UnixStream::connect(&socket).ok()
-    });
+    let mut host = start_host(&cluster, &config, &socket, &host_log);
     let work = dir.join("work");
     let ours = work.join(format!("{ID}.state"));
     let stock = work.join("stock.state");
-    cluster.create(&format!(
-        r#"<primitive id="{ID}" class="ocf" provider="clusterkit" type="dummy">
-  <instance_attributes id="{ID}-ia">
-    <nvpair id="{ID}-state-dir" name="state_dir" value="{}"/>
-  </instance_attributes>
-  <operations>
-    <op id="{ID}-monitor-0" name="monitor" interval="10s" timeout="20s"/>
-  </operations>
-</primitive>"#,
-        work.display()
-    ));
+    cluster.create(&delegated_dummy(&work));
     cluster.create(&format!(
         r#"<primitive id="stock" class="ocf" provider="heartbeat" type="Dummy">
   <instance_attributes id="stock-ia">

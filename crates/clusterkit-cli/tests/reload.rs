@@ -6,7 +6,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use clusterkit_testkit::{TempDir, cdylib};
+use clusterkit_testkit::TempDir;
 use serde_json::Value;
 use support::cli::*;
 
@@ -26,23 +26,8 @@ state_dir = "{work}"
 }
 
 fn write_config(dir: &TempDir, resources: &[String]) -> PathBuf {
-    let text = format!(
-        r#"state_dir = "{state}"
-[defaults]
-looks_alive_interval = "100ms"
-is_alive_interval = "300ms"
-deadlock_timeout = "1s"
-restart_delay = "50ms"
-[libraries]
-dummy = "{dummy}"
-{resources}"#,
-        state = dir.path().join("state").display(),
-        dummy = cdylib("clusterkit-example-dummy", "clusterkit_dummy").display(),
-        resources = resources.concat(),
-    );
-    let path = dir.path().join("clusterkit.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let text = config_head(dir.path(), &[]) + &resources.concat();
+    write_config_file(dir.path(), &text)
 }
 
 /// Event lines about `name` in the host's log.

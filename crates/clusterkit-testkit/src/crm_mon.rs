@@ -122,6 +122,28 @@ impl CrmMon {
         self.tags("failure")
     }
 
+    /// The failed actions recorded for `id`'s operations.
+    pub fn failures_of(&self, id: &str) -> Vec<&str> {
+        let prefix = format!("{id}_");
+        self.failures()
+            .into_iter()
+            .filter(|f| attr(f, "op_key").is_some_and(|k| k.starts_with(&prefix)))
+            .collect()
+    }
+
+    /// The last result of `task` (with `interval`, for monitors) of `id`,
+    /// on the first node whose history names it.
+    pub fn last_rc(&self, id: &str, task: &str, interval: Option<&str>) -> Option<u32> {
+        let start = self.0.find(&format!("<resource_history id=\"{id}\""))?;
+        let end = self.0[start..].find("</resource_history>")? + start;
+        CrmMon(self.0[start..end].to_owned())
+            .elements("operation_history", "task", task)
+            .into_iter()
+            .filter(|op| attr(op, "interval") == interval)
+            .filter_map(|op| attr(op, "rc")?.parse().ok())
+            .next_back()
+    }
+
     /// Whether a DC is elected.
     pub fn has_dc(&self) -> bool {
         self.0.contains("<current_dc present=\"true\"")

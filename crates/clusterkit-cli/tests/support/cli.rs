@@ -31,6 +31,37 @@ pub fn output(cmd: &mut Command) -> (bool, String, String) {
     )
 }
 
+/// The head of a test config: the state directory `dir/state`, fast checks
+/// (100 ms / 300 ms), 1 s deadlines, 50 ms restarts, and a `[libraries]`
+/// naming the example dummy as `dummy`, and `more` (name, path).
+pub fn config_head(dir: &Path, more: &[(&str, &Path)]) -> String {
+    let mut head = format!(
+        r#"state_dir = "{state}"
+[defaults]
+looks_alive_interval = "100ms"
+is_alive_interval = "300ms"
+deadlock_timeout = "1s"
+restart_delay = "50ms"
+[libraries]
+dummy = "{dummy}"
+"#,
+        state = dir.join("state").display(),
+        dummy =
+            clusterkit_testkit::cdylib("clusterkit-example-dummy", "clusterkit_dummy").display(),
+    );
+    for (name, path) in more {
+        head += &format!("{name} = \"{}\"\n", path.display());
+    }
+    head
+}
+
+/// Writes `text` as `dir/clusterkit.toml` and returns its path.
+pub fn write_config_file(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("clusterkit.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// A `clusterkit run`; dropping it kills it (a test that fails midway
 /// leaves no host behind).
 pub struct Running {

@@ -376,14 +376,8 @@ impl Driver {
 
     /// Copies the statuses that changed since the last event to the board.
     fn publish(&mut self) {
-        let changed = self.core.take_changed();
-        if !changed.is_empty() {
-            let statuses = changed
-                .into_iter()
-                .map(|i| (i, self.core.status(i)))
-                .collect();
-            self.show(statuses);
-        }
+        self.core.publish_changed();
+        self.carry_out();
     }
 
     /// Puts statuses on the board and wakes its waiters.

@@ -552,7 +552,11 @@ impl Core {
             },
         );
         self.retire_monitor(key);
-        self.rebuild_dependents();
+        // Nothing kept depends on it (the set was checked); its own
+        // dependencies forget it.
+        for d in self.res(i).spec.depends_on.clone() {
+            self.resources[d].dependents.retain(|&x| x != i);
+        }
         let event = self.stamped(Event::of(EventKind::ResourceRemoved, Some(&name)));
         self.actions.push_back(Action::Forget(i));
         self.actions.push_back(Action::Emit(event));
@@ -560,14 +564,10 @@ impl Core {
     }
 
     /// A monitor of a resource's own that no resource uses any more exits.
+    /// (Only its resource maps to a monitor of its own: once that resource
+    /// is retired or placed elsewhere, nothing uses the monitor.)
     fn retire_monitor(&mut self, key: MonitorKey) {
         if !matches!(key, MonitorKey::Own(_)) {
-            return;
-        }
-        let used = (0..self.resources.len())
-            .map(ResourceId)
-            .any(|j| !self.res(j).retired && self.monitor_key(j) == key);
-        if used {
             return;
         }
         if let Some(m) = self.current.remove(&key)
