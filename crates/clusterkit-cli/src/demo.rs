@@ -306,7 +306,7 @@ fn outage(host: &Host, bind: &Named, dir: &Path, control: &Path) -> Result<(), S
     for name in ["web-ip", "web-name", "data-disk", "vm", "legacy-app"] {
         host.online(name).map_err(|e| e.to_string())?;
     }
-    host.wait_for(STEP_LIMIT, "every resource online", |s| {
+    host.wait_for_states(STEP_LIMIT, "every resource online", |s| {
         s.iter().all(|r| r.state == ResourceState::Online)
     })
     .map_err(|e| format!("{e}: {:?}", host.status()))?;

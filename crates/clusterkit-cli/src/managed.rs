@@ -359,7 +359,7 @@ impl Managed {
         mut done: impl FnMut(&ResourceStatus) -> bool,
     ) -> Option<ResourceStatus> {
         let mut found = None;
-        let _ = self.host.wait_for(budget, name, |statuses| {
+        let _ = self.host.wait_for_states(budget, name, |statuses| {
             found = statuses.iter().find(|s| s.name == name).cloned();
             found.as_ref().is_none_or(&mut done)
         });

@@ -84,7 +84,7 @@ impl StatusLine {
                 while let Some(host) = host.upgrade() {
                     let shown = line.lock().counts;
                     let mut now = shown;
-                    let changed = host.wait_for(RECHECK, "a status change", |statuses| {
+                    let changed = host.wait_for_states(RECHECK, "a status change", |statuses| {
                         now = Counts::of(statuses);
                         now != shown
                     });

@@ -178,10 +178,7 @@ impl HostBuilder {
             next_restart: None,
             isolation_lifted_at_next_open: false,
         };
-        let board = Arc::new(StatusBoard {
-            board: Mutex::new(Board::new(specs.iter().map(placeholder).collect())),
-            changed: Condvar::new(),
-        });
+        let board = Arc::new(StatusBoard::new(specs.iter().map(placeholder).collect()));
         let set = ResourceSet {
             defaults: self.defaults,
             type_timing: self.type_timing.clone(),
@@ -525,9 +522,45 @@ impl Host {
     }
 
     /// Waits until `condition` holds for the statuses, or `timeout` passes.
-    /// Wakes on every status change: no polling.
+    /// Wakes on every status change, a health check's counters included:
+    /// no polling.
     pub fn wait_for(
         &self,
+        timeout: Duration,
+        what: &str,
+        condition: impl FnMut(&[ResourceStatus]) -> bool,
+    ) -> Result<(), HostError> {
+        self.wait_on(&self.board.changed, timeout, what, condition)
+    }
+
+    /// Like [`wait_for`](Host::wait_for), but woken only when a status
+    /// changes other than by a health check's counters (`health_checks`,
+    /// `last_check_latency`, `degraded_count`): for a condition on states,
+    /// restarts or health results, it does not look at every resource after
+    /// every check. The condition is also tested at the start and when
+    /// `timeout` passes.
+    ///
+    /// ```no_run
+    /// # fn f(host: &clusterkit_host::Host) -> Result<(), clusterkit_host::HostError> {
+    /// use std::time::Duration;
+    /// use clusterkit::ResourceState;
+    /// host.wait_for_states(Duration::from_secs(30), "every resource online", |statuses| {
+    ///     statuses.iter().all(|s| s.state == ResourceState::Online)
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_for_states(
+        &self,
+        timeout: Duration,
+        what: &str,
+        condition: impl FnMut(&[ResourceStatus]) -> bool,
+    ) -> Result<(), HostError> {
+        self.wait_on(&self.board.states_changed, timeout, what, condition)
+    }
+
+    fn wait_on(
+        &self,
+        signal: &Condvar,
         timeout: Duration,
         what: &str,
         mut condition: impl FnMut(&[ResourceStatus]) -> bool,
@@ -542,9 +575,7 @@ impl Host {
             if now >= deadline {
                 return Err(HostError::Timeout(timeout, what.to_owned()));
             }
-            board = self
-                .board
-                .changed
+            board = signal
                 .wait_timeout(board, deadline - now)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
@@ -559,7 +590,7 @@ impl Host {
         timeout: Duration,
     ) -> Result<(), HostError> {
         self.index(name)?;
-        self.wait_for(timeout, &format!("`{name}` to be {state}"), |s| {
+        self.wait_for_states(timeout, &format!("`{name}` to be {state}"), |s| {
             s.iter().any(|r| r.name == name && r.state == state)
         })
     }

@@ -64,11 +64,36 @@ pub struct FailureRecord {
     pub reason: String,
 }
 
+/// A resource's health-check counters: what a check changes when its
+/// result is the same as the last one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CheckCounters {
+    pub(crate) health_checks: u64,
+    pub(crate) last_check_latency: Option<Duration>,
+    pub(crate) degraded_count: u64,
+}
+
 /// The statuses the engine publishes and the [`Host`](crate::Host) handle
 /// reads; waiters are woken on every change.
 pub(crate) struct StatusBoard {
     pub(crate) board: Mutex<Board>,
+    /// Woken on every change, health-check counters included.
     pub(crate) changed: Condvar,
+    /// Woken when a status changes other than by its check counters (a
+    /// state, a restart, a health result): those waiting for a state need
+    /// not look at every resource after every check.
+    pub(crate) states_changed: Condvar,
+}
+
+impl StatusBoard {
+    /// A board showing `statuses`, resource `i` at index `i`.
+    pub(crate) fn new(statuses: Vec<ResourceStatus>) -> StatusBoard {
+        StatusBoard {
+            board: Mutex::new(Board::new(statuses)),
+            changed: Condvar::new(),
+            states_changed: Condvar::new(),
+        }
+    }
 }
 
 /// The statuses of the resources there are, in the order they were added,
@@ -117,6 +142,16 @@ impl Board {
                 self.names.insert(status.name.clone(), i);
                 self.statuses.push(status);
             }
+        }
+    }
+
+    /// Updates the health-check counters of resource `i` in place.
+    pub(crate) fn count_checks(&mut self, i: ResourceId, counters: CheckCounters) {
+        if let Some(Some(p)) = self.positions.get(i.0) {
+            let status = &mut self.statuses[*p];
+            status.health_checks = counters.health_checks;
+            status.last_check_latency = counters.last_check_latency;
+            status.degraded_count = counters.degraded_count;
         }
     }
 

@@ -137,6 +137,9 @@ pub(crate) enum Action {
     Release { monitor: MonitorId },
     /// Show these statuses.
     Publish(Vec<(ResourceId, crate::status::ResourceStatus)>),
+    /// Update these resources' health-check counters in place: a check
+    /// that changed nothing else costs no status copy.
+    PublishChecks(Vec<(ResourceId, crate::status::CheckCounters)>),
     /// Read the thread diagnostics of `pid` (a call of `monitor` passed
     /// its deadline); answer with [`Input::Diagnosed`].
     Diagnose {
@@ -204,6 +207,8 @@ pub(crate) struct ResourceEntry {
     pub(crate) lift_isolation: bool,
     /// Its status changed since the last publish.
     pub(crate) status_changed: bool,
+    /// Only its health-check counters changed since the last publish.
+    pub(crate) checks_changed: bool,
     /// A changed configuration that needs a re-open, applied once nothing
     /// runs (see `reconfigure`).
     pub(crate) staged: Option<Box<super::reconfigure::Staged>>,
@@ -240,6 +245,7 @@ impl ResourceEntry {
             last_failure: None,
             lift_isolation: false,
             status_changed: true,
+            checks_changed: false,
             staged: None,
             removing: false,
             retired: false,
@@ -311,6 +317,8 @@ pub(crate) struct Core {
     pub(crate) dirty: Vec<bool>,
     dirty_list: Vec<ResourceId>,
     changed_list: Vec<ResourceId>,
+    /// Resources whose health-check counters changed since the last publish.
+    checked_list: Vec<ResourceId>,
     pub(crate) default_timing: Timing,
     pub(crate) validated: bool,
     pub(crate) start_request: Option<RequestId>,
@@ -394,6 +402,7 @@ impl Core {
             dirty: vec![false; count],
             dirty_list: Vec::new(),
             changed_list: (0..count).map(ResourceId).collect(),
+            checked_list: Vec::new(),
             default_timing: config.default_timing,
             validated: false,
             start_request: None,
@@ -540,6 +549,22 @@ impl Core {
         if !statuses.is_empty() {
             self.actions.push_back(Action::Publish(statuses));
         }
+        let mut checked = Vec::new();
+        for i in std::mem::take(&mut self.checked_list) {
+            let r = &mut self.resources[i.0];
+            // A resource whose whole status was published above is current.
+            if std::mem::replace(&mut r.checks_changed, false) && !r.retired {
+                let counters = crate::status::CheckCounters {
+                    health_checks: r.checks,
+                    last_check_latency: r.last_latency,
+                    degraded_count: r.degraded,
+                };
+                checked.push((i, counters));
+            }
+        }
+        if !checked.is_empty() {
+            self.actions.push_back(Action::PublishChecks(checked));
+        }
     }
 
     pub(crate) fn reply(&mut self, request: RequestId, answer: Result<Vec<u8>, HostError>) {
@@ -561,9 +586,20 @@ impl Core {
     /// Marks the published status stale; publishing copies only these.
     pub(crate) fn touch(&mut self, i: ResourceId) {
         let r = &mut self.resources[i.0];
+        r.checks_changed = false;
         if !r.status_changed {
             r.status_changed = true;
             self.changed_list.push(i);
+        }
+    }
+
+    /// Marks only the health-check counters of the published status stale
+    /// (a check whose result is the same as the last one's).
+    pub(crate) fn touch_checks(&mut self, i: ResourceId) {
+        let r = &mut self.resources[i.0];
+        if !r.status_changed && !r.checks_changed {
+            r.checks_changed = true;
+            self.checked_list.push(i);
         }
     }
 

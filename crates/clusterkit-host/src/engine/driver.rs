@@ -235,6 +235,7 @@ impl Driver {
                 }
                 Action::Emit(event) => self.emit(event),
                 Action::Publish(statuses) => self.show(statuses),
+                Action::PublishChecks(counters) => self.count_checks(counters),
                 Action::Forget(i) => {
                     self.board
                         .board
@@ -242,6 +243,7 @@ impl Driver {
                         .unwrap_or_else(PoisonError::into_inner)
                         .forget(i);
                     self.board.changed.notify_all();
+                    self.board.states_changed.notify_all();
                 }
                 Action::Persist { state, reply } => match &mut self.unsaved {
                     Some((newest, waiting)) => {
@@ -389,6 +391,22 @@ impl Driver {
             .unwrap_or_else(PoisonError::into_inner);
         for (i, status) in changed {
             board.show(i, status);
+        }
+        drop(board);
+        self.board.changed.notify_all();
+        self.board.states_changed.notify_all();
+    }
+
+    /// Updates health-check counters on the board; only those waiting for
+    /// any change are woken.
+    fn count_checks(&self, counters: Vec<(ResourceId, crate::status::CheckCounters)>) {
+        let mut board = self
+            .board
+            .board
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (i, counters) in counters {
+            board.count_checks(i, counters);
         }
         drop(board);
         self.board.changed.notify_all();

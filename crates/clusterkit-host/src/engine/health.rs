@@ -115,9 +115,14 @@ impl Core {
         let r = self.res_mut(i);
         r.last_latency = Some(latency);
         r.checks += 1;
-        r.last_health = Some(health.clone());
-        let encoded = encode_health(&health);
-        self.answer_checks(i, Some(looks), |_| Ok(encoded.clone()));
+        let same_result = r.last_health.as_ref() == Some(&health);
+        if !same_result {
+            r.last_health = Some(health.clone());
+        }
+        if self.check_waiters.iter().any(|&(w, _, _)| w == i) {
+            let encoded = encode_health(&health);
+            self.answer_checks(i, Some(looks), |_| Ok(encoded.clone()));
+        }
         let r = self.res_mut(i);
         if let Health::Degraded(_) = health
             && matches!(r.phase, Phase::Online { .. })
@@ -125,7 +130,12 @@ impl Core {
             r.degraded += 1;
         }
         // The status first: an event is never seen before what it reports.
-        self.touch(i);
+        // The same result as last time changes only the counters.
+        if same_result {
+            self.touch_checks(i);
+        } else {
+            self.touch(i);
+        }
         let r = self.res_mut(i);
         let Phase::Online { since, is, .. } = r.phase else {
             return;

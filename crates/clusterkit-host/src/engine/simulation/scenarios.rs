@@ -186,3 +186,27 @@ fn a_full_disk_fails_the_command_says_so_once_and_records_it_when_space_returns(
         world.checker.violations
     );
 }
+
+#[test]
+fn a_check_with_the_same_result_publishes_only_its_counters() {
+    let mut world = started(&["a", "b", "c"]);
+    // The first result of each check is a change of health: a whole status.
+    world.run_for(Duration::from_secs(5));
+    let before = world.published;
+    world.run_for(Duration::from_secs(30));
+    let (whole, counters) = (world.published.0 - before.0, world.published.1 - before.1);
+    let text = world.history.join("\n");
+    // Healthy checks every second for 30 s: each is a counter update; no
+    // whole status is copied for them.
+    assert!(counters >= 3 * 20, "{counters} counter updates\n{text}");
+    assert_eq!(whole, 0, "{whole} whole statuses published\n{text}");
+    for i in 0..3 {
+        let shown = &world.board[&ResourceId(i)];
+        assert_eq!(shown.health_checks, world.core.res(ResourceId(i)).checks);
+    }
+    assert!(
+        world.checker.violations.is_empty(),
+        "{:?}\n{text}",
+        world.checker.violations
+    );
+}

@@ -140,6 +140,11 @@ pub(crate) struct World {
     pub(crate) disk_full_until: Option<Instant>,
     /// When each placement's monitors were started (the last 10 s).
     pub(crate) spawns: BTreeMap<crate::engine::monitors::MonitorKey, Vec<Instant>>,
+    /// What the driver's status board would show: published statuses,
+    /// with check counters updated in place.
+    pub(crate) board: BTreeMap<ResourceId, crate::status::ResourceStatus>,
+    /// How many whole statuses and counter-only updates were published.
+    pub(crate) published: (u64, u64),
 }
 
 /// What the simulated kernel delivers to the core later.
@@ -290,6 +295,8 @@ impl World {
             sticky_faults: BTreeMap::new(),
             spawns: BTreeMap::new(),
             disk_full_until: None,
+            board: BTreeMap::new(),
+            published: (0, 0),
         }
     }
 
@@ -438,6 +445,9 @@ impl World {
     pub(crate) fn settle(&mut self) {
         self.core.handle_timeout(self.now);
         self.carry_out();
+        self.core.publish_changed();
+        self.carry_out();
+        self.check_board();
         Checker::after_step(self);
         self.note_violations();
     }
@@ -484,7 +494,24 @@ impl World {
                     self.deliver_later(latency, monitor, Delivery::Frame(hello));
                 }
                 Action::Send { monitor, message } => self.receive(monitor, message),
-                Action::Release { .. } | Action::Publish(_) | Action::Forget(_) => {}
+                Action::Release { .. } => {}
+                Action::Publish(statuses) => {
+                    self.published.0 += statuses.len() as u64;
+                    self.board.extend(statuses);
+                }
+                Action::PublishChecks(counters) => {
+                    self.published.1 += counters.len() as u64;
+                    for (i, c) in counters {
+                        if let Some(status) = self.board.get_mut(&i) {
+                            status.health_checks = c.health_checks;
+                            status.last_check_latency = c.last_check_latency;
+                            status.degraded_count = c.degraded_count;
+                        }
+                    }
+                }
+                Action::Forget(i) => {
+                    self.board.remove(&i);
+                }
                 Action::Diagnose { monitor, call, .. } => {
                     let stopped = self.monitors.get(&monitor).is_some_and(|m| m.stopped);
                     let state = if stopped { "T" } else { "S" };
@@ -598,8 +625,43 @@ impl World {
 
     /// The host process is killed and started again on the same state:
     /// its monitors die with it (parent-death signal), workloads go on.
+    /// The board shows what the core would publish now: every resource's
+    /// state, health result and check counters (a counter-only update must
+    /// never leave a stale field behind).
+    fn check_board(&mut self) {
+        let mut stale = Vec::new();
+        for (&i, shown) in &self.board {
+            if self.core.res(i).retired {
+                continue;
+            }
+            let now = self.core.status(i);
+            let fields = |s: &crate::status::ResourceStatus| {
+                (
+                    s.state,
+                    s.last_health.clone(),
+                    s.health_checks,
+                    s.last_check_latency,
+                    s.degraded_count,
+                    s.restarts,
+                )
+            };
+            if fields(shown) != fields(&now) {
+                stale.push(format!(
+                    "{}: the board shows {:?}, the core {:?}",
+                    now.name,
+                    fields(shown),
+                    fields(&now)
+                ));
+            }
+        }
+        for problem in stale {
+            self.checker.violation(problem);
+        }
+    }
+
     pub(crate) fn restart_host(&mut self) {
         self.note("host killed and started again");
+        self.board.clear();
         // A killed host's monitors die with it; their workloads run on.
         self.monitors.clear();
         self.queue.clear();
