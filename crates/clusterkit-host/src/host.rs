@@ -146,7 +146,7 @@ impl HostBuilder {
     /// Checks the configuration, starts the monitors, loads every library,
     /// validates every resource against its type, then returns while the
     /// host opens resources and brings the desired ones online.
-    pub fn start(self) -> Result<Host, HostError> {
+    pub fn start(mut self) -> Result<Host, HostError> {
         self.defaults
             .check()
             .map_err(|problem| HostError::Config(format!("host defaults: {problem}")))?;
@@ -179,10 +179,12 @@ impl HostBuilder {
             isolation_lifted_at_next_open: false,
         };
         let board = Arc::new(StatusBoard::new(specs.iter().map(placeholder).collect()));
+        // Moved, not copied: at 100 000 resources a copy is tens of
+        // megabytes more at the start's peak.
         let set = ResourceSet {
             defaults: self.defaults,
-            type_timing: self.type_timing.clone(),
-            resources: self.resources.clone(),
+            type_timing: std::mem::take(&mut self.type_timing),
+            resources: std::mem::take(&mut self.resources),
         };
         let longest_deadline = specs
             .iter()

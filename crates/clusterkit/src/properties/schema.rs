@@ -760,6 +760,8 @@ impl Schema {
             }
         }
         if errors.is_empty() {
+            // A host keeps this list for the resource's life: no spare room.
+            output.values.shrink_to_fit();
             Ok(output)
         } else {
             errors.sort_by(|a, b| a.property.cmp(&b.property));
