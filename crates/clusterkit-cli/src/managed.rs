@@ -358,12 +358,10 @@ impl Managed {
         budget: Duration,
         mut done: impl FnMut(&ResourceStatus) -> bool,
     ) -> Option<ResourceStatus> {
-        let mut found = None;
-        let _ = self.host.wait_for_states(budget, name, |statuses| {
-            found = statuses.iter().find(|s| s.name == name).cloned();
-            found.as_ref().is_none_or(&mut done)
-        });
-        found.filter(done)
+        match self.host.wait_for_resource(name, budget, name, &mut done) {
+            Ok(status) => Some(status),
+            Err(_) => None,
+        }
     }
 
     /// Tells Pacemaker at once when a resource it manages fails here, so

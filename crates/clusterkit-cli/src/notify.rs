@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clusterkit::ResourceState;
-use clusterkit_host::{Event, EventKind, Host, ResourceStatus};
+use clusterkit_host::{Event, EventKind, Host, StateCounts};
 use sd_notify::NotifyState;
 
 fn send(states: &[NotifyState]) {
@@ -40,13 +40,12 @@ struct Counts {
 }
 
 impl Counts {
-    fn of(statuses: &[ResourceStatus]) -> Counts {
-        let count = |f: fn(ResourceState) -> bool| statuses.iter().filter(|s| f(s.state)).count();
+    fn of(counts: &StateCounts) -> Counts {
         Counts {
-            total: statuses.len(),
-            online: count(|s| s == ResourceState::Online),
-            pending: count(ResourceState::is_pending),
-            failed: count(|s| s == ResourceState::Failed),
+            total: counts.total(),
+            online: counts.in_state(ResourceState::Online),
+            pending: counts.pending(),
+            failed: counts.in_state(ResourceState::Failed),
         }
     }
 }
@@ -84,8 +83,8 @@ impl StatusLine {
                 while let Some(host) = host.upgrade() {
                     let shown = line.lock().counts;
                     let mut now = shown;
-                    let changed = host.wait_for_states(RECHECK, "a status change", |statuses| {
-                        now = Counts::of(statuses);
+                    let changed = host.wait_for_counts(RECHECK, "a status change", |counts| {
+                        now = Counts::of(counts);
                         now != shown
                     });
                     if changed.is_ok() {
@@ -135,7 +134,7 @@ impl Line {
 /// half its timeout while the host's engine answers.
 pub(crate) fn ready(host: Arc<Host>, status: &StatusLine) {
     let mut line = status.lock();
-    line.counts = Counts::of(&host.status());
+    line.counts = Counts::of(&host.state_counts());
     let text = line.text();
     send(&[NotifyState::Ready, NotifyState::Status(&text)]);
     line.sent = text;

@@ -20,7 +20,7 @@ use crate::events::{Event, EventLogLimits, Subscriber};
 use crate::metrics::{CheckKind, CheckLatency, LatencySnapshot};
 use crate::process::{MonitorProgram, ProcessControl, SystemProcesses};
 use crate::state_file::{Desired, StateLock};
-use crate::status::{Board, ResourceStatus, StatusBoard};
+use crate::status::{Board, ResourceStatus, StateCounts, StatusBoard};
 
 /// Inputs (monitor frames, commands) queued for the engine at most.
 const INPUT_QUEUE: usize = 16 * 1024;
@@ -560,6 +560,91 @@ impl Host {
         self.wait_on(&self.board.states_changed, timeout, what, condition)
     }
 
+    /// Waits until `condition` holds for `name`'s status, or `timeout`
+    /// passes; woken like [`wait_for_states`](Host::wait_for_states), and
+    /// looks at this one resource only. Returns its status.
+    ///
+    /// ```no_run
+    /// # fn f(host: &clusterkit_host::Host) -> Result<(), clusterkit_host::HostError> {
+    /// use std::time::Duration;
+    /// let status = host.wait_for_resource("web", Duration::from_secs(30), "web settled", |s| {
+    ///     !s.state.is_pending()
+    /// })?;
+    /// println!("web is {}", status.state);
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_for_resource(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        mut condition: impl FnMut(&ResourceStatus) -> bool,
+    ) -> Result<ResourceStatus, HostError> {
+        let deadline = Instant::now() + timeout;
+        let mut board = self.board();
+        loop {
+            let status = board
+                .get(name)
+                .ok_or_else(|| HostError::UnknownResource(name.to_owned()))?;
+            if condition(status) {
+                return Ok(status.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(HostError::Timeout(timeout, what.to_owned()));
+            }
+            board = self
+                .board
+                .states_changed
+                .wait_timeout(board, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// How many resources are in each state now.
+    pub fn state_counts(&self) -> StateCounts {
+        self.board().counts
+    }
+
+    /// Waits until `condition` holds for the counts of resources by state,
+    /// or `timeout` passes; woken like [`wait_for_states`](Host::wait_for_states),
+    /// and costs nothing per resource however many there are.
+    ///
+    /// ```no_run
+    /// # fn f(host: &clusterkit_host::Host) -> Result<(), clusterkit_host::HostError> {
+    /// use std::time::Duration;
+    /// use clusterkit::ResourceState;
+    /// host.wait_for_counts(Duration::from_secs(30), "nothing pending", |counts| {
+    ///     counts.pending() == 0
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_for_counts(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut condition: impl FnMut(&StateCounts) -> bool,
+    ) -> Result<(), HostError> {
+        let deadline = Instant::now() + timeout;
+        let mut board = self.board();
+        loop {
+            if condition(&board.counts) {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(HostError::Timeout(timeout, what.to_owned()));
+            }
+            board = self
+                .board
+                .states_changed
+                .wait_timeout(board, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
     fn wait_on(
         &self,
         signal: &Condvar,
@@ -591,10 +676,10 @@ impl Host {
         state: ResourceState,
         timeout: Duration,
     ) -> Result<(), HostError> {
-        self.index(name)?;
-        self.wait_for_states(timeout, &format!("`{name}` to be {state}"), |s| {
-            s.iter().any(|r| r.name == name && r.state == state)
+        self.wait_for_resource(name, timeout, &format!("`{name}` to be {state}"), |r| {
+            r.state == state
         })
+        .map(drop)
     }
 
     /// Stops everything: takes every resource offline (dependents first),

@@ -96,4 +96,4 @@ pub use process::{
 };
 pub use state_file::{ClockMark, Desired, PersistedResource, PersistedState};
 pub use static_types::{STATIC_LIBRARY_PREFIX, register_static_library, static_library_path};
-pub use status::{FailureRecord, ResourceStatus};
+pub use status::{FailureRecord, ResourceStatus, StateCounts};

@@ -73,6 +73,50 @@ pub(crate) struct CheckCounters {
     pub(crate) degraded_count: u64,
 }
 
+/// How many resources the host has in each state, kept up to date as
+/// statuses change (reading it costs nothing per resource).
+///
+/// ```
+/// use clusterkit::ResourceState;
+/// let counts = clusterkit_host::StateCounts::default();
+/// assert_eq!(counts.total(), 0);
+/// assert_eq!(counts.in_state(ResourceState::Online), 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    /// By `ResourceState`'s number (1 to 7).
+    by_state: [usize; 8],
+}
+
+impl StateCounts {
+    /// How many resources there are.
+    pub fn total(&self) -> usize {
+        self.by_state.iter().sum()
+    }
+
+    /// How many are in `state`.
+    pub fn in_state(&self, state: ResourceState) -> usize {
+        self.by_state.get(state as usize).copied().unwrap_or(0)
+    }
+
+    /// How many are in one of the two pending states.
+    pub fn pending(&self) -> usize {
+        self.in_state(ResourceState::OnlinePending) + self.in_state(ResourceState::OfflinePending)
+    }
+
+    fn add(&mut self, state: ResourceState) {
+        if let Some(n) = self.by_state.get_mut(state as usize) {
+            *n += 1;
+        }
+    }
+
+    fn remove(&mut self, state: ResourceState) {
+        if let Some(n) = self.by_state.get_mut(state as usize) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
 /// The statuses the engine publishes and the [`Host`](crate::Host) handle
 /// reads; waiters are woken on every change.
 pub(crate) struct StatusBoard {
@@ -103,12 +147,18 @@ pub(crate) struct Board {
     /// By resource id: its index in `statuses`; `None` once removed.
     positions: Vec<Option<usize>>,
     names: HashMap<String, ResourceId>,
+    pub(crate) counts: StateCounts,
 }
 
 impl Board {
     /// A board showing `statuses`, resource `i` at index `i`.
     pub(crate) fn new(statuses: Vec<ResourceStatus>) -> Board {
+        let mut counts = StateCounts::default();
+        for status in &statuses {
+            counts.add(status.state);
+        }
         Board {
+            counts,
             positions: (0..statuses.len()).map(Some).collect(),
             names: statuses
                 .iter()
@@ -133,13 +183,18 @@ impl Board {
     /// Shows `status` for resource `i`; a resource not seen before is added.
     pub(crate) fn show(&mut self, i: ResourceId, status: ResourceStatus) {
         match self.positions.get(i.0) {
-            Some(Some(p)) => self.statuses[*p] = status,
+            Some(Some(p)) => {
+                self.counts.remove(self.statuses[*p].state);
+                self.counts.add(status.state);
+                self.statuses[*p] = status;
+            }
             // Removed: a late status is not shown.
             Some(None) => {}
             None => {
                 self.positions.resize(i.0 + 1, None);
                 self.positions[i.0] = Some(self.statuses.len());
                 self.names.insert(status.name.clone(), i);
+                self.counts.add(status.state);
                 self.statuses.push(status);
             }
         }
@@ -161,6 +216,7 @@ impl Board {
             return;
         };
         let status = self.statuses.remove(p);
+        self.counts.remove(status.state);
         if self.names.get(&status.name) == Some(&i) {
             self.names.remove(&status.name);
         }
@@ -169,5 +225,75 @@ impl Board {
                 *q -= 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(name: &str, state: ResourceState) -> ResourceStatus {
+        ResourceStatus {
+            name: name.into(),
+            type_name: "t".into(),
+            group: "g".into(),
+            state,
+            desired: Desired::Offline,
+            monitor_pid: None,
+            separate_monitor: false,
+            restarts: 0,
+            degraded_count: 0,
+            health_checks: 0,
+            last_check_latency: None,
+            last_health: None,
+            since: SystemTime::UNIX_EPOCH,
+            restarts_in_period: 0,
+            monitor: "default".into(),
+            last_failure: None,
+            next_restart: None,
+            isolation_lifted_at_next_open: false,
+        }
+    }
+
+    fn recount(board: &Board) -> StateCounts {
+        let mut counts = StateCounts::default();
+        for s in &board.statuses {
+            counts.add(s.state);
+        }
+        counts
+    }
+
+    #[test]
+    fn the_counts_by_state_follow_every_show_and_forget() {
+        use ResourceState::*;
+        let mut board = Board::new(vec![status("a", Initializing), status("b", Online)]);
+        assert_eq!(board.counts, recount(&board));
+        let steps = [
+            (0, Some(OnlinePending)),
+            (0, Some(Online)),
+            (2, Some(Failed)),
+            (1, Some(Offline)),
+            (1, None),
+            (2, Some(OfflinePending)),
+            (0, None),
+        ];
+        for (i, state) in steps {
+            match state {
+                Some(state) => board.show(ResourceId(i), status(&format!("r{i}"), state)),
+                None => board.forget(ResourceId(i)),
+            }
+            assert_eq!(board.counts, recount(&board), "after {i} → {state:?}");
+        }
+        assert_eq!(board.counts.total(), 1);
+        assert_eq!(board.counts.pending(), 1);
+        // Check counters change no count.
+        let counters = CheckCounters {
+            health_checks: 5,
+            last_check_latency: Some(Duration::from_micros(30)),
+            degraded_count: 0,
+        };
+        board.count_checks(ResourceId(2), counters);
+        assert_eq!(board.counts, recount(&board));
+        assert_eq!(board.get("r2").map(|s| s.health_checks), Some(5));
     }
 }
