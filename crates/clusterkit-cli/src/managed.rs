@@ -358,10 +358,7 @@ impl Managed {
         budget: Duration,
         mut done: impl FnMut(&ResourceStatus) -> bool,
     ) -> Option<ResourceStatus> {
-        match self.host.wait_for_resource(name, budget, name, &mut done) {
-            Ok(status) => Some(status),
-            Err(_) => None,
-        }
+        self.host.wait_for_resource(name, budget, name, &mut done).ok()
     }
 
     /// Tells Pacemaker at once when a resource it manages fails here, so
