@@ -241,7 +241,12 @@ fn block_signals() -> libc::sigset_t {
 }
 
 fn run(config: &ConfigArg) -> Result<(), String> {
-    let config = config.load()?;
+    // Parsed on a thread of its own, so the parse's memory (the config's
+    // tree, freed after the start) comes from another malloc arena than
+    // what the host keeps: handed back whole at the end of the start
+    // instead of leaving the kept data scattered among its holes.
+    let config = std::thread::scope(|s| s.spawn(|| config.load()).join())
+        .map_err(|_| "reading the config failed".to_owned())??;
     let signals = block_signals();
     let persisted: PersistedState = std::fs::read_to_string(config.state_dir.join("state.json"))
         .ok()
