@@ -358,7 +358,9 @@ impl Managed {
         budget: Duration,
         mut done: impl FnMut(&ResourceStatus) -> bool,
     ) -> Option<ResourceStatus> {
-        self.host.wait_for_resource(name, budget, name, &mut done).ok()
+        self.host
+            .wait_for_resource(name, budget, name, &mut done)
+            .ok()
     }
 
     /// Tells Pacemaker at once when a resource it manages fails here, so

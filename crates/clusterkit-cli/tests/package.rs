@@ -149,6 +149,7 @@ fn the_package_passes_lintian_installs_runs_the_demo_and_removes_cleanly() {
         assert!(demo.contains(line), "missing {line:?} in:\n{demo}");
     }
     assert!(!demo.contains("[FAILED]"), "{demo}");
+    monitors_run_the_packaged_monitor();
     let meta = succeed(
         Command::new("/usr/lib/ocf/resource.d/clusterkit/dummy")
             .arg("meta-data")
@@ -205,4 +206,58 @@ fn the_package_passes_lintian_installs_runs_the_demo_and_removes_cleanly() {
         "{after}"
     );
     drop(installed);
+}
+
+/// The installed config, its state moved to a temp dir, runs: its resource
+/// comes online in a monitor that is the small `clusterkit-monitor` the
+/// config names, not a copy of the whole command.
+fn monitors_run_the_packaged_monitor() {
+    let dir = TempDir::new("ck-package-run");
+    let state = dir.path().join("state");
+    let config = dir.path().join("clusterkit.toml");
+    let conffile = std::fs::read_to_string(CONFFILE).unwrap();
+    assert!(
+        conffile.contains("monitor = \"/usr/lib/clusterkit/clusterkit-monitor\""),
+        "{conffile}"
+    );
+    let workloads = dir.path().join("run");
+    std::fs::create_dir_all(&workloads).unwrap();
+    std::fs::write(
+        &config,
+        conffile
+            .replace("/var/lib/clusterkit", &state.display().to_string())
+            .replace(
+                "state_dir = \"/run\"",
+                &format!("state_dir = {workloads:?}"),
+            ),
+    )
+    .unwrap();
+    let mut host = Command::new("/usr/bin/clusterkit")
+        .args(["run", "-c"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid = loop {
+        let out = run(Command::new("/usr/bin/clusterkit")
+            .args(["status", "--json", "-c"])
+            .arg(&config));
+        let status: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        let example = &status["resources"][0];
+        if example["state"] == "online" {
+            break example["monitor_pid"].as_u64().expect("a monitor pid");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the packaged config's resource not online within 30 s: {status} {}",
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let _ = Command::new("kill").arg(host.id().to_string()).status();
+    let _ = host.wait();
+    assert_eq!(exe, Path::new("/usr/lib/clusterkit/clusterkit-monitor"));
 }
