@@ -181,11 +181,12 @@ impl HostBuilder {
         let board = Arc::new(StatusBoard::new(specs.iter().map(placeholder).collect()));
         // Moved, not copied: at 100 000 resources a copy is tens of
         // megabytes more at the start's peak.
-        let set = ResourceSet {
+        let mut set = ResourceSet {
             defaults: self.defaults,
             type_timing: std::mem::take(&mut self.type_timing),
             resources: std::mem::take(&mut self.resources),
         };
+        set.resources.shrink_to_fit();
         let longest_deadline = specs
             .iter()
             .map(|s| s.timing.deadlock_timeout)

@@ -48,6 +48,8 @@ pub(crate) struct TimerTable {
     slots: Vec<u64>,
     others: IdMap<Timer, u64>,
     seq: u64,
+    /// Timers set now (the heap also holds entries left behind).
+    live: usize,
 }
 
 /// Timers per resource: looks_alive, is_alive, pending, restart.
@@ -71,6 +73,11 @@ impl TimerTable {
     }
 
     fn store(&mut self, timer: Timer, seq: u64) {
+        match (self.setting(timer).is_some(), seq != 0) {
+            (false, true) => self.live += 1,
+            (true, false) => self.live -= 1,
+            _ => {}
+        }
         match slot(timer) {
             Some(i) => {
                 if i >= self.slots.len() {
@@ -92,6 +99,23 @@ impl TimerTable {
         self.seq += 1;
         self.store(timer, self.seq);
         self.heap.push(Reverse((at, self.seq, timer)));
+        // Entries left behind by long timers (a pending deadline of minutes
+        // cancelled at once) would pile up until they come due: once they
+        // outnumber the live ones, the heap keeps the live ones only.
+        if self.heap.len() > 2 * self.live + 1024 {
+            self.compact();
+        }
+    }
+
+    /// Drops the heap's entries left behind by timers set again or cancelled.
+    fn compact(&mut self) {
+        let entries = std::mem::take(&mut self.heap).into_vec();
+        let mut live: Vec<_> = entries
+            .into_iter()
+            .filter(|Reverse((_, seq, timer))| self.setting(*timer) == Some(*seq))
+            .collect();
+        live.shrink_to(2 * live.len());
+        self.heap = BinaryHeap::from(live);
     }
 
     /// Removes `timer`, if set.
@@ -164,5 +188,44 @@ mod tests {
         assert_eq!(timers.pop_due(later), Some(b));
         assert_eq!(timers.pop_due(later), Some(a));
         assert_eq!(timers.pop_due(later), None);
+    }
+
+    #[test]
+    fn entries_left_behind_are_dropped_and_live_timers_still_fire_in_order() {
+        let t0 = crate::engine::simulation::epoch();
+        let mut timers = TimerTable::default();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        // 10 000 resources: a long pending deadline each, cancelled at once,
+        // and a health check re-armed again and again.
+        for i in 0..10_000 {
+            let pending = Timer::Pending(ResourceId(i));
+            timers.set(pending, at(300_000));
+            timers.cancel(pending);
+            for round in 0..3 {
+                let check = Timer::Health {
+                    resource: ResourceId(i),
+                    looks: true,
+                };
+                timers.set(check, at(1_000 * (round + 1) + i as u64));
+            }
+        }
+        assert_eq!(timers.live, 10_000);
+        assert!(
+            timers.heap.len() <= 2 * 10_000 + 1024,
+            "{}",
+            timers.heap.len()
+        );
+        let mut fired = Vec::new();
+        while let Some(t) = timers.pop_due(at(400_000)) {
+            fired.push(t);
+        }
+        let expected: Vec<_> = (0..10_000)
+            .map(|i| Timer::Health {
+                resource: ResourceId(i),
+                looks: true,
+            })
+            .collect();
+        assert_eq!(fired, expected);
+        assert_eq!(timers.live, 0);
     }
 }

@@ -386,6 +386,8 @@ impl<N: Into<String>, V: Into<Value>> FromIterator<(N, V)> for Properties {
         for (n, v) in iter {
             props.insert(n, v);
         }
+        // A list built whole is usually kept (a host holds one per resource).
+        props.values.shrink_to_fit();
         props
     }
 }
