@@ -8,8 +8,10 @@ mod hosted;
 mod link;
 mod profile;
 mod report;
+mod report_run;
 mod roundtrip;
 mod run_scale;
+mod scaling_svg;
 mod scrape;
 mod sys;
 

@@ -47,6 +47,9 @@ pub(crate) struct Options {
     /// fork/execs of OCF `Dummy monitor` after the host is stopped (0: none).
     #[arg(long, default_value_t = 300)]
     execs: usize,
+    /// A name for the build measured, kept in the result (`before 3f2b622`).
+    #[arg(long)]
+    label: Option<String>,
     /// Give up when not every resource is online after this many seconds.
     #[arg(long, default_value_t = 600)]
     start_timeout: u64,
@@ -392,6 +395,7 @@ fn measure(
         "resources": opts.resources,
         "interval_s": opts.interval.as_secs_f64(),
         "clusterkit": clusterkit.display().to_string(),
+        "label": opts.label,
         "monitor": opts.monitor.as_ref().map(|m| m.display().to_string()),
         "cold_start_s": cold_start_s,
         "settle_s": settle.as_secs_f64(),
