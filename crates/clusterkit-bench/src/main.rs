@@ -1,6 +1,9 @@
 //! `clusterkit-bench`: the benchmarks of `docs/BENCHMARKS.md`. `scripts/bench` builds
 //! everything in release mode, runs each subcommand (each writes a JSON
-//! result), then `report` turns the results into `docs/BENCHMARKS.md`.
+//! result), then `report` turns the results into `docs/BENCHMARKS.md` and the
+//! scaling curve `docs/bench/scaling.svg`. The headline, `run-scale`, runs
+//! the real `clusterkit run` and measures it from outside; the others drive
+//! a `HostBuilder` host or the monitor protocol from inside this process.
 //!
 //! Performance is measured here, never asserted in tests.
 

@@ -375,8 +375,11 @@ fn measure(
         .since(&CheckMetrics::parse(&before, "looks_alive")?);
     let checks_per_s = looks_alive.checks as f64 / (scrape1_at - scrape0_at).as_secs_f64();
     let cpu_window = cpu1_at - cpu0_at;
-    let cpu_per_s_ns = (cpu1 - cpu0) as f64 / cpu_window.as_secs_f64();
-    let cpu_per_check_us = cpu_per_s_ns / checks_per_s.max(f64::MIN_POSITIVE) / 1000.0;
+    let per_s = |ns: u64| ns as f64 / cpu_window.as_secs_f64();
+    let (host_per_s_ns, monitors_per_s_ns) = (per_s(cpu1.0 - cpu0.0), per_s(cpu1.1 - cpu0.1));
+    let cpu_per_s_ns = host_per_s_ns + monitors_per_s_ns;
+    let per_check_us = |per_s_ns: f64| per_s_ns / checks_per_s.max(f64::MIN_POSITIVE) / 1000.0;
+    let cpu_per_check_us = per_check_us(cpu_per_s_ns);
     let bounds: Vec<f64> = looks_alive.buckets.iter().map(|b| b.0).collect();
 
     let fork_exec = if opts.execs > 0 {
@@ -404,6 +407,8 @@ fn measure(
         "checks_per_s": checks_per_s,
         "cpu_share_of_one_core_pct": 100.0 * cpu_per_s_ns / 1e9,
         "cpu_per_check_us": cpu_per_check_us,
+        "host_cpu_per_check_us": per_check_us(host_per_s_ns),
+        "monitors_cpu_per_check_us": per_check_us(monitors_per_s_ns),
         "monitors": monitors,
         "monitor_threads": threads,
         "memory": memory,

@@ -59,12 +59,13 @@ fn parse_stat_times(stat: &str) -> Option<(u64, u64)> {
 /// (cutime + cstime), and the live children's utime + stime, in
 /// nanoseconds (clock-tick precision). A child that exits between two
 /// readings moves from the live sum to the reaped one, so differences of
-/// readings stay whole.
-pub(crate) fn tree_cpu_ns(pid: u32) -> io::Result<u64> {
+/// readings stay whole. Returns (the process, its children).
+pub(crate) fn tree_cpu_ns(pid: u32) -> io::Result<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields = stat_fields(&stat)
         .ok_or_else(|| io::Error::other(format!("cannot parse /proc/{pid}/stat")))?;
-    let mut ticks = fields.utime + fields.stime + fields.cutime + fields.cstime;
+    let own = fields.utime + fields.stime;
+    let mut ticks = fields.cutime + fields.cstime;
     for child in children(pid) {
         // A child gone since the listing was reaped: its time is in cutime
         // at the next reading.
@@ -74,7 +75,8 @@ pub(crate) fn tree_cpu_ns(pid: u32) -> io::Result<u64> {
             ticks += f.utime + f.stime;
         }
     }
-    Ok(ticks * 1_000_000_000 / clock_ticks())
+    let ns = |t: u64| t * 1_000_000_000 / clock_ticks();
+    Ok((ns(own), ns(ticks)))
 }
 
 /// The live children of process `pid` (every process whose parent it is).
