@@ -258,7 +258,7 @@ pub(crate) fn before_after_row(w: &mut String, runs: &RunResults, row: Row) {
         w,
         &format!(
             "before → after: `clusterkit run` of {rev} and of this tree, {} resources, {} s \
-             windows, {} rounds interleaved (medians; the ratio is before / after)",
+             windows, round(s) interleaved: {} (medians; the ratio is before / after)",
             count(n(&runs.after[0], "resources")),
             x(n(&runs.after[0], "window_s")),
             runs.after.len().min(runs.before.len()),

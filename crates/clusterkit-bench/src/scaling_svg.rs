@@ -23,10 +23,10 @@ pub(crate) struct ScalePoint {
 }
 
 const WIDTH: f64 = 980.0;
-const HEIGHT: f64 = 440.0;
+const HEIGHT: f64 = 480.0;
 /// Plot area of a panel: left edge of each, top, width, height.
 const PANEL_X: [f64; 2] = [80.0, 570.0];
-const TOP: f64 = 60.0;
+const TOP: f64 = 90.0;
 const PLOT_W: f64 = 360.0;
 const PLOT_H: f64 = 260.0;
 const OURS: &str = "#1f5fbf";
