@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::report::{n, x};
-use crate::scaling_svg::{self, ScalePoint};
+use crate::scaling_svg::{self, ScalePoint, grouped as count};
 use crate::sys::median;
 
 /// The `run-scale` results of one run: the curve, and before → after.
@@ -67,6 +67,7 @@ impl RunResults {
 fn point(v: &Value) -> ScalePoint {
     ScalePoint {
         resources: n(v, "resources"),
+        checks_per_s: n(v, "checks_per_s"),
         cpu_per_check_us: n(v, "cpu_per_check_us"),
         p50_us: n(v, "latency_us/p50"),
         p99_us: n(v, "latency_us/p99"),
@@ -78,19 +79,6 @@ fn point(v: &Value) -> ScalePoint {
 
 fn mib(kib: f64) -> String {
     x(kib / 1024.0)
-}
-
-/// `1 000` for 1000.
-fn count(v: f64) -> String {
-    let digits = format!("{v:.0}");
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(' ');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// "met", or by how much `value` misses `target` (`low`: must be above).
@@ -187,13 +175,15 @@ pub(crate) fn headline_rows(w: &mut String, runs: &RunResults, svg_link: &str, r
             .iter()
             .map(|v| {
                 format!(
-                    "{}: **{} µs** ({}× below fork/exec's {} µs), {} % of a core, p50 {} / p99 \
-                     {} µs, RSS {} MiB, cold start {} s",
+                    "{}: **{} µs** ({}× below fork/exec's {} µs), {} % of a core, {} checks/s of \
+                     {} due, p50 {} / p99 {} µs, RSS {} MiB, cold start {} s",
                     count(n(v, "resources")),
                     x(n(v, "cpu_per_check_us")),
                     x(n(v, "fork_exec/cpu_per_check_us") / n(v, "cpu_per_check_us")),
                     x(n(v, "fork_exec/cpu_per_check_us")),
                     x(n(v, "cpu_share_of_one_core_pct")),
+                    count(n(v, "checks_per_s")),
+                    count(n(v, "resources") / n(v, "interval_s")),
                     x(n(v, "latency_us/p50")),
                     x(n(v, "latency_us/p99")),
                     mib(n(v, "memory/total_rss_kib")),

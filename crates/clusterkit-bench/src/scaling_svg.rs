@@ -11,6 +11,9 @@ use std::fmt::Write as _;
 pub(crate) struct ScalePoint {
     /// Resources.
     pub(crate) resources: f64,
+    /// Checks answered per second (below resources / interval when the
+    /// host cannot keep up).
+    pub(crate) checks_per_s: f64,
     /// CPU per check of host + monitors, µs.
     pub(crate) cpu_per_check_us: f64,
     /// Check latency percentiles, µs.
@@ -70,7 +73,7 @@ impl LogAxis {
 }
 
 /// `100000` as `100 000`.
-fn grouped(v: f64) -> String {
+pub(crate) fn grouped(v: f64) -> String {
     let digits = format!("{:.0}", v);
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -96,7 +99,14 @@ struct Series<'a> {
     points: Vec<(f64, f64)>,
 }
 
-fn panel(svg: &mut String, left: f64, title: &str, x: LogAxis, series: &[Series]) {
+fn panel(
+    svg: &mut String,
+    left: f64,
+    title: &str,
+    x: LogAxis,
+    series: &[Series],
+    checks_per_s: &[f64],
+) {
     let y = LogAxis::covering(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
     let px = |v: f64| left + 20.0 + x.fraction(v) * (PLOT_W - 40.0);
     let py = |v: f64| TOP + PLOT_H - y.fraction(v) * PLOT_H;
@@ -133,7 +143,7 @@ fn panel(svg: &mut String, left: f64, title: &str, x: LogAxis, series: &[Series]
     let resources: Vec<f64> = series.first().map_or(Vec::new(), |s| {
         s.points.iter().map(|p| p.0).collect::<Vec<_>>()
     });
-    for n in &resources {
+    for (i, n) in resources.iter().enumerate() {
         let xx = px(*n);
         let _ = writeln!(
             svg,
@@ -142,6 +152,16 @@ fn panel(svg: &mut String, left: f64, title: &str, x: LogAxis, series: &[Series]
             TOP + PLOT_H + 16.0,
             grouped(*n)
         );
+        // Inside the plot, at its foot: what was checked, which says when
+        // the host fell behind its schedule.
+        if let Some(rate) = checks_per_s.get(i).filter(|r| r.is_finite()) {
+            let _ = writeln!(
+                svg,
+                r##"<text x="{xx:.1}" y="{}" text-anchor="middle" font-size="10" fill="#666">{}/s</text>"##,
+                TOP + PLOT_H - 5.0,
+                grouped(*rate)
+            );
+        }
     }
     let _ = writeln!(
         svg,
@@ -204,6 +224,7 @@ pub(crate) fn render(points: &[ScalePoint], subtitle: &str) -> String {
         dash,
         points: points.iter().map(|p| (p.resources, value(p))).collect(),
     };
+    let rates: Vec<f64> = points.iter().map(|p| p.checks_per_s).collect();
     let mut svg = String::new();
     let _ = writeln!(
         svg,
@@ -211,10 +232,11 @@ pub(crate) fn render(points: &[ScalePoint], subtitle: &str) -> String {
     );
     let _ = writeln!(
         svg,
-        r##"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/><text x="{}" y="22" text-anchor="middle" font-size="16" font-weight="bold">clusterkit run: N dummy resources, looks_alive every interval, beside fork/exec of OCF Dummy</text><text x="{}" y="40" text-anchor="middle" font-size="12" fill="#555">{}</text>"##,
+        r##"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/><text x="{}" y="22" text-anchor="middle" font-size="16" font-weight="bold">clusterkit run: N dummy resources, looks_alive every interval, beside fork/exec of OCF Dummy</text><text x="{}" y="56" text-anchor="middle" font-size="11" fill="#666">(grey at the foot of each size: checks answered per second; below N per interval, the host fell behind)</text><text x="{}" y="40" text-anchor="middle" font-size="12" fill="#555">{}</text>"##,
         WIDTH / 2.0,
         WIDTH / 2.0,
-        escape(subtitle)
+        WIDTH / 2.0,
+        escape(subtitle),
     );
     panel(
         &mut svg,
@@ -227,6 +249,7 @@ pub(crate) fn render(points: &[ScalePoint], subtitle: &str) -> String {
                 p.fork_exec_cpu_us
             }),
         ],
+        &rates,
     );
     panel(
         &mut svg,
@@ -243,6 +266,7 @@ pub(crate) fn render(points: &[ScalePoint], subtitle: &str) -> String {
                 p.fork_exec_p99_us
             }),
         ],
+        &rates,
     );
     svg.push_str("</svg>\n");
     svg
