@@ -1,6 +1,9 @@
 //! `clusterkit-bench`: the benchmarks of `docs/BENCHMARKS.md`. `scripts/bench` builds
 //! everything in release mode, runs each subcommand (each writes a JSON
-//! result), then `report` turns the results into `docs/BENCHMARKS.md`.
+//! result), then `report` turns the results into `docs/BENCHMARKS.md` and the
+//! scaling curve `docs/bench/scaling.svg`. The headline, `run-scale`, runs
+//! the real `clusterkit run` and measures it from outside; the others drive
+//! a `HostBuilder` host or the monitor protocol from inside this process.
 //!
 //! Performance is measured here, never asserted in tests.
 
@@ -8,7 +11,11 @@ mod hosted;
 mod link;
 mod profile;
 mod report;
+mod report_run;
 mod roundtrip;
+mod run_scale;
+mod scaling_svg;
+mod scrape;
 mod sys;
 
 use std::io;
@@ -36,6 +43,10 @@ enum Cmd {
     Scale(hosted::ScaleOptions),
     /// How late deadlines fire while 1 000 resources are polled.
     Timeouts(hosted::TimeoutOptions),
+    /// The real `clusterkit run` with N dummy resources from a config: CPU
+    /// of the host and its monitors from /proc, RSS, checks and latency from
+    /// its metrics, cold start; fork/exec of OCF `Dummy` beside it.
+    RunScale(run_scale::Options),
     /// A monitor with 1 000 re-attachable resources is killed.
     Recovery(hosted::RecoveryOptions),
     /// RSS of an idle monitor.
@@ -74,6 +85,9 @@ fn main() {
             .and_then(|_| roundtrip::run(o))
             .map(Some),
         Cmd::Scale(o) => hosted::required().and_then(|_| hosted::scale(o)).map(Some),
+        Cmd::RunScale(o) => run_scale::required(o)
+            .and_then(|()| run_scale::run(o))
+            .map(Some),
         Cmd::Timeouts(o) => hosted::required()
             .and_then(|_| hosted::timeouts(o))
             .map(Some),

@@ -223,7 +223,7 @@ fn full_host(dir: &Path, monitor_cpu: usize, n: usize) -> io::Result<(Summary, f
 
 /// fork/exec of the OCF `Dummy` agent's `monitor`, `n` times, unpinned:
 /// wall latency, and CPU time per exec (the agent and everything it ran).
-fn pacemaker(state: &Path, n: usize) -> io::Result<(Summary, f64)> {
+pub(crate) fn pacemaker(state: &Path, n: usize) -> io::Result<(Summary, f64)> {
     let command = |action: &str| {
         let mut c = Command::new(OCF_DUMMY);
         c.arg(action)

@@ -54,6 +54,86 @@ fn parse_stat_times(stat: &str) -> Option<(u64, u64)> {
     Some((utime, stime))
 }
 
+/// CPU time of process `pid` and of every child it has: its own
+/// utime + stime (exited threads included), the children it has reaped
+/// (cutime + cstime), and the live children's utime + stime, in
+/// nanoseconds (clock-tick precision). A child that exits between two
+/// readings moves from the live sum to the reaped one, so differences of
+/// readings stay whole. Returns (the process, its children).
+pub(crate) fn tree_cpu_ns(pid: u32) -> io::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields = stat_fields(&stat)
+        .ok_or_else(|| io::Error::other(format!("cannot parse /proc/{pid}/stat")))?;
+    let own = fields.utime + fields.stime;
+    let mut ticks = fields.cutime + fields.cstime;
+    for child in children(pid) {
+        // A child gone since the listing was reaped: its time is in cutime
+        // at the next reading.
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat"))
+            && let Some(f) = stat_fields(&stat)
+        {
+            ticks += f.utime + f.stime;
+        }
+    }
+    let ns = |t: u64| t * 1_000_000_000 / clock_ticks();
+    Ok((ns(own), ns(ticks)))
+}
+
+/// The live children of process `pid` (every process whose parent it is).
+pub(crate) fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| stat_fields(&s))
+                .is_some_and(|f| f.ppid == pid)
+        })
+        .collect()
+}
+
+/// The fields of a `/proc/<pid>/stat` line that the benchmarks read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StatFields {
+    ppid: u32,
+    utime: u64,
+    stime: u64,
+    cutime: u64,
+    cstime: u64,
+}
+
+/// Fields 4 (ppid) and 14–17 (utime, stime, cutime, cstime, in ticks).
+fn stat_fields(stat: &str) -> Option<StatFields> {
+    let after = stat.get(stat.rfind(')')? + 2..)?;
+    // `after` starts at field 3 (state).
+    let f: Vec<&str> = after.split(' ').take(15).collect();
+    let num = |i: usize| f.get(i)?.parse::<u64>().ok();
+    Some(StatFields {
+        ppid: u32::try_from(num(1)?).ok()?,
+        utime: num(11)?,
+        stime: num(12)?,
+        cutime: num(13)?,
+        cstime: num(14)?,
+    })
+}
+
+/// Resident set size of process `pid` now and at its peak, in KiB:
+/// (VmRSS, VmHWM).
+pub(crate) fn rss_and_peak_kib(pid: u32) -> io::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("VmRSS:"), field("VmHWM:")))
+}
+
 /// CPU time of process `pid`'s live threads from
 /// `/proc/<pid>/task/*/schedstat`, in nanoseconds (nanosecond precision).
 /// Threads that exited are not counted: use for short measurements of a
@@ -326,6 +406,8 @@ mod tests {
         let line = "42 (a) b (c)) S 1 2 3 4 5 6 7 8 9 10 111 222 0 0 20 0 1";
         assert_eq!(parse_stat_times(line), Some((111, 222)));
         assert_eq!(parse_stat_times("garbage"), None);
+        let fields = stat_fields(line).unwrap();
+        assert_eq!((fields.ppid, fields.utime, fields.cstime), (1, 111, 0));
     }
 
     #[test]
@@ -334,6 +416,9 @@ mod tests {
         assert!(rss_kib(pid).unwrap().0 > 0);
         proc_cpu_ns(pid).unwrap();
         sched_cpu_ns(pid).unwrap();
+        tree_cpu_ns(pid).unwrap();
+        let (rss, peak) = rss_and_peak_kib(pid).unwrap();
+        assert!(rss > 0 && peak >= rss);
         assert!(self_cpu_ns() > 0);
     }
 }
