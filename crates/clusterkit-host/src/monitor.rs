@@ -622,3 +622,6 @@ impl StatusSink for MonitorStatusSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

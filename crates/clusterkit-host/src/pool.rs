@@ -114,6 +114,13 @@ impl<J> Arrivals<J> {
     pub(crate) fn is_empty(&self) -> bool {
         self.queued.is_empty() && self.alone.is_empty()
     }
+
+    /// What arrived, for tests of a service's reading: the queued calls with
+    /// their keys, and the calls to run alone.
+    #[cfg(test)]
+    pub(crate) fn contents(&self) -> (&[(u32, J)], &[J]) {
+        (&self.queued, &self.alone)
+    }
 }
 
 struct Queue<J> {
