@@ -19,7 +19,9 @@
 //! buffered for at most that long), and when no call finished during a whole
 //! period while calls are ready or nobody reads, it wakes a follower (or
 //! starts a thread) to take over the input and the ready list, doubling the
-//! number of threads it adds while the stall lasts. A hung `is_alive` or
+//! number of threads it adds while the stall lasts. A burst of quick calls
+//! that outlasts a period gets one more thread per period, up to one running
+//! call per core, so a long burst is shared across cores. A hung `is_alive` or
 //! `online` therefore never blocks reading: `terminate` and the other
 //! resources' calls still arrive and are answered. The supervisor sleeps
 //! without a timeout while nothing runs, so an idle monitor uses no CPU.
@@ -351,6 +353,7 @@ fn supervise<S: Service>(shared: &Arc<Shared<S>>) {
     let mut state = shared.lock();
     let mut seen = state.finished;
     let mut stalls = 0u32;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     loop {
         if state.input_ended && state.running == 0 && state.ready.is_empty() {
             return;
@@ -389,17 +392,18 @@ fn supervise<S: Service>(shared: &Arc<Shared<S>>) {
         drop(state);
         shared.service.flush();
         state = shared.lock();
-        if progressed {
+        let wanted = if progressed {
             stalls = 0;
-            continue;
-        }
-        let nobody_reads = state.input.is_some();
-        if state.ready.is_empty() && !nobody_reads {
-            continue;
-        }
-        let wanted =
-            state.ready.len().min(1 << stalls.min(MAX_STALL_DOUBLINGS)) + usize::from(nobody_reads);
-        stalls += 1;
+            // A burst longer than a stall period: calls are quick but still
+            // wait, so another core may share them (one thread a period).
+            usize::from(!state.ready.is_empty() && state.running < cores)
+        } else {
+            let nobody_reads = state.input.is_some();
+            let wanted = state.ready.len().min(1 << stalls.min(MAX_STALL_DOUBLINGS))
+                + usize::from(nobody_reads);
+            stalls += 1;
+            wanted
+        };
         let missing = wake_followers(&mut state, wanted);
         for _ in 0..missing {
             if state.threads >= MAX_THREADS {
