@@ -206,7 +206,7 @@ impl MonitorProcess {
         let monitor = Arc::new(MonitorProcess {
             out: Mutex::new(Output {
                 stream,
-                pending: Vec::with_capacity(OUTPUT_KEPT),
+                pending: Vec::new(),
             }),
             libraries: RwLock::default(),
             resources: RwLock::default(),
@@ -215,7 +215,7 @@ impl MonitorProcess {
             pid: std::process::id(),
             protocol: protocol::PROTOCOL_VERSION,
         });
-        Dispatcher::new(monitor, input, STALL_LIMIT)?.serve();
+        Dispatcher::new(monitor, input, STALL_LIMIT).serve();
         Ok(())
     }
 
@@ -440,14 +440,18 @@ struct HostInput {
     end: usize,
 }
 
-/// The input buffer's usual size: one `read` takes in up to this much.
+/// The input buffer's size at most (but for a frame bigger than this): one
+/// `read` takes in up to this much.
 const INPUT_CHUNK: usize = 64 << 10;
+/// The input buffer's first size. It doubles, up to [`INPUT_CHUNK`], each
+/// time a read fills it; an idle monitor keeps its memory small.
+const INPUT_START: usize = 4 << 10;
 
 impl HostInput {
     fn new(stream: UnixStream) -> HostInput {
         HostInput {
             stream,
-            buf: vec![0; INPUT_CHUNK],
+            buf: vec![0; INPUT_START],
             start: 0,
             end: 0,
         }
@@ -533,6 +537,9 @@ impl HostInput {
                 )),
                 Ok(n) => {
                     self.end += n;
+                    if self.end == self.buf.len() && self.buf.len() < INPUT_CHUNK {
+                        self.buf.resize(self.buf.len() * 2, 0); // busy: read more at once
+                    }
                     return;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

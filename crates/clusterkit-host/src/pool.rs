@@ -155,6 +155,9 @@ struct State<S: Service> {
     finished: u64,
     /// The supervisor is ticking (it sleeps untimed otherwise).
     watched: bool,
+    /// The supervisor's thread exists: it starts with the first call, so an
+    /// idle monitor that never ran one maps no more than it needs.
+    supervised: bool,
     spare: Vec<VecDeque<S::Job>>,
 }
 
@@ -209,9 +212,8 @@ pub(crate) struct Dispatcher<S: Service> {
 
 impl<S: Service> Dispatcher<S> {
     /// A dispatcher reading `input` for `service`, taking over from a call
-    /// that ran for `stall_limit` ([`STALL_LIMIT`] in the monitor). Starts
-    /// the supervisor thread.
-    pub(crate) fn new(service: S, input: S::Input, stall_limit: Duration) -> std::io::Result<Self> {
+    /// that ran for `stall_limit` ([`STALL_LIMIT`] in the monitor).
+    pub(crate) fn new(service: S, input: S::Input, stall_limit: Duration) -> Self {
         let shared = Arc::new(Shared {
             service,
             state: Mutex::new(State {
@@ -224,16 +226,13 @@ impl<S: Service> Dispatcher<S> {
                 running: 0,
                 finished: 0,
                 watched: false,
+                supervised: false,
                 spare: Vec::new(),
             }),
             watch: Condvar::new(),
             stall_limit,
         });
-        let supervised = shared.clone();
-        std::thread::Builder::new()
-            .name("ck-monitor-watch".into())
-            .spawn(move || supervise(&supervised))?;
-        Ok(Dispatcher { shared })
+        Dispatcher { shared }
     }
 
     /// Reads and runs calls on this thread (and others, as needed) until
@@ -260,7 +259,11 @@ fn work<S: Service>(shared: &Arc<Shared<S>>, may_exit: bool) {
             state.running += 1;
             if !state.watched {
                 state.watched = true;
-                shared.watch.notify_one();
+                if state.supervised {
+                    shared.watch.notify_one();
+                } else {
+                    start_supervisor(shared, &mut state);
+                }
             }
             drop(state);
             if let Some(job) = job {
@@ -348,6 +351,23 @@ fn wake_followers<S: Service>(state: &mut State<S>, count: usize) -> usize {
     left
 }
 
+/// Starts the supervisor's thread, which finds `state.watched` set.
+fn start_supervisor<S: Service>(shared: &Arc<Shared<S>>, state: &mut State<S>) {
+    let supervised = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("ck-monitor-watch".into())
+        .spawn(move || supervise(&supervised));
+    match spawned {
+        Ok(_) => state.supervised = true,
+        Err(e) => {
+            // The next call tries again; until then a hung call is not
+            // taken over from.
+            state.watched = false;
+            eprintln!("clusterkit-monitor: cannot start the stall watchdog: {e}");
+        }
+    }
+}
+
 /// The stall watchdog; see the module docs.
 fn supervise<S: Service>(shared: &Arc<Shared<S>>) {
     let mut state = shared.lock();
@@ -356,6 +376,7 @@ fn supervise<S: Service>(shared: &Arc<Shared<S>>) {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     loop {
         if state.input_ended && state.running == 0 && state.ready.is_empty() {
+            state.supervised = false;
             return;
         }
         if !state.watched {

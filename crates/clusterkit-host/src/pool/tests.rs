@@ -122,7 +122,7 @@ fn start(stall_limit: Duration) -> Harness {
         stream: monitor,
         pending: Vec::new(),
     };
-    let dispatcher = Dispatcher::new(recorder.clone(), input, stall_limit).unwrap();
+    let dispatcher = Dispatcher::new(recorder.clone(), input, stall_limit);
     let serving = std::thread::spawn(move || dispatcher.serve());
     Harness {
         host,
