@@ -23,8 +23,9 @@
 //! that outlasts a period gets one more thread per period, up to one running
 //! call per core, so a long burst is shared across cores. A hung `is_alive` or
 //! `online` therefore never blocks reading: `terminate` and the other
-//! resources' calls still arrive and are answered. The supervisor sleeps
-//! without a timeout while nothing runs, so an idle monitor uses no CPU.
+//! resources' calls still arrive and are answered. The supervisor's thread
+//! starts with the first call and sleeps without a timeout while nothing
+//! runs, so an idle monitor uses no CPU.
 //!
 //! Calls that must not queue (`terminate`, which ends the call its resource
 //! is running) get a thread of their own and flush their reply themselves.
