@@ -65,6 +65,7 @@ mod error;
 mod escalation;
 mod events;
 mod host;
+mod id_hash;
 mod metrics;
 mod monitor;
 mod policy;

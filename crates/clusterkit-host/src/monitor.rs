@@ -2,19 +2,34 @@
 //! the resources the host places in it.
 //!
 //! A monitor reads calls from the host on the socket inherited as file
-//! descriptor [`MONITOR_FD`], runs them on an elastic [`Pool`] (serialized
-//! per resource, concurrent across resources; `terminate` on a thread of its
-//! own), and writes replies, progress reports and log lines back. It exits
-//! at once, leaving workloads running, when the host goes away: the socket
-//! reaches end-of-file, or the kernel's parent-death signal kills it.
+//! descriptor [`MONITOR_FD`] and runs them on the [`Dispatcher`]
+//! (leader/follower threads: a call runs on the thread that read it,
+//! serialized per resource, concurrent across resources once one is slow;
+//! `terminate` on a thread of its own). It writes replies, progress reports
+//! and log lines back on the same socket.
+//!
+//! Input is read in chunks of up to 64 KiB, each decoded into as many calls
+//! as it holds. Replies are appended to one output buffer, reused, which is
+//! written when the dispatcher's pass over the ready calls is done (or when a
+//! call stalls): one `write` answers a whole batch. Frames the library sends
+//! from its own threads (progress reports, completions, log lines) are
+//! written at once, after the replies buffered before them, so the host sees
+//! everything in the order it happened. A health check on the hot path
+//! allocates nothing: the call is a plain value in its resource's queue, the
+//! maps are keyed by an integer hash, and the reply is encoded into the
+//! output buffer.
+//!
+//! It exits at once, leaving workloads running, when the host goes away: the
+//! socket reaches end-of-file (whichever thread reads it; the dispatcher
+//! always has a reader within a stall limit), a write fails, or the kernel's
+//! parent-death signal kills it.
 //!
 //! If the monitor crashes (a segfault or abort in a library), a signal
 //! handler first tells the host which call was running on the crashing
 //! thread, so the host blames the right resource.
 
 use std::cell::Cell;
-use std::collections::HashMap;
-use std::io::{BufReader, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -27,7 +42,8 @@ use clusterkit::{
 };
 use clusterkit_loader::{Library, LoadedResource};
 
-use crate::pool::Pool;
+use crate::id_hash::IdMap;
+use crate::pool::{Arrivals, Dispatcher, STALL_LIMIT, Service};
 use crate::protocol::{self, FromMonitor, Op, Outcome, ToMonitor};
 
 /// The file descriptor a monitor's host socket is passed on.
@@ -74,14 +90,16 @@ pub fn run_monitor() -> ! {
     // Processes a library starts (QEMU, say) must not inherit the socket:
     // the host learns of this monitor's death from its end-of-file.
     let _ = rustix::io::fcntl_setfd(&stream, rustix::io::FdFlags::CLOEXEC);
-    let code = match MonitorProcess::serve(stream) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("clusterkit-monitor: {e}");
-            1
-        }
-    };
-    exit_now(code)
+    if let Err(e) = MonitorProcess::serve(stream) {
+        fail(&e.to_string());
+    }
+    exit_now(0)
+}
+
+/// Ends the monitor on an error it cannot go on from.
+fn fail(why: &str) -> ! {
+    eprintln!("clusterkit-monitor: {why}");
+    exit_now(1)
 }
 
 /// Exits without running destructors or atexit handlers: library code must
@@ -144,60 +162,74 @@ struct Slot {
     terminating: Mutex<Arc<AtomicBool>>,
 }
 
+/// What goes back to the host: the socket and the frames not yet written.
+struct Output {
+    stream: UnixStream,
+    pending: Vec<u8>,
+}
+
+impl Output {
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if (&self.stream).write_all(&self.pending).is_err() {
+            exit_now(0); // the host is gone
+        }
+        self.pending.clear();
+        if self.pending.capacity() > OUTPUT_KEPT {
+            self.pending.shrink_to(OUTPUT_KEPT); // after a library's type list, say
+        }
+    }
+}
+
+/// The output buffer's capacity kept between flushes.
+const OUTPUT_KEPT: usize = 64 << 10;
+
 struct MonitorProcess {
-    out: Mutex<UnixStream>,
-    libraries: RwLock<HashMap<u32, Library>>,
-    resources: RwLock<HashMap<u32, Arc<Slot>>>,
-    pool: Pool,
+    out: Mutex<Output>,
+    libraries: RwLock<IdMap<Library>>,
+    resources: RwLock<IdMap<Arc<Slot>>>,
+}
+
+/// One call from the host, queued as a plain value.
+struct Call {
+    call: u64,
+    resource: u32,
+    op: Op,
 }
 
 impl MonitorProcess {
     fn serve(stream: UnixStream) -> std::io::Result<()> {
         install_crash_handlers(stream.as_raw_fd());
-        let reader = stream.try_clone()?;
+        let input = HostInput::new(stream.try_clone()?);
         let monitor = Arc::new(MonitorProcess {
-            out: Mutex::new(stream),
+            out: Mutex::new(Output {
+                stream,
+                pending: Vec::new(),
+            }),
             libraries: RwLock::default(),
             resources: RwLock::default(),
-            pool: Pool::default(),
         });
         monitor.send(&FromMonitor::Hello {
             pid: std::process::id(),
             protocol: protocol::PROTOCOL_VERSION,
         });
-        let mut reader = BufReader::with_capacity(64 << 10, reader);
-        let mut buf = Vec::new();
-        loop {
-            match protocol::read_frame(&mut reader, &mut buf) {
-                Ok(()) => {}
-                Err(protocol::FrameError::Closed) => return Ok(()),
-                Err(e) => return Err(std::io::Error::other(e.to_string())),
-            }
-            match ToMonitor::decode(&buf) {
-                Ok(ToMonitor::Shutdown) => return Ok(()),
-                Ok(ToMonitor::Call { call, resource, op }) => monitor.dispatch(call, resource, op),
-                Err(e) => {
-                    return Err(std::io::Error::other(format!(
-                        "bad frame from the host: {e}"
-                    )));
-                }
-            }
-        }
+        Dispatcher::new(monitor, input, STALL_LIMIT).serve();
+        Ok(())
     }
 
+    /// Sends `message` now, after the replies buffered before it.
     fn send(&self, message: &FromMonitor) {
-        let payload = message.encode();
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        if protocol::write_frame(&mut *out, &payload)
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            exit_now(0); // the host is gone
-        }
+        message.append_frame(&mut out.pending);
+        out.flush();
     }
 
+    /// Buffers a reply until the dispatcher flushes.
     fn reply(&self, call: u64, outcome: Outcome) {
-        self.send(&FromMonitor::Reply { call, outcome });
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        FromMonitor::Reply { call, outcome }.append_frame(&mut out.pending);
     }
 
     fn slot(&self, resource: u32) -> Result<Arc<Slot>, Error> {
@@ -211,27 +243,8 @@ impl MonitorProcess {
             })
     }
 
-    fn dispatch(self: &Arc<Self>, call: u64, resource: u32, op: Op) {
-        let unqueued = matches!(op, Op::Terminate);
-        let monitor = self.clone();
-        let job = Box::new(move || {
-            CURRENT_CALL.with(|c| c.set(call));
-            let outcome = monitor.run(call, resource, op);
-            CURRENT_CALL.with(|c| c.set(0));
-            if let Some(outcome) = outcome {
-                monitor.reply(call, outcome);
-            }
-        });
-        if unqueued {
-            // `terminate` must not wait behind the call it is meant to end.
-            self.pool.run_now(job);
-        } else {
-            self.pool.submit(resource, job);
-        }
-    }
-
     /// Runs one call; `None` when the call already sent its own reply.
-    fn run(self: &Arc<Self>, call: u64, resource: u32, op: Op) -> Option<Outcome> {
+    fn run_op(self: &Arc<Self>, call: u64, resource: u32, op: Op) -> Option<Outcome> {
         let result = match op {
             Op::LoadLibrary { library, path } => return Some(self.load_library(library, &path)),
             Op::Open {
@@ -391,6 +404,151 @@ impl MonitorProcess {
     }
 }
 
+impl Service for Arc<MonitorProcess> {
+    type Job = Call;
+    type Input = HostInput;
+
+    fn read(&self, input: &mut HostInput, arrivals: &mut Arrivals<Call>) -> bool {
+        input.read_calls(arrivals);
+        true // the end of the input ends the process
+    }
+
+    fn run(&self, Call { call, resource, op }: Call) {
+        CURRENT_CALL.with(|c| c.set(call));
+        let outcome = self.run_op(call, resource, op);
+        CURRENT_CALL.with(|c| c.set(0));
+        if let Some(outcome) = outcome {
+            self.reply(call, outcome);
+        }
+    }
+
+    fn flush(&self) {
+        self.out
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush();
+    }
+}
+
+/// The reading end of the host socket, with the bytes read but not yet
+/// decoded (a frame can straddle two reads).
+struct HostInput {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    /// `buf[start..end]` is read and not yet decoded.
+    start: usize,
+    end: usize,
+}
+
+/// The input buffer's size at most (but for a frame bigger than this): one
+/// `read` takes in up to this much.
+const INPUT_CHUNK: usize = 64 << 10;
+/// The input buffer's first size. It doubles, up to [`INPUT_CHUNK`], each
+/// time a read fills it; an idle monitor keeps its memory small.
+const INPUT_START: usize = 4 << 10;
+
+impl HostInput {
+    fn new(stream: UnixStream) -> HostInput {
+        HostInput {
+            stream,
+            buf: vec![0; INPUT_START],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Blocks until at least one call is in, and queues every whole frame
+    /// read. End of input or `Shutdown` exits the monitor; a bad frame ends
+    /// it with an error naming what is wrong.
+    fn read_calls(&mut self, arrivals: &mut Arrivals<Call>) {
+        loop {
+            while let Some(frame) = self.next_frame() {
+                match ToMonitor::decode(&self.buf[frame]) {
+                    Ok(ToMonitor::Shutdown) => exit_now(0),
+                    // `terminate` must not wait behind the call it is meant to end.
+                    Ok(ToMonitor::Call {
+                        call,
+                        resource,
+                        op: Op::Terminate,
+                    }) => arrivals.alone(Call {
+                        call,
+                        resource,
+                        op: Op::Terminate,
+                    }),
+                    Ok(ToMonitor::Call { call, resource, op }) => {
+                        arrivals.queue(resource, Call { call, resource, op });
+                    }
+                    Err(e) => fail(&format!("bad frame from the host: {e}")),
+                }
+            }
+            if !arrivals.is_empty() {
+                return;
+            }
+            self.fill();
+        }
+    }
+
+    /// The payload range of the next whole frame in the buffer, if any.
+    fn next_frame(&mut self) -> Option<std::ops::Range<usize>> {
+        let available = &self.buf[self.start..self.end];
+        let prefix: [u8; 4] = available.get(..4)?.try_into().ok()?;
+        let len = u32::from_le_bytes(prefix) as usize;
+        if len > protocol::MAX_FRAME_LEN {
+            fail(&protocol::FrameError::Oversized(len).to_string());
+        }
+        if len == 0 {
+            fail("bad frame from the host: malformed frame at byte 0: empty frame");
+        }
+        if available.len() - 4 < len {
+            return None;
+        }
+        let payload = self.start + 4..self.start + 4 + len;
+        self.start = payload.end;
+        Some(payload)
+    }
+
+    /// Reads once, after making room; end-of-file exits the monitor.
+    fn fill(&mut self) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > INPUT_CHUNK {
+                // A large frame (an `open` with big properties) is done.
+                self.buf.truncate(INPUT_CHUNK);
+                self.buf.shrink_to_fit();
+            }
+        } else if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            // A frame bigger than the buffer: grow with the bytes actually
+            // received, so a lying length prefix costs nothing.
+            let grown = (self.buf.len() * 2).min(protocol::MAX_FRAME_LEN + 4);
+            self.buf.resize(grown, 0);
+        }
+        loop {
+            match self.stream.read(&mut self.buf[self.end..]) {
+                Ok(0) if self.end == 0 => exit_now(0), // the host is gone
+                Ok(0) => fail(&format!(
+                    "monitor connection: the host closed the connection in the middle of a frame ({} bytes of it read)",
+                    self.end
+                )),
+                Ok(n) => {
+                    self.end += n;
+                    if self.end == self.buf.len() && self.buf.len() < INPUT_CHUNK {
+                        self.buf.resize(self.buf.len() * 2, 0); // busy: read more at once
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => fail(&format!("monitor connection: {e}")),
+            }
+        }
+    }
+}
+
 struct MonitorLogSink {
     monitor: Arc<MonitorProcess>,
     resource: u32,
@@ -471,3 +629,6 @@ impl StatusSink for MonitorStatusSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -497,6 +497,24 @@ impl FromMonitor {
     /// The payload (without the length prefix).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
+        self.write_payload(&mut w);
+        w.0
+    }
+
+    /// Appends the whole frame (length prefix and payload) to `out`,
+    /// allocating only if `out` has to grow: the monitor batches its
+    /// replies in one reused buffer.
+    pub(crate) fn append_frame(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let mut w = Writer(std::mem::take(out));
+        self.write_payload(&mut w);
+        *out = w.0;
+        let len = (out.len() - start - 4) as u32;
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    fn write_payload(&self, w: &mut Writer) {
         match self {
             FromMonitor::Hello { pid, protocol } => {
                 w.u8(1);
@@ -514,7 +532,7 @@ impl FromMonitor {
                     }
                     Outcome::Health(h) => {
                         w.u8(2);
-                        encode_health(&mut w, h);
+                        encode_health(w, h);
                     }
                     Outcome::Bytes(b) => {
                         w.u8(3);
@@ -524,7 +542,7 @@ impl FromMonitor {
                         w.u8(4);
                         w.u32(types.len() as u32);
                         for t in types {
-                            encode_type(&mut w, t);
+                            encode_type(w, t);
                         }
                     }
                     Outcome::Failed(e) => {
@@ -580,7 +598,6 @@ impl FromMonitor {
                 w.u32(*signal);
             }
         }
-        w.0
     }
 
     /// Decodes a payload; anything malformed is an error, never a panic.

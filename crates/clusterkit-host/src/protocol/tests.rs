@@ -158,3 +158,33 @@ fn garbage_is_an_error_not_a_panic() {
         assert!(FromMonitor::decode(&full[..cut]).is_err(), "cut at {cut}");
     }
 }
+
+#[test]
+fn appended_frames_read_back_in_order() {
+    let messages = [
+        FromMonitor::Reply {
+            call: 7,
+            outcome: Outcome::Health(Health::Healthy),
+        },
+        FromMonitor::Log {
+            resource: 3,
+            level: 2,
+            message: "between".into(),
+        },
+        FromMonitor::Reply {
+            call: 8,
+            outcome: Outcome::Types(vec![sample_type()]),
+        },
+    ];
+    let mut batch = Vec::new();
+    for m in &messages {
+        m.append_frame(&mut batch);
+    }
+    let mut input = &batch[..];
+    let mut payload = Vec::new();
+    for m in &messages {
+        read_frame(&mut input, &mut payload).unwrap();
+        assert_eq!(&FromMonitor::decode(&payload).unwrap(), m);
+    }
+    assert!(input.is_empty());
+}
