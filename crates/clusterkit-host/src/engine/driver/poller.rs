@@ -24,15 +24,20 @@ pub(crate) struct EngineSender {
 }
 
 impl EngineSender {
-    /// Queues `message` and wakes the engine; `Err` once it has stopped.
-    pub(crate) fn send(&self, message: Message) -> Result<(), Message> {
-        self.queue.send(message).map_err(|e| e.0)?;
+    /// Queues `message` and wakes the engine; once the engine has stopped,
+    /// drops the message and fails.
+    pub(crate) fn send(&self, message: Message) -> Result<(), EngineStopped> {
+        self.queue.send(message).map_err(|_| EngineStopped)?;
         // The counter only saturates after 2^64 - 2 wake-ups; a failure
         // here leaves the message for the engine's next wake-up.
         let _ = rustix::io::write(&*self.wake, &1u64.to_ne_bytes());
         Ok(())
     }
 }
+
+/// The engine thread has stopped: nothing it is sent is received.
+#[derive(Debug)]
+pub(crate) struct EngineStopped;
 
 /// The engine's inbox: a bounded channel (a flooding sender is slowed
 /// down, the host's memory is not grown) plus its wake-up fd.
