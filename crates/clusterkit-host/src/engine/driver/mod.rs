@@ -52,6 +52,10 @@ use poller::{Events, Poller, Ready};
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the engine sleeps with nothing scheduled.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
+/// Timers are fired on a grid of this step: those due within one step
+/// fire together, so their frames share a `write` and the engine one
+/// wake-up, at most this much late.
+const TIMER_SLACK: Duration = Duration::from_micros(500);
 /// Inputs handled between two looks at the clock for due timers.
 const SLICE: usize = 256;
 /// Channel messages taken in one pass; the rest wait for the next.
@@ -105,6 +109,8 @@ pub(crate) struct Driver {
     blocked: Vec<MonitorId>,
     /// Inputs handled since the clock was last looked at for due timers.
     since_timers: usize,
+    /// The origin of the [`TIMER_SLACK`] grid.
+    epoch: Instant,
     /// Messages were left in the channel: do not sleep.
     inbox_left: bool,
     requests: IdMap<RequestId, SyncSender<Result<Vec<u8>, HostError>>>,
@@ -155,6 +161,7 @@ impl Driver {
             to_flush: Vec::new(),
             blocked: Vec::new(),
             since_timers: 0,
+            epoch: Instant::now(),
             inbox_left: false,
             requests: IdMap::default(),
             next_request: 0,
@@ -182,8 +189,9 @@ impl Driver {
             let wait = if self.inbox_left {
                 Duration::ZERO
             } else {
-                self.next_wake()
-                    .map_or(IDLE_WAIT, |at| at.saturating_duration_since(Instant::now()))
+                self.next_wake().map_or(IDLE_WAIT, |at| {
+                    on_grid(self.epoch, at).saturating_duration_since(Instant::now())
+                })
             };
             self.since_timers = 0;
             ready.clear();
@@ -618,6 +626,15 @@ impl Driver {
     }
 }
 
+/// `at`, moved up to the next point of the [`TIMER_SLACK`] grid that
+/// starts at `epoch`.
+fn on_grid(epoch: Instant, at: Instant) -> Instant {
+    let since = at.saturating_duration_since(epoch).as_nanos();
+    let step = TIMER_SLACK.as_nanos();
+    let up = (step - since % step) % step;
+    at + Duration::from_nanos(u64::try_from(up).unwrap_or(0))
+}
+
 /// Whether every thread of the diagnostics is stopped (`T`, or `t` when
 /// traced): the process was stopped from outside.
 fn all_stopped(threads: &serde_json::Value) -> bool {
@@ -653,5 +670,24 @@ fn clock_mark() -> ClockMark {
         boot_id,
         boot_ms,
         unix_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_on_the_next_point_of_the_grid() {
+        let epoch = Instant::now();
+        let step = TIMER_SLACK;
+        assert_eq!(on_grid(epoch, epoch), epoch);
+        assert_eq!(on_grid(epoch, epoch + step), epoch + step);
+        let inside = epoch + step + Duration::from_nanos(1);
+        assert_eq!(on_grid(epoch, inside), epoch + 2 * step);
+        let before = epoch.checked_sub(Duration::from_millis(1));
+        if let Some(before) = before {
+            assert_eq!(on_grid(epoch, before), before, "a past time stays");
+        }
     }
 }

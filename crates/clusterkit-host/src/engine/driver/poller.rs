@@ -139,12 +139,11 @@ impl Poller {
         timeout: Duration,
         mut ready: impl FnMut(Ready),
     ) {
-        // Rounded up to a whole millisecond: a kernel without
-        // epoll_pwait2 rounds down, and waking early would spin.
-        let millis = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i64;
+        // epoll_pwait2 (rustix's `linux_5_11`): nanoseconds, so a timer
+        // is not pushed to the next millisecond.
         let timeout = Timespec {
-            tv_sec: millis / 1000,
-            tv_nsec: (millis % 1000) * 1_000_000,
+            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(timeout.subsec_nanos()),
         };
         events.0.clear();
         match epoll::wait(
