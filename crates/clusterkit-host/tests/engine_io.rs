@@ -107,6 +107,15 @@ impl ProcessControl for SlowSecondStart {
     }
 }
 
+/// Lets [`SlowSecondStart`]'s waiting start go when dropped.
+struct LetGo(mpsc::Sender<()>);
+
+impl Drop for LetGo {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
 /// While a monitor's start hangs, the engine still fires another
 /// resource's deadline (the hung call is timed out and its monitor killed)
 /// and answers; the slow monitor arrives later and its resource works.
@@ -127,6 +136,9 @@ fn a_slow_monitor_start_does_not_hold_up_another_resources_deadline() {
         .unwrap();
     let events = host.subscribe();
     std::thread::scope(|s| {
+        // Lets the start go when this closure ends, even by a failed
+        // assertion: the scope then joins a thread that can finish.
+        let go = LetGo(go);
         // A resource in a monitor of its own: the second start.
         let added = s.spawn(|| host.add_resource(dummy("late", dir.path()).separate_monitor()));
         waiting
@@ -143,7 +155,7 @@ fn a_slow_monitor_start_does_not_hold_up_another_resources_deadline() {
         });
         assert!(host.is_responsive(PATIENCE), "the engine answers");
         // The start was still waiting all along: let it finish.
-        go.send(()).unwrap();
+        drop(go);
         added.join().unwrap().unwrap();
     });
     host.online("late").unwrap();
