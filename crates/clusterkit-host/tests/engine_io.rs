@@ -145,7 +145,9 @@ fn a_slow_monitor_start_does_not_hold_up_another_resources_deadline() {
             .recv_timeout(PATIENCE)
             .expect("the second monitor start begins");
         // The whole deadline of its `online` passes while the start hangs.
-        host.online("hung").unwrap();
+        // Asked from a thread: an engine held up by the start would never
+        // answer, and the wait below would then fail rather than hang.
+        let online = s.spawn(|| host.online("hung"));
         let (timed_out, _) = wait_event(&events, "the hung online timed out", |e| {
             e.kind == EventKind::CallTimedOut && e.resource.as_deref() == Some("hung")
         });
@@ -156,6 +158,7 @@ fn a_slow_monitor_start_does_not_hold_up_another_resources_deadline() {
         assert!(host.is_responsive(PATIENCE), "the engine answers");
         // The start was still waiting all along: let it finish.
         drop(go);
+        online.join().unwrap().unwrap();
         added.join().unwrap().unwrap();
     });
     host.online("late").unwrap();
