@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use clusterkit::{ControlCode, ResourceState};
 
 use crate::config::{ResourceConfig, Timing, TimingOverrides};
 use crate::engine::core::{Command, CoreConfig, ResourceSpec};
-use crate::engine::driver::{Driver, DriverConfig, Message};
+use crate::engine::driver::{self, Driver, DriverConfig, EngineSender, Message};
 use crate::engine::ids::ResourceId;
 use crate::engine::reconfigure::{Reconfiguration, Reconfigured};
 use crate::error::HostError;
@@ -195,7 +195,8 @@ impl HostBuilder {
             .unwrap_or_default();
         // Bounded: a monitor flooding the host (a library logging in a loop)
         // is slowed down at its socket instead of growing the host's memory.
-        let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
+        let (tx, rx) = driver::channel(INPUT_QUEUE)
+            .map_err(|e| HostError::Monitor(format!("creating the engine's wake-up fd: {e}")))?;
         let check_latency = Arc::new(CheckLatency::default());
         let driver = Driver::new(
             DriverConfig {
@@ -243,7 +244,7 @@ impl HostBuilder {
 
 /// A running host. Dropping it shuts it down, leaving workloads running.
 pub struct Host {
-    tx: SyncSender<Message>,
+    tx: EngineSender,
     board: Arc<StatusBoard>,
     /// The resources as last configured; held through a reconfiguration,
     /// so reconfigurations run one at a time.

@@ -323,6 +323,24 @@ impl ToMonitor {
     /// The payload (without the length prefix).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
+        self.encode_to(&mut w);
+        w.0
+    }
+
+    /// Appends the whole frame (length prefix and payload) to `out`,
+    /// without allocating beyond `out`'s growth: the host queues many calls
+    /// in one buffer and writes them at once.
+    pub fn encode_frame_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let mut w = Writer(std::mem::take(out));
+        self.encode_to(&mut w);
+        *out = w.0;
+        let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    fn encode_to(&self, w: &mut Writer) {
         match self {
             ToMonitor::Call { call, resource, op } => {
                 w.u8(1);
@@ -363,7 +381,6 @@ impl ToMonitor {
             }
             ToMonitor::Shutdown => w.u8(2),
         }
-        w.0
     }
 
     /// Decodes a payload.

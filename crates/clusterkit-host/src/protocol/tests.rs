@@ -188,3 +188,30 @@ fn appended_frames_read_back_in_order() {
     }
     assert!(input.is_empty());
 }
+
+#[test]
+fn a_frame_encoded_into_a_buffer_is_what_write_frame_writes() {
+    let messages = [
+        ToMonitor::Call {
+            call: 7,
+            resource: 3,
+            op: Op::LooksAlive,
+        },
+        ToMonitor::Call {
+            call: 8,
+            resource: 1,
+            op: Op::Control {
+                code: 9,
+                input: vec![1, 2, 3],
+            },
+        },
+        ToMonitor::Shutdown,
+    ];
+    let mut appended = b"before".to_vec();
+    let mut written = b"before".to_vec();
+    for message in &messages {
+        message.encode_frame_into(&mut appended);
+        write_frame(&mut written, &message.encode()).unwrap();
+    }
+    assert_eq!(appended, written);
+}
