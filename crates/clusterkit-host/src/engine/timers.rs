@@ -43,13 +43,46 @@ pub(crate) enum Timer {
 /// monitors' (rare) in a map.
 #[derive(Default)]
 pub(crate) struct TimerTable {
-    heap: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
+    heap: BinaryHeap<Reverse<Entry>>,
+    /// The time keys count from (the first time set).
+    base: Option<Instant>,
     /// Per resource, `SLOTS` settings (0: not set).
     slots: Vec<u64>,
     others: IdMap<Timer, u64>,
     seq: u64,
     /// Timers set now (the heap also holds entries left behind).
     live: usize,
+}
+
+/// One setting in the heap, ordered by due time then by when it was set
+/// (two integers: cheaper to compare than an `Instant` and a `Timer` on
+/// every step of a sift through tens of thousands of health checks).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// Nanoseconds from the table's base.
+    due: u64,
+    seq: u64,
+    timer: Timer,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+
+impl Eq for Entry {}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Entry) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Entry) -> std::cmp::Ordering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
 }
 
 /// Timers per resource: looks_alive, is_alive, pending, restart.
@@ -98,7 +131,12 @@ impl TimerTable {
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
         self.seq += 1;
         self.store(timer, self.seq);
-        self.heap.push(Reverse((at, self.seq, timer)));
+        let due = self.key(at);
+        self.heap.push(Reverse(Entry {
+            due,
+            seq: self.seq,
+            timer,
+        }));
         // Entries left behind by long timers (a pending deadline of minutes
         // cancelled at once) would pile up until they come due: once they
         // outnumber the live ones, the heap keeps the live ones only.
@@ -107,12 +145,39 @@ impl TimerTable {
         }
     }
 
+    /// `at` as nanoseconds from the base: the earliest time ever set (a
+    /// time before it moves the base back, shifting every entry alike).
+    fn key(&mut self, at: Instant) -> u64 {
+        let base = *self.base.get_or_insert(at);
+        if at < base {
+            let shift = nanos(base - at);
+            let entries = std::mem::take(&mut self.heap).into_vec();
+            self.heap = entries
+                .into_iter()
+                .map(|Reverse(e)| {
+                    Reverse(Entry {
+                        due: e.due.saturating_add(shift),
+                        ..e
+                    })
+                })
+                .collect();
+            self.base = Some(at);
+            return 0;
+        }
+        nanos(at - base)
+    }
+
+    fn instant(&self, due: u64) -> Option<Instant> {
+        self.base
+            .map(|base| base + std::time::Duration::from_nanos(due))
+    }
+
     /// Drops the heap's entries left behind by timers set again or cancelled.
     fn compact(&mut self) {
         let entries = std::mem::take(&mut self.heap).into_vec();
         let mut live: Vec<_> = entries
             .into_iter()
-            .filter(|Reverse((_, seq, timer))| self.setting(*timer) == Some(*seq))
+            .filter(|Reverse(e)| self.setting(e.timer) == Some(e.seq))
             .collect();
         live.shrink_to(2 * live.len());
         self.heap = BinaryHeap::from(live);
@@ -128,13 +193,16 @@ impl TimerTable {
     /// When the earliest timer is due (perhaps one cancelled since, which
     /// costs one early wake-up and nothing else).
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
+        self.heap.peek().and_then(|Reverse(e)| self.instant(e.due))
     }
 
     /// Takes the earliest timer due at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
-        while let Some(&Reverse((at, seq, timer))) = self.heap.peek() {
-            if at > now {
+        let base = self.base?;
+        // Before the base: nothing can be due yet.
+        let now = nanos(now.checked_duration_since(base)?);
+        while let Some(&Reverse(Entry { due, seq, timer })) = self.heap.peek() {
+            if due > now {
                 return None;
             }
             self.heap.pop();
@@ -150,6 +218,10 @@ impl TimerTable {
     pub(crate) fn is_set(&self, timer: Timer) -> bool {
         self.setting(timer).is_some()
     }
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
