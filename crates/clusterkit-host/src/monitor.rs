@@ -570,13 +570,17 @@ struct MonitorStatusSink {
     call: u64,
     resource: u32,
     terminating: Arc<AtomicBool>,
-    /// Closed until the call's reply is sent; a completion before that waits.
+    /// Closed until the call's reply is sent; reports and a completion
+    /// before that wait (the host takes them only for an operation it
+    /// knows is pending).
     gate: Mutex<Gate>,
 }
 
 #[derive(Default)]
 struct Gate {
     open: bool,
+    /// Reports made before the reply: checkpoint and wait hint (ms).
+    reports: Vec<(u32, u64)>,
     deferred: Option<Result<ResourceState, Error>>,
 }
 
@@ -589,15 +593,26 @@ impl MonitorStatusSink {
         });
     }
 
+    fn send_report(&self, checkpoint: u32, wait_hint_ms: u64) {
+        self.monitor.send(&FromMonitor::Report {
+            call: self.call,
+            resource: self.resource,
+            checkpoint,
+            wait_hint_ms,
+        });
+    }
+
     fn open_gate(&self) {
-        let deferred = {
-            let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
-            gate.open = true;
-            gate.deferred.take()
-        };
-        if let Some(outcome) = deferred {
+        // Sent under the gate's lock: a report made meanwhile on the
+        // library's thread comes after these, in order.
+        let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        for (checkpoint, wait_hint_ms) in std::mem::take(&mut gate.reports) {
+            self.send_report(checkpoint, wait_hint_ms);
+        }
+        if let Some(outcome) = gate.deferred.take() {
             self.send_complete(outcome);
         }
+        gate.open = true;
     }
 }
 
@@ -606,12 +621,14 @@ impl StatusSink for MonitorStatusSink {
         // The host's answer is its `terminate` call: while one has arrived,
         // reports answer Terminate. The report itself resets the host's
         // pending deadline.
-        self.monitor.send(&FromMonitor::Report {
-            call: self.call,
-            resource: self.resource,
-            checkpoint,
-            wait_hint_ms: protocol::millis(wait_hint),
-        });
+        let wait_hint_ms = protocol::millis(wait_hint);
+        let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        if gate.open {
+            drop(gate);
+            self.send_report(checkpoint, wait_hint_ms);
+        } else {
+            gate.reports.push((checkpoint, wait_hint_ms));
+        }
         if self.terminating.load(Ordering::Acquire) {
             Reply::Terminate
         } else {
