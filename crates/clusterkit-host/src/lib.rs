@@ -89,7 +89,9 @@ pub use escalation::{ESCALATION_EXIT_CODE, Escalation};
 pub use events::{Event, EventKind, EventLogLimits, event_log_files, rfc3339};
 pub use host::{Host, HostBuilder, ResourceSet};
 pub use metrics::{CHECK_LATENCY_BUCKETS_US, CheckKind, LatencySnapshot};
-pub use monitor::{HOST_PID_ENV, MONITOR_ENV, MONITOR_FD, run_if_monitor, run_monitor};
+pub use monitor::{
+    HOST_PID_ENV, MONITOR_ENV, MONITOR_FD, MONITOR_FD_ENV, run_if_monitor, run_monitor,
+};
 pub use policy::{Decision, RestartCounters};
 pub use process::{
     MonitorProgram, ProcessControl, SystemProcesses, hand_socket_to_monitor, summarize_threads,

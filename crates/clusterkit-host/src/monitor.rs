@@ -48,6 +48,9 @@ use crate::protocol::{self, FromMonitor, Op, Outcome, ToMonitor};
 
 /// The file descriptor a monitor's host socket is passed on.
 pub const MONITOR_FD: RawFd = 3;
+/// The descriptor a host passed the monitor's socket on, in a monitor's
+/// environment, when not [`MONITOR_FD`]; the monitor moves it there.
+pub const MONITOR_FD_ENV: &str = "CLUSTERKIT_MONITOR_FD";
 /// Set (to any value) in a monitor's environment; see [`run_if_monitor`].
 pub const MONITOR_ENV: &str = "CLUSTERKIT_MONITOR";
 /// The host's pid, in a monitor's environment: a monitor whose parent is
@@ -85,7 +88,25 @@ pub fn run_monitor() -> ! {
             exit_now(0); // the host died before the death signal was armed
         }
     }
-    // SAFETY: the host passes the socket as MONITOR_FD; nothing else owns it.
+    // A host may pass the socket on another descriptor and name it: it
+    // goes on MONITOR_FD, where the crash handler and libraries expect it.
+    if let Some(fd) = std::env::var(MONITOR_FD_ENV)
+        .ok()
+        .and_then(|fd| fd.parse::<RawFd>().ok())
+        .filter(|&fd| fd != MONITOR_FD)
+    {
+        // SAFETY: dup2 and close on descriptors this process owns.
+        if unsafe { libc::dup2(fd, MONITOR_FD) } == -1 {
+            eprintln!(
+                "clusterkit-monitor: moving the host socket {fd} to {MONITOR_FD}: {}",
+                std::io::Error::last_os_error()
+            );
+            exit_now(1);
+        }
+        // SAFETY: the original descriptor is this process's and unused now.
+        unsafe { libc::close(fd) };
+    }
+    // SAFETY: the host's socket is on MONITOR_FD now; nothing else owns it.
     let stream = unsafe { UnixStream::from_raw_fd(MONITOR_FD) };
     // Processes a library starts (QEMU, say) must not inherit the socket:
     // the host learns of this monitor's death from its end-of-file.

@@ -12,7 +12,7 @@ use std::process::{Child, Command};
 
 use serde_json::{Value, json};
 
-use crate::monitor::{HOST_PID_ENV, MONITOR_ENV, MONITOR_FD};
+use crate::monitor::{HOST_PID_ENV, MONITOR_ENV, MONITOR_FD, MONITOR_FD_ENV};
 
 /// How the host starts monitor processes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,19 +95,26 @@ pub(crate) fn spawn_monitor(
         MonitorProgram::Path(p) => p.clone(),
         MonitorProgram::CurrentExe => std::env::current_exe()?,
     };
+    // The monitor inherits its end where it is (close-on-exec cleared) and
+    // moves it to MONITOR_FD itself. No `pre_exec` hook: without one, std
+    // starts the process with posix_spawn (a vfork) instead of forking the
+    // host, whose page tables (tens of megabytes for thousands of
+    // resources) a fork copies while the engine thread stalls on them.
+    // (std also gives the child an empty signal mask.)
+    rustix::io::fcntl_setfd(&monitor_end, rustix::io::FdFlags::empty())?;
     let mut command = Command::new(&path);
     command
         .env(MONITOR_ENV, "1")
         .env(HOST_PID_ENV, std::process::id().to_string())
+        .env(MONITOR_FD_ENV, monitor_end.as_raw_fd().to_string())
         .process_group(0);
-    let monitor_fd = hand_socket_to_monitor(&mut command, monitor_end);
     let child = control.spawn(&mut command).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("starting monitor {}: {e}", path.display()),
         )
     })?;
-    drop(monitor_fd);
+    drop(monitor_end);
     Ok(Spawned {
         child,
         socket: host_end,

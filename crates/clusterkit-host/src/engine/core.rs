@@ -123,6 +123,9 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+/// Timers one [`Core::handle_timeout`] fires at most.
+pub(crate) const TIMERS_PER_PASS: usize = 256;
+
 /// What the driver is to do, in order.
 #[derive(Debug)]
 pub(crate) enum Action {
@@ -464,7 +467,14 @@ impl Core {
         while let Some(call) = self.calls.pop_overdue(now) {
             self.on_call_deadline(call);
         }
-        while let Some(timer) = self.timers.pop_due(now) {
+        // A slice at a time: ten thousand checks due together would hold
+        // up a call's deadline that passes meanwhile for as long as they
+        // take. What is left is due at once: `next_deadline` says so, and
+        // the next pass looks at the deadlines first again.
+        for _ in 0..TIMERS_PER_PASS {
+            let Some(timer) = self.timers.pop_due(now) else {
+                break;
+            };
             self.on_timer(timer);
         }
         self.reconcile_dirty();
@@ -478,7 +488,8 @@ impl Core {
         }
     }
 
-    /// When the core next needs [`handle_timeout`](Self::handle_timeout).
+    /// When the core next needs [`handle_timeout`](Self::handle_timeout)
+    /// (now, if it left due timers for the next pass).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         if self.stopped {
             return None;

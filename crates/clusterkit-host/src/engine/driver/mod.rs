@@ -24,6 +24,7 @@
 //! between slices, so a deadline is not held up by a thousand replies.
 
 mod connection;
+mod persister;
 mod poller;
 mod spawner;
 
@@ -74,6 +75,8 @@ pub(crate) enum Message {
     Subscribe(Subscriber, SyncSender<()>),
     /// Is the engine thread responsive?
     Ping(SyncSender<()>),
+    /// The persister wrote the state it was given (`None`), or could not.
+    Persisted(Option<String>),
 }
 
 /// Everything the driver needs besides the core.
@@ -101,7 +104,9 @@ pub(crate) struct Driver {
     escalation: Escalation,
     board: Arc<StatusBoard>,
     events: EventSink,
-    state_file: StateFile,
+    persister: persister::Persister,
+    /// A state is being written by the persister, and who waits for it.
+    persisting: Option<Vec<RequestId>>,
     connections: IdMap<MonitorId, Connection>,
     /// Monitors with output queued in this pass.
     to_flush: Vec<MonitorId>,
@@ -144,6 +149,8 @@ impl Driver {
         }
         let poller = Poller::new(&inbox)
             .map_err(|e| HostError::Monitor(format!("creating the engine's epoll set: {e}")))?;
+        let persister = persister::Persister::start(state_file, sender.clone())
+            .map_err(|e| HostError::Monitor(format!("starting the persister thread: {e}")))?;
         let spawner = spawner::start(config.program, config.process.clone(), sender)
             .map_err(|e| HostError::Monitor(format!("starting the spawner thread: {e}")))?;
         let core = Core::new(core_config, &persisted, Instant::now(), clock_mark());
@@ -156,7 +163,8 @@ impl Driver {
             escalation: config.escalation,
             board,
             events,
-            state_file,
+            persister,
+            persisting: None,
             connections: IdMap::default(),
             to_flush: Vec::new(),
             blocked: Vec::new(),
@@ -344,6 +352,12 @@ impl Driver {
             }
             Message::Ping(reply) => {
                 let _ = reply.send(());
+            }
+            Message::Persisted(error) => {
+                let replies = self.persisting.take().unwrap_or_default();
+                self.persisted(replies, error);
+                // What was asked for meanwhile goes next.
+                self.save_state();
             }
         }
         self.carry_out();
@@ -541,7 +555,7 @@ impl Driver {
                     self.emit(event.clone());
                     match &self.escalation {
                         Escalation::ExitProcess => {
-                            self.save_state();
+                            self.save_state_now();
                             self.events.sync();
                             std::process::exit(ESCALATION_EXIT_CODE);
                         }
@@ -549,7 +563,7 @@ impl Driver {
                     }
                 }
                 Action::Stopped { request } => {
-                    self.save_state();
+                    self.save_state_now();
                     self.events.sync();
                     if let Some(reply) = request.and_then(|r| self.requests.remove(&r)) {
                         let _ = reply.send(Ok(Vec::new()));
@@ -580,17 +594,50 @@ impl Driver {
         self.events.emit(event);
     }
 
-    /// Writes the newest state asked for, then answers those who waited
-    /// for it; the core hears how it went.
+    /// Hands the newest state asked for to the persister, unless it is
+    /// still writing the one before (then it goes when that is done).
     fn save_state(&mut self) {
+        if self.persisting.is_some() {
+            return;
+        }
         let Some((state, replies)) = self.unsaved.take() else {
             return;
         };
-        let error = self.state_file.save(&state).err().map(|e| {
-            let path = self.state_file.path().display().to_string();
-            tracing::error!(target: "clusterkit::host", "cannot write {path}: {e}");
-            format!("{path}: {e}")
-        });
+        match self.persister.write_later(state) {
+            Ok(()) => self.persisting = Some(replies),
+            Err(state) => {
+                let error = self.persister.write_now(&state);
+                self.persisted(replies, error);
+            }
+        }
+    }
+
+    /// Writes the newest state now, on this thread (a stop, an escalation):
+    /// after the write in flight, whose waiters it answers too.
+    fn save_state_now(&mut self) {
+        let in_flight = self.persisting.take();
+        let mut replies = Vec::new();
+        let state = match (self.unsaved.take(), in_flight) {
+            (Some((state, more)), in_flight) => {
+                replies.extend(in_flight.into_iter().flatten());
+                replies.extend(more);
+                state
+            }
+            // Written again, after the write in flight: this process may
+            // end before that one is done.
+            (None, Some(waiting)) => {
+                replies.extend(waiting);
+                self.core.persisted_state()
+            }
+            (None, None) => return,
+        };
+        let error = self.persister.write_now(&state);
+        self.persisted(replies, error);
+    }
+
+    /// Answers those who waited for a written state; the core hears how
+    /// the write went.
+    fn persisted(&mut self, replies: Vec<RequestId>, error: Option<String>) {
         for reply in replies.into_iter().filter_map(|r| self.requests.remove(&r)) {
             let answer = match &error {
                 None => Ok(Vec::new()),
