@@ -532,9 +532,11 @@ impl Host {
         &self,
         timeout: Duration,
         what: &str,
-        condition: impl FnMut(&[ResourceStatus]) -> bool,
+        mut condition: impl FnMut(&[ResourceStatus]) -> bool,
     ) -> Result<(), HostError> {
-        self.wait_on(&self.board.changed, timeout, what, condition)
+        self.wait_on(&self.board.changed, timeout, what, |board| {
+            condition(&board.statuses).then_some(Ok(()))
+        })
     }
 
     /// Like [`wait_for`](Host::wait_for), but woken only when a status
@@ -557,9 +559,11 @@ impl Host {
         &self,
         timeout: Duration,
         what: &str,
-        condition: impl FnMut(&[ResourceStatus]) -> bool,
+        mut condition: impl FnMut(&[ResourceStatus]) -> bool,
     ) -> Result<(), HostError> {
-        self.wait_on(&self.board.states_changed, timeout, what, condition)
+        self.wait_on(&self.board.states_changed, timeout, what, |board| {
+            condition(&board.statuses).then_some(Ok(()))
+        })
     }
 
     /// Waits until `condition` holds for `name`'s status, or `timeout`
@@ -582,26 +586,15 @@ impl Host {
         what: &str,
         mut condition: impl FnMut(&ResourceStatus) -> bool,
     ) -> Result<ResourceStatus, HostError> {
-        let deadline = Instant::now() + timeout;
-        let mut board = self.board();
-        loop {
-            let status = board
-                .get(name)
-                .ok_or_else(|| HostError::UnknownResource(name.to_owned()))?;
-            if condition(status) {
-                return Ok(status.clone());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(HostError::Timeout(timeout, what.to_owned()));
-            }
-            board = self
-                .board
-                .states_changed
-                .wait_timeout(board, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        self.wait_on(
+            &self.board.states_changed,
+            timeout,
+            what,
+            |board| match board.get(name) {
+                None => Some(Err(HostError::UnknownResource(name.to_owned()))),
+                Some(status) => condition(status).then(|| Ok(status.clone())),
+            },
+        )
     }
 
     /// How many resources are in each state now.
@@ -628,37 +621,25 @@ impl Host {
         what: &str,
         mut condition: impl FnMut(&StateCounts) -> bool,
     ) -> Result<(), HostError> {
-        let deadline = Instant::now() + timeout;
-        let mut board = self.board();
-        loop {
-            if condition(&board.counts) {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(HostError::Timeout(timeout, what.to_owned()));
-            }
-            board = self
-                .board
-                .states_changed
-                .wait_timeout(board, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        self.wait_on(&self.board.states_changed, timeout, what, |board| {
+            condition(&board.counts).then_some(Ok(()))
+        })
     }
 
-    fn wait_on(
+    /// Looks at the board at once and after each `signal`, until `look`
+    /// has an answer or `timeout` passes.
+    fn wait_on<T>(
         &self,
         signal: &Condvar,
         timeout: Duration,
         what: &str,
-        mut condition: impl FnMut(&[ResourceStatus]) -> bool,
-    ) -> Result<(), HostError> {
+        mut look: impl FnMut(&Board) -> Option<Result<T, HostError>>,
+    ) -> Result<T, HostError> {
         let deadline = Instant::now() + timeout;
         let mut board = self.board();
         loop {
-            if condition(&board.statuses) {
-                return Ok(());
+            if let Some(answer) = look(&board) {
+                return answer;
             }
             let now = Instant::now();
             if now >= deadline {
